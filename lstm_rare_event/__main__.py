@@ -1,0 +1,3 @@
+from lstm_rare_event.cli import main
+
+main()
