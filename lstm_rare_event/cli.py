@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
 from lstm_rare_event import __version__, log
+from lstm_rare_event.artifacts import dumps
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
 Exit codes:
@@ -71,6 +74,67 @@ def cli():
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
     """
+
+
+def comma_list(ctx, param, value):
+    """Click callback: 'a,b,c' -> ('a', 'b', 'c'); empty -> ()."""
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def comma_floats(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+
+
+@command(
+    cli,
+    "prepare",
+    "lstm-rare-event prepare sheet-break.csv.gz --out run --split random --seed 123 --allow-gaps",
+)
+@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to write (created if missing).")
+@click.option("--shift", default=2, show_default=True, type=int,
+              help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels).")
+@click.option("--lookback", default=5, show_default=True, type=int, help="Rows per window.")
+@click.option("--drop", default="x28,x61", show_default=True, callback=comma_list,
+              help="Columns left out of the features (categorical by default).")
+@click.option("--features", default=None, callback=comma_list,
+              help="Use exactly these feature columns, comma-separated (overrides --drop).")
+@click.option("--allow-gaps", is_flag=True,
+              help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split).")
+@click.option("--detrend", default=0, show_default=True, type=int,
+              help="Subtract each sensor's median over this many past rows (0: off).")
+@click.option("--split", type=click.Choice(["time", "random"]), default="time", show_default=True,
+              help="time: train/valid/test in time order; random: the recipe's shuffled split.")
+@click.option("--fractions", default=None, callback=comma_floats,
+              help="train,valid,test shares  [default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
+@click.option("--seed", default=123, show_default=True, type=int, help="Seed of the random split.")
+@click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
+def prepare_command(input_csv, out_dir, as_json, **options):
+    """Read a sheet-break CSV, shift labels ahead, window, split and scale.
+
+    INPUT is a CSV (plain or .gz) with a `time` column, a 0/1 label column `y` and
+    numeric sensor columns. Writes train/valid/test windows, the scaler and
+    prepare.json into --out; nothing is written when the input is rejected.
+    """
+    from lstm_rare_event import prepare
+
+    prepared = prepare.prepare(input_csv, prepare.PrepareOptions(**options))
+    prepare.save(prepared, out_dir)
+    info = prepared.info
+    log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
+             f"{info['lookback']} x {info['n_features']} into {out_dir}")
+    if as_json:
+        click.echo(dumps(info), nl=False)
+    else:
+        click.echo(format_table(prepare.summary_rows(info)))
 
 
 def main():

@@ -53,3 +53,40 @@ def load_split(run_dir, split: str) -> Windows:
             return Windows(data["X"], data["y"], data["end_time"], data["event_time"])
     except (KeyError, ValueError, OSError) as exc:
         raise UserError(f"{path}: not a windows file written by prepare ({exc})") from None
+
+
+def segments(time: np.ndarray, interval: np.timedelta64, cuts=()) -> np.ndarray:
+    """A segment id per row: a new segment starts after every step longer than ``interval``
+    (downtime cut out of the data) and at each row index in ``cuts`` (a split boundary)."""
+    starts = np.zeros(len(time), dtype=bool)
+    starts[1:] = np.diff(time) > interval
+    starts[list(cuts)] = True
+    starts[:1] = False
+    return np.cumsum(starts)
+
+
+def window_ends(segment: np.ndarray, lookback: int) -> np.ndarray:
+    """Rows that end a window of ``lookback`` rows lying inside one segment."""
+    index = np.arange(len(segment))
+    if len(segment) < lookback:
+        return index[:0]
+    ok = np.zeros(len(segment), dtype=bool)
+    ok[lookback - 1:] = segment[lookback - 1:] == segment[: len(segment) - lookback + 1]
+    return index[ok]
+
+
+def recipe_window_ends(n_rows: int, lookback: int) -> np.ndarray:
+    """The recipe's ``temporalize``: windows end at rows lookback+1 .. n-1, ignoring gaps.
+
+    Its loop starts two rows late, so the first two possible windows are missing; kept, so
+    that its random split (which depends on the window count) is reproduced exactly.
+    """
+    return np.arange(lookback + 1, n_rows)
+
+
+def stack(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
+    """(len(ends), lookback, n_features) float32: the ``lookback`` rows ending at each end row."""
+    if len(values) < lookback:
+        return np.empty((0, lookback, values.shape[1]), dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(values, lookback, axis=0)  # (T-L+1, F, L)
+    return np.ascontiguousarray(view[ends - lookback + 1].transpose(0, 2, 1), dtype=np.float32)

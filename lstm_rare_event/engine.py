@@ -1,0 +1,166 @@
+"""Run a trained autoencoder: the NumPy forward pass (default) or Keras (the reference).
+
+Importing TensorFlow costs seconds, which a cron job would pay on every call, so ``train``
+also exports the weights and the architecture to ``model.npz`` and this module evaluates the
+network with NumPy alone. ``engine="keras"`` loads ``model.keras`` instead; it is the reference
+the NumPy pass is tested against.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.errors import UserError
+
+MODEL_KERAS = "model.keras"
+MODEL_NPZ = "model.npz"
+ENGINES = ("numpy", "keras")
+NPZ_FORMAT = "lstm-rare-event/model-npz/1"
+BATCH = 4096  # windows per forward pass: bounds memory at a few tens of MB for the presets
+
+
+def _layer_keys(arch: Architecture) -> list[tuple[str, dict[str, tuple[int, ...]]]]:
+    """Every weighted layer's name and its arrays' names and shapes, in Keras' weight order."""
+    keys, width = [], arch.n_features
+    for prefix, units_list in (("encoder", arch.encoder), ("decoder", arch.decoder)):
+        for i, units in enumerate(units_list, 1):
+            shapes = {"kernel": (width, 4 * units), "recurrent_kernel": (units, 4 * units), "bias": (4 * units,)}
+            keys.append((f"{prefix}_{i}", shapes))
+            width = units
+    keys.append(("output", {"kernel": (width, arch.n_features), "bias": (arch.n_features,)}))
+    return keys
+
+
+def save_npz(path, arch: Architecture, weights: list[np.ndarray]) -> None:
+    """Write ``weights`` (Keras' ``model.get_weights()`` order) and ``arch`` to ``path``."""
+    arrays, it = {}, iter(weights)
+    for prefix, shapes in _layer_keys(arch):
+        for name in shapes:
+            arrays[f"{prefix}.{name}"] = np.asarray(next(it), dtype=np.float32)
+    config = {"format": NPZ_FORMAT, **arch.to_dict()}
+    with open(path, "wb") as handle:
+        np.savez(handle, config=np.array(json.dumps(config)), **arrays)
+
+
+def _read_npz(path: Path) -> tuple[Architecture, list[list[np.ndarray]]]:
+    """The architecture and, per weighted layer, its arrays; every way to fail is one UserError."""
+    if not path.exists():
+        raise UserError(f"{path}: not found; run `lstm-rare-event train {path.parent}` first")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            config = json.loads(str(data["config"]))
+            if config.get("format") != NPZ_FORMAT:
+                raise ValueError(f"format {config.get('format')!r}, expected {NPZ_FORMAT!r}")
+            arch = Architecture.from_dict(config)
+            layers = []
+            for prefix, shapes in _layer_keys(arch):
+                arrays = [data[f"{prefix}.{name}"].astype(np.float32) for name in shapes]
+                found = tuple(a.shape for a in arrays)
+                if found != tuple(shapes.values()):
+                    raise ValueError(f"{prefix} weights have shapes {found}, expected {tuple(shapes.values())}")
+                layers.append(arrays)
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a model.npz written by train ({exc})") from None
+    return arch, layers
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # the tanh form cannot overflow, unlike 1 / (1 + exp(-x)) for large negative x
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+ACTIVATION_FUNCTIONS = {"relu": relu, "tanh": np.tanh}
+
+
+def lstm(x, kernel, recurrent_kernel, bias, activation, return_sequences: bool) -> np.ndarray:
+    """A Keras LSTM layer: gates in the order i, f, c, o; sigmoid for the recurrent activation."""
+    n, steps, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    inputs = x @ kernel + bias  # the input part of every step at once
+    h = np.zeros((n, units), dtype=x.dtype)
+    c = np.zeros((n, units), dtype=x.dtype)
+    outputs = []
+    for t in range(steps):
+        z = inputs[:, t] + h @ recurrent_kernel
+        i, f, g, o = np.split(z, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * activation(g)
+        h = sigmoid(o) * activation(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1) if return_sequences else h
+
+
+def forward(arch: Architecture, layers: list[list[np.ndarray]], X: np.ndarray) -> np.ndarray:
+    """The autoencoder's reconstruction of ``X`` (N, lookback, F)."""
+    act = ACTIVATION_FUNCTIONS[arch.activation]
+    n_enc = len(arch.encoder)
+    h = X
+    for k, weights in enumerate(layers[:n_enc]):
+        h = lstm(h, *weights, act, return_sequences=k < n_enc - 1)
+    h = np.repeat(h[:, None, :], arch.lookback, axis=1)
+    for weights in layers[n_enc:-1]:
+        h = lstm(h, *weights, act, return_sequences=True)
+    kernel, bias = layers[-1]
+    return h @ kernel + bias
+
+
+def _check_input(path: Path, lookback: int, n_features: int, X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3 or X.shape[1:] != (lookback, n_features):
+        raise UserError(
+            f"{path}: the model expects windows of {lookback} x {n_features}, got shape {X.shape}; "
+            "were the model and the data prepared from the same run?"
+        )
+    return X
+
+
+class NumpyModel:
+    """The trained network evaluated with NumPy from ``model.npz``."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.arch, self._layers = _read_npz(self.path)
+
+    def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+        X = _check_input(self.path, self.arch.lookback, self.arch.n_features, X)
+        out = np.empty_like(X)
+        for start in range(0, len(X), batch_size):
+            out[start : start + batch_size] = forward(self.arch, self._layers, X[start : start + batch_size])
+        return out
+
+
+class KerasModel:
+    """The trained network evaluated by Keras from ``model.keras`` (imports TensorFlow)."""
+
+    def __init__(self, path):
+        from lstm_rare_event.model import load_keras
+
+        self.path = Path(path)
+        self._model = load_keras(self.path)
+        _, self.lookback, self.n_features = self._model.input_shape
+
+    def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+        X = _check_input(self.path, self.lookback, self.n_features, X)
+        return np.asarray(self._model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def read_architecture(run_dir) -> Architecture:
+    """The architecture of the model in ``run_dir``, read from model.npz without TensorFlow."""
+    return _read_npz(Path(run_dir) / MODEL_NPZ)[0]
+
+
+def load_model(run_dir, engine: str = "numpy"):
+    """The model that ``train`` wrote into ``run_dir``, with ``.predict(X) -> reconstruction``."""
+    if engine == "numpy":
+        return NumpyModel(Path(run_dir) / MODEL_NPZ)
+    if engine == "keras":
+        return KerasModel(Path(run_dir) / MODEL_KERAS)
+    raise UserError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")

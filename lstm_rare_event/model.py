@@ -1,0 +1,103 @@
+"""The Keras side: build the autoencoder, fit it reproducibly, load a saved one.
+
+Only ``train`` and the reference engine import this module, because importing TensorFlow
+takes seconds; everything that can be done without it lives in ``architecture`` and ``engine``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported: quiet C++ logs
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lstm_rare_event import __version__, log  # noqa: E402
+from lstm_rare_event.architecture import Architecture  # noqa: E402
+from lstm_rare_event.errors import UserError  # noqa: E402
+
+
+def set_seed(seed: int) -> None:
+    """Same seed, inputs and machine give the same weights: seed every generator and make
+    TensorFlow's kernels deterministic (which also turns XLA off, see Keras' model_supports_jit)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build(arch: Architecture) -> keras.Model:
+    """The LSTM autoencoder that ``arch`` describes; layer names match ``architecture.layers``."""
+    act = arch.activation
+    model = keras.Sequential(name="lstm_autoencoder")
+    model.add(keras.Input(shape=(arch.lookback, arch.n_features), name="input"))
+    for i, units in enumerate(arch.encoder, 1):
+        last = i == len(arch.encoder)
+        model.add(keras.layers.LSTM(units, activation=act, return_sequences=not last, name=f"encoder_{i}"))
+    model.add(keras.layers.RepeatVector(arch.lookback, name="repeat"))
+    for i, units in enumerate(arch.decoder, 1):
+        model.add(keras.layers.LSTM(units, activation=act, return_sequences=True, name=f"decoder_{i}"))
+    model.add(keras.layers.TimeDistributed(keras.layers.Dense(arch.n_features), name="output"))
+    return model
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One progress line per epoch on stderr, and each epoch's duration for the history."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        logs = logs or {}
+        log.info(
+            "epoch %d/%d  loss %.5f  val_loss %.5f  %.1f s",
+            epoch + 1, self.epochs, logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
+            self.seconds[-1],
+        )
+
+
+def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int, batch_size: int,
+        learning_rate: float, patience: int) -> dict[str, list[float]]:
+    """Train to reconstruct the inputs with Adam and MSE; returns per-epoch loss, val_loss, seconds.
+
+    ``patience`` > 0 stops after that many epochs without a better validation loss and restores
+    the best epoch's weights; 0 trains all ``epochs`` and keeps the last weights (the recipe).
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    progress = EpochLog(epochs)
+    callbacks = [progress]
+    if patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
+    history = model.fit(
+        X_train, X_train, validation_data=(X_valid, X_valid), epochs=epochs, batch_size=batch_size,
+        shuffle=True, callbacks=callbacks, verbose=0,
+    )
+    return {"loss": history.history["loss"], "val_loss": history.history["val_loss"], "seconds": progress.seconds}
+
+
+def load_keras(path) -> keras.Model:
+    """A model that ``train`` saved; a missing, corrupt or foreign file is one UserError."""
+    if not path.exists():
+        raise UserError(f"{path}: not found; run `lstm-rare-event train {path.parent}` first")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a Keras model file ({message})") from None
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if len(shape_in) != 3 or shape_in != shape_out:
+        raise UserError(f"{path}: not an autoencoder written by train (input {shape_in}, output {shape_out})")
+    return model
+
+
+def versions() -> dict[str, str]:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "lstm_rare_event": __version__}

@@ -1,0 +1,46 @@
+"""Reconstruction error: how far the autoencoder's output is from each window.
+
+A window the model has learnt to reproduce (normal operation) comes back close; one that
+precedes a break is expected to come back worse. The per-feature errors are kept because
+they say which sensors the error comes from (``score`` names the largest shares).
+
+No TensorFlow and no scikit-learn here: ``score`` imports this on every cron call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstm_rare_event.engine import load_model
+from lstm_rare_event.errors import UserError
+
+# "last" is the recipe: only the last step, the row the label belongs to; "mean" uses all steps.
+ERROR_MODES = ("last", "mean")
+
+
+def feature_errors(X: np.ndarray, X_hat: np.ndarray, mode: str = "last") -> np.ndarray:
+    """(N, F) squared errors per feature: at the last time step, or averaged over the steps."""
+    if mode not in ERROR_MODES:
+        raise UserError(f"error definition {mode!r}: choose one of {', '.join(ERROR_MODES)}")
+    X = np.asarray(X, dtype=np.float64)
+    X_hat = np.asarray(X_hat, dtype=np.float64)
+    if X.shape != X_hat.shape or X.ndim != 3:
+        raise ValueError(f"windows {X.shape} and reconstruction {X_hat.shape} must be the same (N, steps, F)")
+    if mode == "last":
+        return (X_hat[:, -1, :] - X[:, -1, :]) ** 2
+    return ((X_hat - X) ** 2).mean(axis=1)
+
+
+def window_errors(feature_err: np.ndarray) -> np.ndarray:
+    """(N,) one error per window: the mean over the features (the recipe's MSE)."""
+    return np.asarray(feature_err).mean(axis=1)
+
+
+def compute_errors(run_dir, windows, mode: str = "last", engine: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
+    """(window errors (N,), feature errors (N, F)) of ``windows`` under the model in ``run_dir``."""
+    model = load_model(run_dir, engine=engine)
+    feature_err = feature_errors(windows.X, model.predict(windows.X), mode)
+    if not np.isfinite(feature_err).all():
+        # A diverged model returns NaN or inf; every threshold would then be meaningless.
+        raise UserError(f"{run_dir}: the model's reconstruction is not finite (NaN or inf); re-run train")
+    return window_errors(feature_err), feature_err

@@ -1,0 +1,244 @@
+"""A synthetic data set with the sheet-break schema, so the pipeline can be shown and tested
+without the real (not redistributable) file.
+
+The readings come from a fixed "plant" (sensor scales, factor loadings, grade effects,
+culprit sensors), drawn once from ``PLANT_SEED``, so files made with different seeds look
+like different days of the same machine: a model trained on one seed can score another.
+The seed drives only what happens on those days (noise, grade schedule, breaks, gaps).
+
+In standardized units, each of the 59 numeric sensors is
+    a few slow latent factors (AR(1), shared, so sensors are correlated)
+  + its own faster AR(1) noise
+  + a level that depends on the paper grade (x28)
+  + for some sensors, a day-scale oscillation
+  + before each break, a growing drift in 3-6 of the ``CULPRITS``,
+then mapped to the sensor's own mean and scale. The downtime after each break is cut out
+(a 20-300 minute time gap) and the AR(1) processes restart at their baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lstm_rare_event.artifacts import atomic_write_text
+from lstm_rare_event.errors import UserError
+
+START = pd.Timestamp("1999-05-01 00:00")
+STEP_MINUTES = 2
+GAP_MINUTES = (20, 300)
+MIN_ROWS = 50
+MAX_BREAK_RATE = 0.05
+PLANT_SEED = 19990501
+
+# The real file's grade codes and how many rows each has (SOURCE.md).
+GRADE_CODES = np.array([96, 82, 118, 139, 84, 112, 93, 51])
+GRADE_ROWS = np.array([6574, 4378, 2646, 1807, 1313, 1235, 419, 26])
+GRADE_RUN_ROWS = (150, 600)  # 5 to 20 hours at 2 minutes a row
+
+NUMERIC = [f"x{i}" for i in range(1, 61) if i != 28]
+COLUMNS = ["time", "y", *[f"x{i}" for i in range(1, 62)]]
+CULPRITS = ("x3", "x11", "x19", "x26", "x35", "x44", "x50", "x57")
+CULPRITS_PER_BREAK = (3, 6)
+DRIFT_ROWS = (2, 6)  # rows of growing drift before a break
+# Breaks are at least this many rows apart, so each one's drift starts after the previous restart.
+MIN_BREAK_SPACING = 16
+FIRST_BREAK_ROW = 10
+PRESS_EVENT_RATE = 0.001  # x61: 19 ones in 18,398 real rows
+
+N_FACTORS = 5
+NOISE_PHI = 0.8
+
+
+@dataclass(frozen=True)
+class Plant:
+    """What stays the same from seed to seed; arrays are per numeric sensor (59 columns)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    loadings: np.ndarray  # (59, N_FACTORS), rows of unit length
+    shared: np.ndarray  # fraction of each sensor's variance that comes from the factors
+    factor_phi: np.ndarray  # (N_FACTORS,)
+    grade_level: np.ndarray  # (8, 59)
+    day_amplitude: np.ndarray  # 0 for sensors without day-scale drift
+    day_period_minutes: np.ndarray
+    culprit_sign: np.ndarray  # (len(CULPRITS),)
+
+
+def make_plant(seed: int = PLANT_SEED) -> Plant:
+    rng = np.random.default_rng(seed)
+    n = len(NUMERIC)
+    # Real sensor spreads run from about 0.001 to 2000; most are between 0.1 and 100.
+    scale = 10.0 ** rng.uniform(-2.0, 2.5, n)
+    loadings = rng.normal(size=(n, N_FACTORS)) * (rng.random((n, N_FACTORS)) < 0.4)
+    loadings[np.arange(n), np.arange(n) % N_FACTORS] += 1.0  # every sensor shares something
+    grade_level = rng.normal(0.0, 1.5, (len(GRADE_CODES), n)) * (rng.random(n) < 0.7)
+    drifting = rng.random(n) < 0.2
+    return Plant(
+        mean=scale * rng.normal(0.0, 0.3, n),
+        scale=scale,
+        loadings=loadings / np.linalg.norm(loadings, axis=1, keepdims=True),
+        shared=rng.uniform(0.5, 0.9, n),
+        factor_phi=rng.uniform(0.95, 0.995, N_FACTORS),
+        grade_level=grade_level,
+        day_amplitude=drifting * rng.uniform(0.5, 1.5, n),
+        day_period_minutes=rng.uniform(18, 36, n) * 60,
+        culprit_sign=rng.choice([-1.0, 1.0], len(CULPRITS)),
+    )
+
+
+def validate(rows: int, break_rate: float) -> None:
+    if rows < MIN_ROWS:
+        raise UserError(f"--rows {rows}: need at least {MIN_ROWS} rows")
+    if not 0 <= break_rate <= MAX_BREAK_RATE:
+        raise UserError(f"break rate {break_rate}: must be between 0 and {MAX_BREAK_RATE}")
+
+
+def break_count(rows: int, break_rate: float) -> int:
+    """At least one break whenever the rate allows any, so even a tiny demo has an event."""
+    return max(1, round(rows * break_rate)) if break_rate > 0 else 0
+
+
+def break_rows(rng, rows: int, count: int) -> np.ndarray:
+    """Sorted row numbers of the breaks, at least MIN_BREAK_SPACING apart, none in the last row
+    (every break is followed by a restart)."""
+    slots = rows - 1 - FIRST_BREAK_ROW
+    free = slots - (count - 1) * (MIN_BREAK_SPACING - 1)
+    if free < count:
+        raise UserError(f"{count} breaks do not fit in {rows} rows; lower the break rate")
+    # Choosing among the free slots and then spreading them out keeps the spacing exact.
+    chosen = np.sort(rng.choice(free, size=count, replace=False))
+    return FIRST_BREAK_ROW + chosen + np.arange(count) * (MIN_BREAK_SPACING - 1)
+
+
+def grade_index(rng, rows: int) -> np.ndarray:
+    """Index into GRADE_CODES for every row: long runs, each a different grade from the last."""
+    low, high = GRADE_RUN_ROWS
+    lengths = rng.integers(low, high + 1, rows // low + 1)
+    weights = GRADE_ROWS / GRADE_ROWS.sum()
+    codes = [rng.choice(len(GRADE_CODES), p=weights)]
+    for _ in lengths[1:]:
+        others = weights.copy()
+        others[codes[-1]] = 0.0
+        codes.append(rng.choice(len(GRADE_CODES), p=others / others.sum()))
+    return np.repeat(codes, lengths)[:rows]
+
+
+def elapsed_minutes(rng, rows: int, breaks: np.ndarray) -> np.ndarray:
+    steps = np.full(rows, STEP_MINUTES)
+    steps[0] = 0
+    low, high = GAP_MINUTES
+    steps[breaks + 1] = STEP_MINUTES * rng.integers(low // STEP_MINUTES, high // STEP_MINUTES + 1, len(breaks))
+    return np.cumsum(steps)
+
+
+def ar1(innovations: np.ndarray, phi, restart: np.ndarray) -> np.ndarray:
+    """x[t] = phi * x[t-1] + e[t], started from 0 wherever ``restart`` is true.
+
+    Computed as a parallel prefix scan (log2(rows) vectorized steps) rather than a row loop.
+    """
+    x = innovations.copy()
+    carry = np.where(restart[:, None], 0.0, np.broadcast_to(phi, x.shape))
+    shift = 1
+    while shift < len(x):
+        x[shift:] = x[shift:] + carry[shift:] * x[:-shift]
+        carry[shift:] = carry[shift:] * carry[:-shift]
+        shift *= 2
+    return x
+
+
+def unit_ar1(rng, rows: int, phi: np.ndarray, restart: np.ndarray) -> np.ndarray:
+    """AR(1) columns with unit variance once settled."""
+    return ar1(rng.normal(size=(rows, len(phi))) * np.sqrt(1 - phi**2), phi, restart)
+
+
+def normal_operation(rng, plant: Plant, rows: int, restart: np.ndarray) -> np.ndarray:
+    factors = unit_ar1(rng, rows, plant.factor_phi, restart)
+    noise = unit_ar1(rng, rows, np.full(len(NUMERIC), NOISE_PHI), restart)
+    return factors @ plant.loadings.T * np.sqrt(plant.shared) + noise * np.sqrt(1 - plant.shared)
+
+
+def day_drift(rng, plant: Plant, minutes: np.ndarray) -> np.ndarray:
+    phase = rng.uniform(0, 2 * np.pi, len(NUMERIC))
+    return plant.day_amplitude * np.sin(2 * np.pi * minutes[:, None] / plant.day_period_minutes + phase)
+
+
+def pre_break_drift(rng, plant: Plant, rows: int, breaks: np.ndarray) -> np.ndarray:
+    """Growing drift in a few culprit sensors over the rows before each break, peaking at it.
+
+    Over ``length`` rows before a break the drift grows linearly to ``amplitude`` (2 to 4
+    standard units) on the row just before the break and goes one step further on the break.
+    """
+    n = len(breaks)
+    lengths = rng.integers(DRIFT_ROWS[0], DRIFT_ROWS[1] + 1, n)
+    how_many = rng.integers(CULPRITS_PER_BREAK[0], CULPRITS_PER_BREAK[1] + 1, n)
+    chosen = rng.random((n, len(CULPRITS))).argsort(axis=1).argsort(axis=1) < how_many[:, None]
+    amplitude = rng.uniform(2.0, 4.0, (n, len(CULPRITS))) * chosen * plant.culprit_sign
+
+    back = np.arange(DRIFT_ROWS[1] + 1)  # 0 is the break row itself
+    growth = np.clip((lengths[:, None] + 1 - back) / lengths[:, None], 0.0, None)  # (n, back)
+    drift = np.zeros((rows, len(NUMERIC)))
+    columns = [NUMERIC.index(name) for name in CULPRITS]
+    target = (breaks[:, None] - back)[:, :, None]
+    drift[target, np.array(columns)] = growth[:, :, None] * amplitude[:, None, :]
+    return drift
+
+
+def time_strings(minutes: np.ndarray) -> pd.Series:
+    """``5/1/99 0:00``: month, day and hour without leading zeros, as in the real file."""
+    t = pd.Series(START + pd.to_timedelta(minutes, unit="min"))
+    dt = t.dt
+    return (
+        dt.month.astype(str) + "/" + dt.day.astype(str) + "/" + (dt.year % 100).astype(str).str.zfill(2)
+        + " " + dt.hour.astype(str) + ":" + dt.minute.astype(str).str.zfill(2)
+    )
+
+
+def decimals(values: np.ndarray) -> np.ndarray:
+    """Decimal places per column for about 8 significant digits at the column's largest value."""
+    largest = np.abs(values).max(axis=0)
+    return np.clip(7 - np.floor(np.log10(np.maximum(largest, 1e-12))), 0, 12).astype(int)
+
+
+def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007) -> pd.DataFrame:
+    """A synthetic sheet-break data set: columns ``time, y, x1..x61``, ``time`` as text."""
+    validate(rows, break_rate)
+    rng = np.random.default_rng(seed)
+    plant = make_plant()
+
+    breaks = break_rows(rng, rows, break_count(rows, break_rate))
+    restart = np.zeros(rows, dtype=bool)
+    restart[0] = True
+    restart[breaks + 1] = True
+    minutes = elapsed_minutes(rng, rows, breaks)
+    grades = grade_index(rng, rows)
+
+    z = (
+        normal_operation(rng, plant, rows, restart)
+        + plant.grade_level[grades]
+        + day_drift(rng, plant, minutes)
+        + pre_break_drift(rng, plant, rows, breaks)
+    )
+    readings = pd.DataFrame(plant.mean + plant.scale * z, columns=NUMERIC)
+    # Rounded here so that the frame equals what write_csv puts in the file; + 0.0 drops -0.0.
+    frame = readings.round(dict(zip(NUMERIC, decimals(readings.to_numpy())))) + 0.0
+
+    y = np.zeros(rows, dtype=np.int64)
+    y[breaks] = 1
+    frame.insert(0, "time", time_strings(minutes))
+    frame.insert(1, "y", y)
+    frame["x28"] = GRADE_CODES[grades]
+    frame["x61"] = (rng.random(rows) < PRESS_EVENT_RATE).astype(np.int64)
+    return frame[COLUMNS]
+
+
+def write_csv(frame: pd.DataFrame, path) -> None:
+    """Write ``frame`` atomically with LF line endings, floats in fixed notation as in the real file."""
+    floats = frame.select_dtypes("float").columns
+    places = decimals(frame[floats].to_numpy())
+    text_frame = frame.copy()
+    for name, count in zip(floats, places):
+        text_frame[name] = np.char.mod(f"%.{count}f", frame[name].to_numpy())
+    atomic_write_text(path, text_frame.to_csv(index=False, lineterminator="\n"))
