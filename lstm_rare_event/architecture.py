@@ -15,6 +15,7 @@ import textwrap
 from dataclasses import asdict, dataclass
 
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.tables import format_table
 
 ACTIVATIONS = ("relu", "tanh")
 
@@ -188,18 +189,16 @@ def describe(arch: Architecture) -> dict:
     }
 
 
-def format_table(arch: Architecture) -> str:
+def format_text(arch: Architecture) -> str:
     """The layer table, the total and the compression as text for people."""
-    rows = [("layer", "kind", "output shape", "params", "")]
+    rows = [["layer", "kind", "output shape", "params", ""]]
     for layer in layers(arch):
-        mark = "<- latent vector" if layer.latent else ""
-        rows.append((layer.name, layer.kind, str(layer.output_shape), f"{layer.params:,}", mark))
-    rows.append(("total", "", "", f"{count_params(arch):,}", ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3].rjust(widths[3])]
-        lines.append("  ".join(cells + [row[4]]).rstrip())
-    lines += ["", f"activation {arch.activation}; compression: {compression_text(arch)}"]
-    lines.append(textwrap.fill(bottleneck_text(arch), width=90))
-    return "\n".join(lines)
+        rows.append([layer.name, layer.kind, str(layer.output_shape), layer.params,
+                     "<- latent vector" if layer.latent else ""])
+    rows.append(["total", "", "", count_params(arch), ""])
+    return "\n".join([
+        format_table(rows),
+        "",
+        f"activation {arch.activation}; compression: {compression_text(arch)}",
+        textwrap.fill(bottleneck_text(arch), width=90),
+    ])

@@ -16,6 +16,7 @@ from lstm_rare_event import __version__, log
 from lstm_rare_event.artifacts import dumps
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.tables import format_table
+from lstm_rare_event.train import TrainOptions
 
 EXIT_CODES = """\b
 Exit codes:
@@ -136,6 +137,92 @@ def prepare_command(input_csv, out_dir, as_json, **options):
     else:
         click.echo(format_table(prepare.summary_rows(info)))
 
+
+def architecture_options(func):
+    """--arch, --encoder, --decoder and --activation, shared by train and inspect."""
+    from lstm_rare_event.architecture import ACTIVATIONS, DEFAULT_PRESET, PRESETS
+
+    options = [
+        click.option("--arch", "preset", type=click.Choice(list(PRESETS)), default=None,
+                     help=f"Preset network  [default: {DEFAULT_PRESET}: encoder 32,16, decoder 16,32, relu; "
+                          "article-2019-05: encoder 5,16,1, decoder 5,16, relu]"),
+        click.option("--encoder", default=None, metavar="UNITS",
+                     help="Encoder LSTM sizes, e.g. 32,16; the last one's final output is the latent vector."),
+        click.option("--decoder", default=None, metavar="UNITS",
+                     help="Decoder LSTM sizes  [default: the preset's, or the --encoder mirrored]"),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+                     help="LSTM activation  [default: the preset's]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@command(cli, "train", "lstm-rare-event train run --arch article --epochs 200 --batch-size 64 "
+                       "--learning-rate 1e-4 --patience 0   # the 2019 recipe")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Write the model here instead of RUN_DIR (the prepared data is copied along).")
+@architecture_options
+@click.option("--epochs", default=TrainOptions.epochs, show_default=True, help="Maximum number of epochs.")
+@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True, help="Windows per gradient step.")
+@click.option("--learning-rate", default=TrainOptions.learning_rate, show_default=True, help="Adam's learning rate.")
+@click.option("--patience", default=TrainOptions.patience, show_default=True,
+              help="Stop after this many epochs without a better validation loss and keep the best "
+                   "weights (0: no early stopping, keep the last).")
+@click.option("--seed", default=TrainOptions.seed, show_default=True,
+              help="Same seed and inputs give the same weights on the same machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
+def train_command(run_dir, out_dir, as_json, **options):
+    """Fit the LSTM autoencoder on the normal windows that `prepare` wrote.
+
+    Trains on normal training windows, validates on normal validation windows, and writes
+    model.keras, model.npz (for scoring without TensorFlow), history.csv, train.json and
+    loss.png into RUN_DIR (or --out). An interrupted run leaves an earlier model intact.
+    """
+    from lstm_rare_event.train import train
+
+    summary = train(run_dir, TrainOptions.from_cli(**options), out=out_dir)
+    if as_json:
+        click.echo(dumps(summary), nl=False)
+        return
+    stop = "stopped early" if summary["stopped_early"] else "all epochs"
+    click.echo(f"model            {out_dir or run_dir}/model.keras (+ model.npz)")
+    click.echo(f"parameters       {summary['params']:,}")
+    click.echo(f"epochs run       {summary['epochs_run']} ({stop}; weights of epoch {summary['weights_from_epoch']})")
+    click.echo(f"best val_loss    {summary['best_val_loss']:.5g} (epoch {summary['best_epoch']})")
+    click.echo(f"wall time        {summary['wall_seconds']:.1f} s ({summary['seconds_per_epoch']:.2f} s per epoch)")
+
+
+@command(cli, "inspect", "lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59")
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@architecture_options
+@click.option("--lookback", default=None, type=int, help="Rows per window (without RUN_DIR).")
+@click.option("--features", default=None, type=int, help="Number of features (without RUN_DIR).")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_command(run_dir, lookback, features, as_json, **spec):
+    """Show every layer, the parameter counts and how small the latent vector is.
+
+    Give RUN_DIR for a trained model, or an architecture with --lookback and --features
+    (no model needed). Runs without TensorFlow.
+    """
+    from lstm_rare_event import architecture, engine
+
+    given = any(v is not None for v in (lookback, features, *spec.values()))
+    if run_dir is not None and given:
+        raise UserError("give RUN_DIR or an architecture (--arch, --encoder, --decoder, --activation, "
+                        "--lookback, --features), not both: a trained model's architecture is fixed")
+    if run_dir is not None:
+        arch = engine.read_architecture(run_dir)
+    elif lookback is None or features is None:
+        raise UserError("inspect needs RUN_DIR (a trained model) or --lookback and --features, "
+                        "e.g. --lookback 5 --features 59")
+    else:
+        arch = architecture.Architecture(*architecture.resolve(**spec), lookback, features)
+    if as_json:
+        click.echo(dumps(architecture.describe(arch)), nl=False)
+    else:
+        click.echo(architecture.format_text(arch))
 
 def main():
     cli(prog_name="lstm-rare-event")

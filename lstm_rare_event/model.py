@@ -73,7 +73,7 @@ def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs:
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     progress = EpochLog(epochs)
-    callbacks = [progress]
+    callbacks = [progress, keras.callbacks.TerminateOnNaN()]  # a diverged run cannot recover
     if patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
     history = model.fit(
