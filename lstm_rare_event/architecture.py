@@ -136,6 +136,12 @@ def count_params(arch: Architecture) -> int:
     return sum(layer.params for layer in layers(arch))
 
 
+def spec_text(arch: Architecture) -> str:
+    """``encoder 32,16 / decoder 16,32, relu``: the network in the command line's terms."""
+    units = {part: ",".join(str(u) for u in getattr(arch, part)) for part in ("encoder", "decoder")}
+    return f"encoder {units['encoder']} / decoder {units['decoder']}, {arch.activation}"
+
+
 def compression_ratio(arch: Architecture) -> float:
     return arch.input_size / arch.latent_size
 

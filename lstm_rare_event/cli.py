@@ -16,6 +16,9 @@ from lstm_rare_event import __version__, log
 from lstm_rare_event.artifacts import dumps
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.tables import format_table
+from lstm_rare_event.engine import ENGINES
+from lstm_rare_event.reconstruction import ERROR_MODES
+from lstm_rare_event.thresholds import RULES
 from lstm_rare_event.train import TrainOptions
 
 EXIT_CODES = """\b
@@ -75,6 +78,25 @@ def cli():
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
     """
+
+
+@command(cli, "demo-data", "lstm-rare-event demo-data --out demo/demo.csv --rows 6000 --seed 7")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file to write (its folder is created if missing).")
+@click.option("--rows", default=6000, show_default=True, type=int, help="Number of rows (2 minutes apart).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the noise, grades and breaks; the same seed gives the same file.")
+def demo_data_command(out_path, rows, seed):
+    """Write a synthetic data set with the sheet-break schema (`time, y, x1..x61`).
+
+    Correlated sensors with grade changes, day-scale drift, about 0.7 % breaks with the
+    downtime cut out, and a few rows of growing drift in some sensors before each break.
+    """
+    from lstm_rare_event import synthetic
+
+    frame = synthetic.make_sheet_breaks(rows=rows, seed=seed)
+    synthetic.write_csv(frame, out_path)
+    log.info(f"demo-data: {len(frame):,} rows, {int(frame['y'].sum())} breaks -> {out_path}")
 
 
 def comma_list(ctx, param, value):
@@ -223,6 +245,99 @@ def inspect_command(run_dir, lookback, features, as_json, **spec):
         click.echo(dumps(architecture.describe(arch)), nl=False)
     else:
         click.echo(architecture.format_text(arch))
+
+
+def engine_option(func):
+    return click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
+                        help="Run the model with NumPy (model.npz, no TensorFlow) or Keras (model.keras).")(func)
+
+
+@command(cli, "threshold", "lstm-rare-event threshold run --rule value --value 0.3   # the 2019 recipe")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rule", type=click.Choice(list(RULES)), default="alarms-per-day", show_default=True,
+              help="value: a fixed --value; max-f: best validation F-beta; recall: highest threshold "
+                   "reaching a validation recall --target; alarms-per-day: at most --target false alarms "
+                   "per day on normal validation windows; median-positive: median error of validation "
+                   "positives (the author's book).")
+@click.option("--value", type=float, default=None, help="--rule value: the threshold  [default: 0.3]")
+@click.option("--beta", type=float, default=None, help="--rule max-f: weight of recall over precision  [default: 1]")
+@click.option("--target", type=float, default=None,
+              help="--rule recall: the recall to reach  [default: 0.5]; "
+                   "--rule alarms-per-day: false alarms per day  [default: 1]")
+@click.option("--error", "error_mode", type=click.Choice(ERROR_MODES), default="last", show_default=True,
+              help="last: squared error of the last time step (the recipe); mean: over all steps. "
+                   "Saved, and used by evaluate and score.")
+@engine_option
+@click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
+def threshold_command(run_dir, rule, value, beta, target, error_mode, engine, as_json):
+    """Choose the alarm threshold on the validation split.
+
+    A window raises an alarm when its reconstruction error is above the threshold.
+    Writes threshold.json (the rule, the value, the error definition and the
+    validation precision, recall, F1 and false alarms per day) and threshold.png
+    (validation precision and recall against the threshold).
+    """
+    from lstm_rare_event import evaluation
+
+    given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
+    summary = evaluation.run_threshold(run_dir, rule, given, error_mode, engine)
+    if as_json:
+        click.echo(dumps(summary), nl=False)
+    else:
+        click.echo(evaluation.threshold_text(summary))
+
+
+@command(cli, "evaluate", "lstm-rare-event evaluate run --json")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@engine_option
+@click.option("--json", "as_json", is_flag=True, help="Print evaluate.json instead of the tables.")
+def evaluate_command(run_dir, engine, as_json):
+    """Measure the alarms of threshold.json on the test split.
+
+    Per window: confusion matrix, precision, recall, F1, false-positive rate, ROC-AUC
+    and PR-AUC. Per break: breaks caught, lead time, false alarms per day, and breaks
+    caught at 1 and 5 false alarms per day (thresholds chosen on validation). Writes
+    evaluate.json, error_timeline.png, roc_pr.png and error_hist.png.
+    """
+    from lstm_rare_event import evaluation
+
+    report = evaluation.run_evaluate(run_dir, engine)
+    if as_json:
+        click.echo(dumps(report), nl=False)
+    else:
+        click.echo(evaluation.evaluate_text(report))
+
+
+@command(cli, "score", "lstm-rare-event score run today.csv --out scores.csv --fail-on-alert -q",
+         extra_exit_codes="\n  3  --fail-on-alert and at least one window flagged (scores.csv is written)")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV to write: time, error, flag, then the three sensors with the largest share of "
+                   "the error (sensor_1, share_1, ...).")
+@click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when any window is flagged.")
+@click.option("--chunk-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
+              help="Rows read and scored at a time; bounds memory on large inputs, same output.")
+@engine_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engine, as_json):
+    """Flag new data in batch with a trained run (for cron and Make).
+
+    INPUT has the training file's columns (`y` is optional and ignored). The run's column
+    selection, detrending, scaler, windows, model and threshold are applied as saved; a
+    window is flagged when its reconstruction error is above the threshold. One summary
+    line goes to stderr, as a warning when there are alarms, so that with --quiet only
+    alarms and errors print anything. On an error nothing is written.
+    """
+    from lstm_rare_event import score
+
+    summary = score.score_file(run_dir, input_csv, out_path, chunk_rows=chunk_rows, engine=engine)
+    (log.warning if summary["alarms"] else log.info)(score.summary_line(summary))
+    if as_json:
+        click.echo(dumps(summary), nl=False)
+    if fail_on_alert and summary["alarms"]:
+        sys.exit(3)
+
 
 def main():
     cli(prog_name="lstm-rare-event")

@@ -24,7 +24,7 @@ NPZ_FORMAT = "lstm-rare-event/model-npz/1"
 BATCH = 4096  # windows per forward pass: bounds memory at a few tens of MB for the presets
 
 
-def _layer_keys(arch: Architecture) -> list[tuple[str, dict[str, tuple[int, ...]]]]:
+def weight_layout(arch: Architecture) -> list[tuple[str, dict[str, tuple[int, ...]]]]:
     """Every weighted layer's name and its arrays' names and shapes, in Keras' weight order."""
     keys, width = [], arch.n_features
     for prefix, units_list in (("encoder", arch.encoder), ("decoder", arch.decoder)):
@@ -39,7 +39,7 @@ def _layer_keys(arch: Architecture) -> list[tuple[str, dict[str, tuple[int, ...]
 def save_npz(path, arch: Architecture, weights: list[np.ndarray]) -> None:
     """Write ``weights`` (Keras' ``model.get_weights()`` order) and ``arch`` to ``path``."""
     arrays, it = {}, iter(weights)
-    for prefix, shapes in _layer_keys(arch):
+    for prefix, shapes in weight_layout(arch):
         for name in shapes:
             arrays[f"{prefix}.{name}"] = np.asarray(next(it), dtype=np.float32)
     config = {"format": NPZ_FORMAT, **arch.to_dict()}
@@ -58,13 +58,13 @@ def _read_npz(path: Path) -> tuple[Architecture, list[list[np.ndarray]]]:
                 raise ValueError(f"format {config.get('format')!r}, expected {NPZ_FORMAT!r}")
             arch = Architecture.from_dict(config)
             layers = []
-            for prefix, shapes in _layer_keys(arch):
+            for prefix, shapes in weight_layout(arch):
                 arrays = [data[f"{prefix}.{name}"].astype(np.float32) for name in shapes]
                 found = tuple(a.shape for a in arrays)
                 if found != tuple(shapes.values()):
                     raise ValueError(f"{prefix} weights have shapes {found}, expected {tuple(shapes.values())}")
                 layers.append(arrays)
-    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+    except (UserError, KeyError, ValueError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a model.npz written by train ({exc})") from None
     return arch, layers
 

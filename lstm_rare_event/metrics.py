@@ -73,6 +73,12 @@ def curves(y, errors) -> dict | None:
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
 
 
+def break_times(y, event_time) -> np.ndarray:
+    """The distinct breaks, ascending: the event times of the positive windows."""
+    y, event_time = np.asarray(y), np.asarray(event_time)
+    return np.unique(event_time[(y == 1) & ~np.isnat(event_time)])
+
+
 def event_metrics(flags, y, end_time, event_time, interval_minutes: float) -> dict:
     """The alarms seen per break rather than per window.
 
@@ -82,10 +88,9 @@ def event_metrics(flags, y, end_time, event_time, interval_minutes: float) -> di
     """
     flags, y = np.asarray(flags, dtype=bool), np.asarray(y)
     end_time, event_time = np.asarray(end_time), np.asarray(event_time)
-    in_break = (y == 1) & ~np.isnat(event_time)
     breaks = []
-    for when in np.unique(event_time[in_break]):
-        members = in_break & (event_time == when)
+    for when in break_times(y, event_time):
+        members = (y == 1) & (event_time == when)
         flagged = members & flags
         lead = float((when - end_time[flagged].min()) / np.timedelta64(1, "m")) if flagged.any() else None
         breaks.append({"event_time": str(when), "windows": int(members.sum()), "flagged": int(flagged.sum()),

@@ -65,6 +65,7 @@ class Plant:
     day_amplitude: np.ndarray  # 0 for sensors without day-scale drift
     day_period_minutes: np.ndarray
     culprit_sign: np.ndarray  # (len(CULPRITS),)
+    decimals: np.ndarray  # places written per sensor: about 8 significant digits
 
 
 def make_plant(seed: int = PLANT_SEED) -> Plant:
@@ -86,12 +87,13 @@ def make_plant(seed: int = PLANT_SEED) -> Plant:
         day_amplitude=drifting * rng.uniform(0.5, 1.5, n),
         day_period_minutes=rng.uniform(18, 36, n) * 60,
         culprit_sign=rng.choice([-1.0, 1.0], len(CULPRITS)),
+        decimals=(7 - np.floor(np.log10(5 * scale))).astype(int),  # 5 * scale: a typical largest value
     )
 
 
 def validate(rows: int, break_rate: float) -> None:
     if rows < MIN_ROWS:
-        raise UserError(f"--rows {rows}: need at least {MIN_ROWS} rows")
+        raise UserError(f"rows={rows}: too few for a data set with breaks; need at least {MIN_ROWS}")
     if not 0 <= break_rate <= MAX_BREAK_RATE:
         raise UserError(f"break rate {break_rate}: must be between 0 and {MAX_BREAK_RATE}")
 
@@ -130,33 +132,28 @@ def elapsed_minutes(rng, rows: int, breaks: np.ndarray) -> np.ndarray:
     steps = np.full(rows, STEP_MINUTES)
     steps[0] = 0
     low, high = GAP_MINUTES
-    steps[breaks + 1] = STEP_MINUTES * rng.integers(low // STEP_MINUTES, high // STEP_MINUTES + 1, len(breaks))
+    gaps = rng.integers(low // STEP_MINUTES, high // STEP_MINUTES + 1, len(breaks))
+    steps[breaks + 1] = STEP_MINUTES * gaps
     return np.cumsum(steps)
 
 
-def ar1(innovations: np.ndarray, phi, restart: np.ndarray) -> np.ndarray:
-    """x[t] = phi * x[t-1] + e[t], started from 0 wherever ``restart`` is true.
+def unit_ar1(rng, rows: int, phi: np.ndarray, restart: np.ndarray) -> np.ndarray:
+    """AR(1) columns x[t] = phi * x[t-1] + e[t] with unit variance once settled, started from
+    0 (the baseline) wherever ``restart`` is true.
 
-    Computed as a parallel prefix scan (log2(rows) vectorized steps) rather than a row loop.
+    One vectorized step per row across all columns: faster here than a log-depth prefix scan.
     """
-    x = innovations.copy()
-    carry = np.where(restart[:, None], 0.0, np.broadcast_to(phi, x.shape))
-    shift = 1
-    while shift < len(x):
-        x[shift:] = x[shift:] + carry[shift:] * x[:-shift]
-        carry[shift:] = carry[shift:] * carry[:-shift]
-        shift *= 2
+    x = rng.normal(size=(rows, len(phi))) * np.sqrt(1 - phi**2)
+    carry = np.where(restart[:, None], 0.0, phi)
+    for t in range(1, rows):
+        x[t] += carry[t] * x[t - 1]
     return x
 
 
-def unit_ar1(rng, rows: int, phi: np.ndarray, restart: np.ndarray) -> np.ndarray:
-    """AR(1) columns with unit variance once settled."""
-    return ar1(rng.normal(size=(rows, len(phi))) * np.sqrt(1 - phi**2), phi, restart)
-
-
 def normal_operation(rng, plant: Plant, rows: int, restart: np.ndarray) -> np.ndarray:
-    factors = unit_ar1(rng, rows, plant.factor_phi, restart)
-    noise = unit_ar1(rng, rows, np.full(len(NUMERIC), NOISE_PHI), restart)
+    phi = np.concatenate([plant.factor_phi, np.full(len(NUMERIC), NOISE_PHI)])
+    series = unit_ar1(rng, rows, phi, restart)
+    factors, noise = series[:, :N_FACTORS], series[:, N_FACTORS:]
     return factors @ plant.loadings.T * np.sqrt(plant.shared) + noise * np.sqrt(1 - plant.shared)
 
 
@@ -196,12 +193,6 @@ def time_strings(minutes: np.ndarray) -> pd.Series:
     )
 
 
-def decimals(values: np.ndarray) -> np.ndarray:
-    """Decimal places per column for about 8 significant digits at the column's largest value."""
-    largest = np.abs(values).max(axis=0)
-    return np.clip(7 - np.floor(np.log10(np.maximum(largest, 1e-12))), 0, 12).astype(int)
-
-
 def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007) -> pd.DataFrame:
     """A synthetic sheet-break data set: columns ``time, y, x1..x61``, ``time`` as text."""
     validate(rows, break_rate)
@@ -223,7 +214,7 @@ def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007
     )
     readings = pd.DataFrame(plant.mean + plant.scale * z, columns=NUMERIC)
     # Rounded here so that the frame equals what write_csv puts in the file; + 0.0 drops -0.0.
-    frame = readings.round(dict(zip(NUMERIC, decimals(readings.to_numpy())))) + 0.0
+    frame = readings.round(dict(zip(NUMERIC, plant.decimals))) + 0.0
 
     y = np.zeros(rows, dtype=np.int64)
     y[breaks] = 1
@@ -235,10 +226,14 @@ def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007
 
 
 def write_csv(frame: pd.DataFrame, path) -> None:
-    """Write ``frame`` atomically with LF line endings, floats in fixed notation as in the real file."""
-    floats = frame.select_dtypes("float").columns
-    places = decimals(frame[floats].to_numpy())
-    text_frame = frame.copy()
-    for name, count in zip(floats, places):
-        text_frame[name] = np.char.mod(f"%.{count}f", frame[name].to_numpy())
-    atomic_write_text(path, text_frame.to_csv(index=False, lineterminator="\n"))
+    """Write a frame from :func:`make_sheet_breaks` atomically, with LF line endings and the
+    sensors in fixed notation at their plant precision (as in the real file: no exponents).
+
+    One %-format per row: several times faster than ``DataFrame.to_csv`` on wide frames.
+    """
+    places = dict(zip(NUMERIC, make_plant().decimals))
+    formats = [f"%.{places[name]}f" if name in places else "%s" for name in frame.columns]
+    row = ",".join(formats) + "\n"
+    columns = [frame[name].tolist() for name in frame.columns]
+    body = "".join(row % values for values in zip(*columns))
+    atomic_write_text(path, ",".join(frame.columns) + "\n" + body)

@@ -161,10 +161,15 @@ def choose_threshold(rule: str, errors, labels, interval_minutes: float, **param
         raise ValueError(f"errors {errors.shape} and labels {labels.shape} must be two equal-length vectors")
     if errors.size == 0:
         raise UserError("no validation windows to choose a threshold on")
-    if RULES[rule].needs_positives and not np.any(labels == 1):
+    check_labels(rule, labels)
+    return RULES[rule].choose(errors, labels, interval_minutes, **params)
+
+
+def check_labels(rule: str, labels) -> None:
+    """Refuse a rule that needs positive windows when the validation labels have none."""
+    if RULES[rule].needs_positives and not np.any(np.asarray(labels) == 1):
         raise UserError(f"--rule {rule} needs positive windows in the validation split and it has none; "
                         "use --rule alarms-per-day or --rule value")
-    return RULES[rule].choose(errors, labels, interval_minutes, **params)
 
 
 def read_threshold(run_dir) -> dict:

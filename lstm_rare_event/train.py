@@ -175,5 +175,5 @@ def train(run_dir, options: TrainOptions = TrainOptions(), out=None) -> dict:
         write_history(staged.path(HISTORY_CSV), history)
         staged.json(TRAIN_JSON, summary)
         plots.loss_curve(history, staged.path(LOSS_PNG), best_epoch=summary["best_epoch"],
-                         title=f"{out.name}: encoder {arch.encoder}, decoder {arch.decoder}, {arch.activation}")
+                         title=f"{out.name}: {architecture.spec_text(arch)}")
     return summary

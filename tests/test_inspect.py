@@ -1,0 +1,131 @@
+"""`inspect`: the layer table for both presets, JSON, a model file, bad input, no TensorFlow."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from lstm_rare_event import engine
+from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ARTICLE = """\
+layer      kind                        output shape  params
+input      Input                       (5, 59)            0
+encoder_1  LSTM(32)                    (5, 32)       11,776
+encoder_2  LSTM(16)                    (16,)          3,136  <- latent vector
+repeat     RepeatVector(5)             (5, 16)            0
+decoder_1  LSTM(16)                    (5, 16)        2,112
+decoder_2  LSTM(32)                    (5, 32)        6,272
+output     TimeDistributed(Dense(59))  (5, 59)        1,947
+total                                                25,243
+
+activation relu; compression: input 5 x 59 = 295 values -> latent 16 values (18.4 : 1)
+The bottleneck is the latent vector: the final output of the last encoder layer, LSTM(16),
+16 values per window. Per-step widths such as 32 are not the bottleneck: each step keeps a
+32-wide state, but only the last encoder layer's final output is passed on, and
+RepeatVector copies it 5 times without adding information.
+"""
+
+ARTICLE_2019_05 = """\
+layer      kind                        output shape  params
+input      Input                       (5, 59)            0
+encoder_1  LSTM(5)                     (5, 5)         1,300
+encoder_2  LSTM(16)                    (5, 16)        1,408
+encoder_3  LSTM(1)                     (1,)              72  <- latent vector
+repeat     RepeatVector(5)             (5, 1)             0
+decoder_1  LSTM(5)                     (5, 5)           140
+decoder_2  LSTM(16)                    (5, 16)        1,408
+output     TimeDistributed(Dense(59))  (5, 59)        1,003
+total                                                 5,331
+
+activation relu; compression: input 5 x 59 = 295 values -> latent 1 value (295.0 : 1)
+The bottleneck is the latent vector: the final output of the last encoder layer, LSTM(1),
+1 value per window. Per-step widths such as 5 -> 16 are not the bottleneck: each step
+keeps a 16-wide state, but only the last encoder layer's final output is passed on, and
+RepeatVector copies it 5 times without adding information.
+"""
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["inspect", *map(str, args)])
+
+
+def test_article_preset():
+    result = run("--arch", "article", "--lookback", 5, "--features", 59)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ARTICLE
+
+
+def test_article_2019_05_preset_and_its_spelled_out_layers():
+    preset = run("--arch", "article-2019-05", "--lookback", 5, "--features", 59)
+    assert preset.exit_code == 0, preset.output
+    assert preset.stdout == ARTICLE_2019_05
+    spelled = run("--encoder", "5,16,1", "--decoder", "5,16", "--lookback", 5, "--features", 59)
+    assert spelled.stdout == ARTICLE_2019_05
+
+
+def test_encoder_alone_mirrors_into_the_decoder():
+    result = run("--encoder", "5,16,1", "--lookback", 5, "--features", 59, "--json")
+    data = json.loads(result.stdout)
+    assert data["architecture"]["decoder"] == [1, 16, 5]
+    assert data["compression"] == "input 5 x 59 = 295 values -> latent 1 value (295.0 : 1)"
+
+
+def test_json_for_machines():
+    result = run("--lookback", 5, "--features", 59, "--activation", "tanh", "--json")
+    data = json.loads(result.stdout)
+    assert data["params"] == 25_243 and data["latent_values"] == 16
+    assert data["compression_ratio"] == 18.438
+    assert data["architecture"]["activation"] == "tanh"
+    assert [layer["name"] for layer in data["layers"] if layer["latent"]] == ["encoder_2"]
+    assert data["layers"][2]["output_shape"] == [16]
+
+
+def test_trained_model_file(tmp_path):
+    arch = Architecture((5, 16, 1), (5, 16), "tanh", 5, 59)
+    weights = [np.zeros(shape, np.float32) for _, arrays in engine.weight_layout(arch) for shape in arrays.values()]
+    engine.save_npz(tmp_path / engine.MODEL_NPZ, arch, weights)
+    result = run(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "5,331" in result.stdout and "activation tanh" in result.stdout
+
+
+def assert_one_line_error(result, message):
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_bad_input_is_a_one_line_error(tmp_path):
+    assert_one_line_error(run("--encoder", "32,x", "--lookback", 5, "--features", 59), "--encoder '32,x'")
+    assert_one_line_error(run("--encoder", "32,0", "--lookback", 5, "--features", 59), "must be positive")
+    assert_one_line_error(run("--lookback", 0, "--features", 59), "lookback must be a positive integer")
+    assert_one_line_error(run("--lookback", 5, "--features", -3), "feature count must be a positive integer")
+    assert_one_line_error(run("--encoder", "4"), "needs RUN_DIR (a trained model) or --lookback and --features")
+    assert_one_line_error(run(tmp_path, "--encoder", "4"), "not both")
+    assert_one_line_error(run(tmp_path), "model.npz: not found")
+    (tmp_path / engine.MODEL_NPZ).write_text("{}")
+    assert_one_line_error(run(tmp_path), "model.npz: not a model.npz written by train")
+
+
+def test_inspect_never_imports_tensorflow():
+    code = (
+        "import sys\n"
+        "from lstm_rare_event.cli import cli\n"
+        "try:\n"
+        "    cli(['inspect', '--lookback', '5', '--features', '59'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
