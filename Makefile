@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 CLI := $(BIN)/lstm-rare-event
 DEMO ?= demo
 SEED ?= 7
+NEW_SEED ?= 8
 
 .PHONY: demo test bench clean
 
@@ -20,9 +21,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The whole pipeline on synthetic data: a week of one machine to learn from, then a new day
+# of the same machine (another seed) scored as the nightly cron job would.
 demo: $(VENV)/.installed
 	$(CLI) demo-data --out $(DEMO)/demo.csv --seed $(SEED)
-	$(CLI) prepare $(DEMO)/demo.csv --out $(DEMO)/run --seed $(SEED)
+	$(CLI) prepare $(DEMO)/demo.csv --out $(DEMO)/run
+	$(CLI) train $(DEMO)/run --seed $(SEED)
+	$(CLI) inspect $(DEMO)/run
+	$(CLI) threshold $(DEMO)/run
+	$(CLI) evaluate $(DEMO)/run
+	$(CLI) demo-data --out $(DEMO)/new-day.csv --rows 720 --seed $(NEW_SEED)
+	$(CLI) score $(DEMO)/run $(DEMO)/new-day.csv --out $(DEMO)/scores.csv
+	@echo "Figures and files: $(DEMO)/run; alarms of the new day: $(DEMO)/scores.csv"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py

@@ -81,7 +81,7 @@ def test_train_writes_every_output(trained):
     summary = json.loads((run_dir / "train.json").read_text())
     assert summary["options"] == {
         "preset": None, "encoder": [4, 2], "decoder": [2, 4], "activation": "relu", "epochs": 2,
-        "batch_size": 16, "learning_rate": 0.001, "patience": 10, "seed": 123,
+        "batch_size": 16, "learning_rate": 0.003, "patience": 10, "seed": 123,
     }
     assert summary["epochs_run"] == 2 and summary["best_epoch"] in (1, 2)
     assert summary["params"] == 4 * (4 * 7 + 4) + 4 * (2 * 6 + 2) + 4 * (2 * 4 + 2) + 4 * (4 * 6 + 4) + 15
