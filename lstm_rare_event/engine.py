@@ -19,7 +19,8 @@ from lstm_rare_event.errors import UserError
 
 MODEL_KERAS = "model.keras"
 MODEL_NPZ = "model.npz"
-ENGINES = ("numpy", "keras")
+MODEL_FILES = {"numpy": MODEL_NPZ, "keras": MODEL_KERAS}
+ENGINES = tuple(MODEL_FILES)
 NPZ_FORMAT = "lstm-rare-event/model-npz/1"
 BATCH = 4096  # windows per forward pass: bounds memory at a few tens of MB for the presets
 
@@ -157,10 +158,14 @@ def read_architecture(run_dir) -> Architecture:
     return _read_npz(Path(run_dir) / MODEL_NPZ)[0]
 
 
+def model_file(engine: str) -> str:
+    """The file in a run directory that ``engine`` reads the model from."""
+    if engine not in MODEL_FILES:
+        raise UserError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    return MODEL_FILES[engine]
+
+
 def load_model(run_dir, engine: str = "numpy"):
     """The model that ``train`` wrote into ``run_dir``, with ``.predict(X) -> reconstruction``."""
-    if engine == "numpy":
-        return NumpyModel(Path(run_dir) / MODEL_NPZ)
-    if engine == "keras":
-        return KerasModel(Path(run_dir) / MODEL_KERAS)
-    raise UserError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    path = Path(run_dir) / model_file(engine)
+    return NumpyModel(path) if engine == "numpy" else KerasModel(path)

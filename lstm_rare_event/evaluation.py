@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lstm_rare_event import log, metrics, plots, thresholds
 from lstm_rare_event.artifacts import Writer, read_json, require, to_jsonable, verify
-from lstm_rare_event.engine import MODEL_KERAS, MODEL_NPZ
+from lstm_rare_event.engine import model_file
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.prepare import PREPARE_JSON
 from lstm_rare_event.reconstruction import compute_errors
@@ -24,7 +24,6 @@ THRESHOLD_PNG = "threshold.png"
 TIMELINE_PNG = "error_timeline.png"
 ROC_PR_PNG = "roc_pr.png"
 HISTOGRAM_PNG = "error_hist.png"
-MODEL_FILES = {"numpy": MODEL_NPZ, "keras": MODEL_KERAS}
 # False alarms per day an operator might accept; thresholds for them are chosen on validation.
 BUDGETS = (1.0, 5.0)
 BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per-day --target BUDGET, "
@@ -33,12 +32,11 @@ BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per
 
 def _checked_inputs(run_dir: Path, split: str, engine: str, extra=()) -> list[str]:
     """The run files a step reads, after checking they exist and come from this run."""
-    if engine not in MODEL_FILES:
-        raise UserError(f"engine {engine!r}: choose one of {', '.join(MODEL_FILES)}")
+    model = model_file(engine)
     require(run_dir, [PREPARE_JSON, split_file(split)], f"run `lstm-rare-event prepare INPUT --out {run_dir}` first")
-    require(run_dir, [MODEL_FILES[engine]], f"run `lstm-rare-event train {run_dir}` first")
+    require(run_dir, [model], f"run `lstm-rare-event train {run_dir}` first")
     require(run_dir, extra, f"run `lstm-rare-event threshold {run_dir}` first")
-    names = [PREPARE_JSON, split_file(split), MODEL_FILES[engine], *extra]
+    names = [PREPARE_JSON, split_file(split), model, *extra]
     verify(run_dir, names)
     return names
 

@@ -6,20 +6,43 @@ takes seconds; everything that can be done without it lives in ``architecture`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 
-# Before TensorFlow is imported: quiets its C++ logs, except (TF 2.21) the few lines it writes
-# before absl logging is initialised, which no setting reaches.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from lstm_rare_event import __version__, log
+from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.errors import UserError
 
-from lstm_rare_event import __version__, log  # noqa: E402
-from lstm_rare_event.architecture import Architecture  # noqa: E402
-from lstm_rare_event.errors import UserError  # noqa: E402
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ side writes start-up notices (oneDNN, no CUDA driver, AVX-512) straight
+    to file descriptor 2, some before any log setting is read; users' stderr is for our
+    progress lines. Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# Level 3 also hides native "errors" such as the AVX-512 fallback notice; real failures raise in Python.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+with _native_stderr_silenced():
+    import keras
+    import tensorflow as tf
+
+    # The device probe and the first kernel print the rest of the notices; get them over with here.
+    tf.config.list_physical_devices()
+    tf.constant([1]) + 1
 
 
 def set_seed(seed: int) -> None:

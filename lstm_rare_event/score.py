@@ -24,7 +24,7 @@ import pandas as pd
 from lstm_rare_event.artifacts import require, verify
 from lstm_rare_event.data import LABEL, TIME, check_table, read_csv, read_error, select_features
 from lstm_rare_event.detrend import detrend
-from lstm_rare_event.engine import BATCH, ENGINES, MODEL_KERAS, MODEL_NPZ, load_model
+from lstm_rare_event.engine import BATCH, load_model, model_file
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.prepare import PREPARE_JSON, load_info
 from lstm_rare_event.reconstruction import feature_errors, window_errors
@@ -34,7 +34,6 @@ from lstm_rare_event.windows import segments, stack, window_ends
 
 CHUNK_ROWS = 50_000
 TOP_SENSORS = 3
-MODEL_FILES = {"numpy": MODEL_NPZ, "keras": MODEL_KERAS}
 
 
 @dataclass(frozen=True)
@@ -85,16 +84,14 @@ def load_recipe(run_dir) -> Recipe:
 
 def load_run(run_dir, engine: str = "numpy") -> Run:
     """Everything scoring needs from ``run_dir``, refusing files that come from different runs."""
-    if engine not in MODEL_FILES:
-        raise UserError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    model_file = MODEL_FILES[engine]
+    model = model_file(engine)
     for names, hint in (
         ([PREPARE_JSON, SCALER_NPZ], f"run `lstm-rare-event prepare INPUT --out {run_dir}` first"),
-        ([model_file], f"run `lstm-rare-event train {run_dir}` first"),
+        ([model], f"run `lstm-rare-event train {run_dir}` first"),
         ([THRESHOLD_JSON], f"run `lstm-rare-event threshold {run_dir}` first"),
     ):
         require(run_dir, names, hint)
-    verify(run_dir, [PREPARE_JSON, SCALER_NPZ, model_file, THRESHOLD_JSON])
+    verify(run_dir, [PREPARE_JSON, SCALER_NPZ, model, THRESHOLD_JSON])
     threshold = read_threshold(run_dir)
     return Run(load_recipe(run_dir), load_model(run_dir, engine), float(threshold["value"]), threshold["error"])
 

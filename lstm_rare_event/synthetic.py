@@ -165,14 +165,14 @@ def day_drift(rng, plant: Plant, minutes: np.ndarray) -> np.ndarray:
 def pre_break_drift(rng, plant: Plant, rows: int, breaks: np.ndarray) -> np.ndarray:
     """Growing drift in a few culprit sensors over the rows before each break, peaking at it.
 
-    Over ``length`` rows before a break the drift grows linearly to ``amplitude`` (2 to 4
+    Over ``length`` rows before a break the drift grows linearly to ``amplitude`` (3 to 6
     standard units) on the row just before the break and goes one step further on the break.
     """
     n = len(breaks)
     lengths = rng.integers(DRIFT_ROWS[0], DRIFT_ROWS[1] + 1, n)
     how_many = rng.integers(CULPRITS_PER_BREAK[0], CULPRITS_PER_BREAK[1] + 1, n)
     chosen = rng.random((n, len(CULPRITS))).argsort(axis=1).argsort(axis=1) < how_many[:, None]
-    amplitude = rng.uniform(2.0, 4.0, (n, len(CULPRITS))) * chosen * plant.culprit_sign
+    amplitude = rng.uniform(3.0, 6.0, (n, len(CULPRITS))) * chosen * plant.culprit_sign
 
     back = np.arange(DRIFT_ROWS[1] + 1)  # 0 is the break row itself
     growth = np.clip((lengths[:, None] + 1 - back) / lengths[:, None], 0.0, None)  # (n, back)
