@@ -41,7 +41,8 @@ def _checked_inputs(run_dir: Path, split: str, engine: str, extra=()) -> list[st
     return names
 
 
-def _interval_minutes(run_dir: Path) -> float:
+def read_interval_minutes(run_dir: Path) -> float:
+    run_dir = Path(run_dir)
     value = read_json(run_dir / PREPARE_JSON).get("interval_minutes")
     if not isinstance(value, (int, float)) or not value > 0:
         raise UserError(f"{run_dir / PREPARE_JSON}: 'interval_minutes' must be a positive number, got {value!r}; "
@@ -49,27 +50,14 @@ def _interval_minutes(run_dir: Path) -> float:
     return float(value)
 
 
-def run_threshold(run_dir, rule: str = "alarms-per-day", params: dict | None = None, error: str = "last",
-                  engine: str = "numpy") -> dict:
-    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
-    run_dir = Path(run_dir)
-    params = thresholds.resolve_params(rule, **(params or {}))  # bad options fail before any work
-    names = _checked_inputs(run_dir, "valid", engine)
-    interval = _interval_minutes(run_dir)
-    valid = load_split(run_dir, "valid")
-    thresholds.check_labels(rule, valid.y)  # before the model runs, not after
-    log.info(f"reconstruction error ({error}) of {len(valid):,} validation windows, {engine} engine")
-    errors, _ = compute_errors(run_dir, valid, error, engine)
+def choose_on_validation(errors, valid, interval: float, rule: str, params: dict) -> dict:
+    """The threshold ``rule`` picks from the validation scores, the validation metrics at it,
+    and the alarm-budget thresholds; pure, so model errors and reference scores share it."""
     value = thresholds.choose_threshold(rule, errors, valid.y, interval, **params)
     flags = thresholds.flag(errors, value)
     has_normal = bool((valid.y == 0).any())
-    summary = to_jsonable({
-        "rule": rule,
-        "params": params,
+    return {
         "value": value,
-        "error": error,
-        "engine": engine,
-        "interval_minutes": interval,
         "validation": {
             **metrics.window_metrics(valid.y, flags),
             "false_alarms_per_day": metrics.false_alarms_per_day(flags, valid.y, interval),
@@ -79,6 +67,60 @@ def run_threshold(run_dir, rule: str = "alarms-per-day", params: dict | None = N
              "value": thresholds.choose_threshold("alarms-per-day", errors, valid.y, interval, target=budget)}
             for budget in BUDGETS if has_normal
         ],
+    }
+
+
+def evaluate_scores(errors, test, chosen: dict, interval: float) -> dict:
+    """Window metrics, break events and alarm-budget rows of the test scores under ``chosen``
+    (a threshold.json or :func:`choose_on_validation` result); pure."""
+    flags = thresholds.flag(errors, chosen["value"])
+    return {
+        "windows": metrics.window_metrics(test.y, flags, errors),
+        "events": metrics.event_metrics(flags, test.y, test.end_time, test.event_time, interval),
+        "alarm_budgets": {
+            "basis": BUDGET_BASIS,
+            "rows": [_budget_row(budget, errors, test, interval) for budget in chosen.get("budgets", [])],
+        },
+    }
+
+
+def report_from_errors(valid_errors, valid, test_errors, test, interval: float, rule: str = "alarms-per-day",
+                       params: dict | None = None) -> dict:
+    """``threshold`` then ``evaluate`` in memory, for any score where higher means an alarm
+    (never negative: the rules treat 0 as the floor): the evaluate.json structure, without the
+    model fields, plus the validation metrics."""
+    params = thresholds.resolve_params(rule, **(params or {}))
+    chosen = choose_on_validation(valid_errors, valid, interval, rule, params)
+    return to_jsonable({
+        "threshold": {"rule": rule, "params": params, "value": chosen["value"]},
+        "interval_minutes": interval,
+        "validation": chosen["validation"],
+        **evaluate_scores(test_errors, test, chosen, interval),
+    })
+
+
+def run_threshold(run_dir, rule: str = "alarms-per-day", params: dict | None = None, error: str = "last",
+                  engine: str = "numpy") -> dict:
+    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
+    run_dir = Path(run_dir)
+    params = thresholds.resolve_params(rule, **(params or {}))  # bad options fail before any work
+    names = _checked_inputs(run_dir, "valid", engine)
+    interval = read_interval_minutes(run_dir)
+    valid = load_split(run_dir, "valid")
+    thresholds.check_labels(rule, valid.y)  # before the model runs, not after
+    log.info(f"reconstruction error ({error}) of {len(valid):,} validation windows, {engine} engine")
+    errors, _ = compute_errors(run_dir, valid, error, engine)
+    chosen = choose_on_validation(errors, valid, interval, rule, params)
+    value = chosen["value"]
+    summary = to_jsonable({
+        "rule": rule,
+        "params": params,
+        "value": value,
+        "error": error,
+        "engine": engine,
+        "interval_minutes": interval,
+        "validation": chosen["validation"],
+        "budgets": chosen["budgets"],
     })
     log.info(f"threshold {value:.6g} (--rule {rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
     options = {"rule": rule, "params": params, "error": error, "engine": engine}
@@ -107,23 +149,17 @@ def run_evaluate(run_dir, engine: str = "numpy") -> dict:
     run_dir = Path(run_dir)
     names = _checked_inputs(run_dir, "test", engine, extra=[THRESHOLD_JSON])
     chosen = thresholds.read_threshold(run_dir)
-    interval = _interval_minutes(run_dir)
+    interval = read_interval_minutes(run_dir)
     test = load_split(run_dir, "test")
     log.info(f"reconstruction error ({chosen['error']}) of {len(test):,} test windows, {engine} engine")
     errors, _ = compute_errors(run_dir, test, chosen["error"], engine)
-    flags = thresholds.flag(errors, chosen["value"])
-    windows = metrics.window_metrics(test.y, flags, errors)
-    events = metrics.event_metrics(flags, test.y, test.end_time, test.event_time, interval)
+    scored = evaluate_scores(errors, test, chosen, interval)
+    windows = scored["windows"]
     report = to_jsonable({
         "threshold": {key: chosen.get(key) for key in ("rule", "params", "value", "error", "engine")},
         "engine": engine,
         "interval_minutes": interval,
-        "windows": windows,
-        "events": events,
-        "alarm_budgets": {
-            "basis": BUDGET_BASIS,
-            "rows": [_budget_row(budget, errors, test, interval) for budget in chosen.get("budgets", [])],
-        },
+        **scored,
     })
     log.info(f"writing {EVALUATE_JSON}, {TIMELINE_PNG}, {ROC_PR_PNG} and {HISTOGRAM_PNG}")
     with Writer(run_dir, step="evaluate", inputs=names, options={"engine": engine}) as out:

@@ -1,0 +1,228 @@
+"""`make bench`: the 2019 recipe and the tool's defaults side by side on the real data.
+
+Drives the tool through its own command line, as a user would, on the real sheet-break file
+(../shared/data/sheet-break.csv.gz, or the path in SHEET_BREAK_CSV), and writes
+bench/results.md and bench/results.json. Every threshold is chosen on validation; the test
+split is read once per run, by `evaluate`. Speed figures are ratios against the recipe (or the
+Keras engine) measured in the same invocation.
+
+BENCH_QUICK=1 runs the same steps with 2 epochs and few repeats, to check the benchmark itself;
+its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REAL = Path(os.environ.get("SHEET_BREAK_CSV", ROOT.parent / "shared/data/sheet-break.csv.gz"))
+WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+REPEATS = 2 if QUICK else 5
+BOOTSTRAP = 100 if QUICK else 1000
+CLI = [sys.executable, "-m", "lstm_rare_event"]
+
+RECIPE_PREPARE = ["--split", "random", "--seed", "123", "--allow-gaps"]
+RECIPE_TRAIN = ["--arch", "article", "--epochs", "2" if QUICK else "200", "--batch-size", "64",
+                "--learning-rate", "1e-4", "--patience", "0", "--seed", "123"]
+RECIPE_THRESHOLD = ["--error", "last", "--rule", "value", "--value", "0.3"]
+DEFAULT_TRAIN = ["--epochs", "2"] if QUICK else []
+ARTICLE = {"tn": 3319, "fp": 286, "fn": 36, "tp": 13, "precision": 0.043, "recall": 0.265, "f1": 0.075,
+           "roc_auc": 0.706}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(*args) -> dict:
+    """Run the tool; return its stdout, exit code and process wall seconds."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"bench: `lstm-rare-event {' '.join(map(str, args))}` failed:\n{stderr}")
+    return {"stdout": stdout, "code": proc.returncode, "wall": wall}
+
+
+def peak_rss_mb(*args) -> float:
+    """The peak resident memory of one run of the tool, from the kernel's accounting."""
+    proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"bench: `lstm-rare-event {' '.join(map(str, args))}` failed ({proc.returncode})")
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def median_wall(*args) -> float:
+    return statistics.median(run(*args)["wall"] for _ in range(REPEATS))
+
+
+def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
+    """train (into its own run directory), threshold and evaluate; the evaluate report."""
+    out = WORK / name
+    log(f"{name}: train {' '.join(train_args) or '(defaults)'}")
+    trained = run("train", prepared, "--out", out, "--json", "-q", *train_args)
+    run("threshold", out, "-q", *threshold_args)
+    report = json.loads(run("evaluate", out, "--json", "-q")["stdout"])
+    report["train"] = json.loads(trained["stdout"])
+    report["train"]["process_wall_seconds"] = trained["wall"]
+    return report
+
+
+def model_scores(run_dir: Path) -> tuple[np.ndarray, object]:
+    """Test errors of a trained run, computed exactly as `evaluate` does."""
+    from lstm_rare_event.reconstruction import compute_errors
+    from lstm_rare_event.thresholds import read_threshold
+    from lstm_rare_event.windows import load_split
+
+    test = load_split(run_dir, "test")
+    errors, _ = compute_errors(run_dir, test, read_threshold(run_dir)["error"])
+    return errors, test
+
+
+def references(prepared: Path, row_times) -> dict:
+    from lstm_rare_event.references import reference_run
+
+    return {name: reference_run(prepared, name, row_times=row_times) for name in ("mahalanobis", "restart")}
+
+
+def split_results(label: str, prepare_args, row_times) -> dict:
+    """Recipe, defaults and the two references on one split, with bootstrap intervals."""
+    from lstm_rare_event.bootstrap import bootstrap_metrics, event_groups
+
+    prepared = WORK / f"prepared-{label}"
+    log(f"{label}: prepare {' '.join(prepare_args) or '(defaults)'}")
+    run("prepare", REAL, "--out", prepared, "-q", *prepare_args)
+    # defaults first: the paired differences are taken as defaults minus each other run
+    runs = {
+        "defaults": pipeline(f"defaults-{label}", prepared, DEFAULT_TRAIN, []),
+        "recipe": pipeline(f"recipe-{label}", prepared, RECIPE_TRAIN, RECIPE_THRESHOLD),
+    }
+    log(f"{label}: reference detectors")
+    refs = references(prepared, row_times)
+    scores = {}
+    for name in runs:
+        scores[name], test = model_scores(WORK / f"{name}-{label}")
+    for name, report in refs.items():
+        scores[name] = np.asarray(report.pop("test_scores"))
+        runs[name] = report
+    log(f"{label}: bootstrap ({BOOTSTRAP} replicates, resampled by break event)")
+    intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time), n=BOOTSTRAP, seed=0)
+    return {"runs": runs, "bootstrap": intervals}
+
+
+def speed() -> dict:
+    """Process wall times (medians) and peak memory, each with the recipe's in the same run."""
+    log("speed: prepare")
+    tmp = WORK / "speed"
+    prepare_ours = median_wall("prepare", REAL, "--out", tmp / "p-ours", "-q")
+    prepare_recipe = median_wall("prepare", REAL, "--out", tmp / "p-recipe", "-q", *RECIPE_PREPARE)
+
+    run_dir = WORK / "defaults-time"
+    day = tmp / "one-day.csv"
+    whole = tmp / "whole.csv"
+    write_slice(day, rows=720)
+    write_slice(whole, rows=None)
+    log("speed: score")
+    score = {}
+    for label, path in (("one_day_720_rows", day), ("whole_file", whole)):
+        score[label] = {
+            engine: median_wall("score", run_dir, path, "--out", tmp / f"s-{engine}.csv", "-q", "--engine", engine)
+            for engine in ("numpy", "keras")
+        }
+    big = tmp / "million.csv"
+    log("speed: writing a 1,000,000-row file from the real rows")
+    write_repeated(big, 1_000_000)
+    log("speed: peak memory of score on 1,000,000 rows")
+    rss = peak_rss_mb("score", run_dir, big, "--out", tmp / "s-million.csv", "-q")
+    big.unlink()
+    return {
+        "prepare_seconds": {"defaults": prepare_ours, "recipe_flags": prepare_recipe},
+        "score_seconds": score,
+        "score_million_rows_peak_rss_mb": rss,
+        "repeats": REPEATS,
+    }
+
+
+def read_real():
+    import pandas as pd
+
+    return pd.read_csv(REAL)
+
+
+def write_slice(path: Path, rows: int | None) -> None:
+    frame = read_real()
+    (frame if rows is None else frame.head(rows)).to_csv(path, index=False)
+
+
+def write_repeated(path: Path, rows: int) -> None:
+    """The real rows over and over, timestamps advancing, labels dropped: a long plant history."""
+    import pandas as pd
+
+    frame = read_real().drop(columns=["y"])
+    times = pd.to_datetime(frame["time"], format="%m/%d/%y %H:%M")
+    span = times.iloc[-1] - times.iloc[0] + pd.Timedelta(minutes=2)
+    with open(path, "w") as handle:
+        written, copy = 0, 0
+        while written < rows:
+            part = frame.head(rows - written).copy()
+            part["time"] = (times.head(len(part)) + copy * span).dt.strftime("%Y-%m-%dT%H:%M:%S")
+            part.to_csv(handle, index=False, header=copy == 0)
+            written += len(part)
+            copy += 1
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    from lstm_rare_event import __version__
+
+    names = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn"]
+    return {"lstm-rare-event": __version__, **{name: version(name) for name in names}}
+
+
+def main() -> int:
+    if not REAL.exists():
+        print(f"bench: the real data set is needed at {REAL}; set SHEET_BREAK_CSV to its path "
+              "(the ProcessMiner sheet-break CSV, plain or .gz)", file=sys.stderr)
+        return 2
+    from lstm_rare_event.data import read_table
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    row_times = read_table(REAL).time
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "versions": versions(),
+        "quick": QUICK,
+        "article": ARTICLE,
+        "random": split_results("random", RECIPE_PREPARE, row_times),
+        "time": split_results("time", [], row_times),
+    }
+    results["speed"] = speed()
+    results["bench_minutes"] = (time.perf_counter() - started) / 60
+    from report import markdown  # bench/report.py: the tables
+
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+    log(f"done in {results['bench_minutes']:.1f} min: bench/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
