@@ -93,7 +93,7 @@ def targets(results: dict) -> list[str]:
 
     t = results["time"]
     r = results["random"]
-    tw, te = t["runs"]["defaults"]["windows"], t["runs"]["defaults"]["events"]
+    tw = t["runs"]["defaults"]["windows"]
     rw = r["runs"]["defaults"]["windows"]
     five = next(row for row in t["runs"]["defaults"]["alarm_budgets"]["rows"] if row["alarms_per_day"] == 5.0)
     beats = all(pair(t["bootstrap"], "defaults", ref)["roc_auc"]["low"] > 0 for ref in ("mahalanobis", "restart"))

@@ -1,9 +1,5 @@
 """Reconstruction error per feature and per window, from hand-made arrays and a real model.npz."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +10,6 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.reconstruction import compute_errors, feature_errors, window_errors
 from lstm_rare_event.windows import Windows
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # Two windows of 3 steps x 2 features; the reconstruction is off by known amounts.
 X = np.zeros((2, 3, 2), dtype=np.float32)
@@ -88,15 +83,6 @@ def test_missing_model_is_a_user_error(tmp_path):
         compute_errors(tmp_path, windows(), "last")
 
 
-def test_scoring_modules_import_neither_tensorflow_nor_sklearn(tmp_path):
+def test_scoring_modules_import_neither_tensorflow_nor_sklearn(tmp_path, heavy_imports):
     small_model(tmp_path)
-    code = (
-        "import sys\n"
-        "from lstm_rare_event import metrics, reconstruction, thresholds\n"
-        "heavy = sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') if m in sys.modules)\n"
-        "print(heavy)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert heavy_imports("from lstm_rare_event import metrics, reconstruction, thresholds") == []
