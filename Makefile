@@ -6,6 +6,11 @@ CLI := $(BIN)/lstm-rare-event
 DEMO ?= demo
 SEED ?= 7
 NEW_SEED ?= 8
+# The synthetic plant changes grade often and drifts little, so removing a trailing median
+# (the default, chosen on the real data) blurs the pre-break drift there; the demo turns it off
+# and uses the recipe's last-row error.
+DEMO_PREPARE ?= --detrend 0
+DEMO_THRESHOLD ?= --error last
 
 .PHONY: demo test bench clean
 
@@ -25,10 +30,10 @@ test: $(VENV)/.installed
 # of the same machine (another seed) scored as the nightly cron job would.
 demo: $(VENV)/.installed
 	$(CLI) demo-data --out $(DEMO)/demo.csv --seed $(SEED)
-	$(CLI) prepare $(DEMO)/demo.csv --out $(DEMO)/run
+	$(CLI) prepare $(DEMO)/demo.csv --out $(DEMO)/run $(DEMO_PREPARE)
 	$(CLI) train $(DEMO)/run --seed $(SEED)
 	$(CLI) inspect $(DEMO)/run
-	$(CLI) threshold $(DEMO)/run
+	$(CLI) threshold $(DEMO)/run $(DEMO_THRESHOLD)
 	$(CLI) evaluate $(DEMO)/run
 	$(CLI) demo-data --out $(DEMO)/new-day.csv --rows 720 --seed $(NEW_SEED)
 	$(CLI) score $(DEMO)/run $(DEMO)/new-day.csv --out $(DEMO)/scores.csv

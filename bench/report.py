@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 RUNS = {
-    "recipe": "recipe (article net, 200 epochs, lr 1e-4, batch 64, value 0.3)",
-    "defaults": "tool defaults",
+    "recipe": "recipe (no detrending, article net, 200 epochs, lr 1e-4, batch 64, last-row error, value 0.3)",
+    "defaults": "tool defaults (detrend 30, clip 10, batch 512, lr 3e-3, early stopping, mean error, 1 alarm/day)",
     "mahalanobis": "reference: Mahalanobis distance of the last row",
     "restart": "reference: time since the last restart",
 }

@@ -33,7 +33,8 @@ REPEATS = 2 if QUICK else 5
 BOOTSTRAP = 100 if QUICK else 1000
 CLI = [sys.executable, "-m", "lstm_rare_event"]
 
-RECIPE_PREPARE = ["--split", "random", "--seed", "123", "--allow-gaps"]
+RANDOM_SPLIT = ["--split", "random", "--seed", "123", "--allow-gaps"]
+RECIPE_VALUES = ["--detrend", "0", "--clip", "0"]  # the recipe's rows: no detrending, no clipping
 RECIPE_TRAIN = ["--arch", "article", "--epochs", "2" if QUICK else "200", "--batch-size", "64",
                 "--learning-rate", "1e-4", "--patience", "0", "--seed", "123"]
 RECIPE_THRESHOLD = ["--error", "last", "--rule", "value", "--value", "0.3"]
@@ -100,20 +101,27 @@ def references(prepared: Path, row_times) -> dict:
     return {name: reference_run(prepared, name, row_times=row_times) for name in ("mahalanobis", "restart")}
 
 
-def split_results(label: str, prepare_args, row_times) -> dict:
-    """Recipe, defaults and the two references on one split, with bootstrap intervals."""
+def prepared(name: str, args) -> Path:
+    out = WORK / f"prepared-{name}"
+    log(f"prepare {name}: {' '.join(args) or '(defaults)'}")
+    run("prepare", REAL, "--out", out, "-q", *args)
+    return out
+
+
+def split_results(label: str, split_args, row_times) -> dict:
+    """Recipe, defaults and the two references on one split (the same windows for all, since
+    the split depends on the times alone), with bootstrap intervals."""
     from lstm_rare_event.bootstrap import bootstrap_metrics, event_groups
 
-    prepared = WORK / f"prepared-{label}"
-    log(f"{label}: prepare {' '.join(prepare_args) or '(defaults)'}")
-    run("prepare", REAL, "--out", prepared, "-q", *prepare_args)
+    ours = prepared(f"defaults-{label}", split_args)
+    recipe = prepared(f"recipe-{label}", [*split_args, *RECIPE_VALUES])
     # defaults first: the paired differences are taken as defaults minus each other run
     runs = {
-        "defaults": pipeline(f"defaults-{label}", prepared, DEFAULT_TRAIN, []),
-        "recipe": pipeline(f"recipe-{label}", prepared, RECIPE_TRAIN, RECIPE_THRESHOLD),
+        "defaults": pipeline(f"defaults-{label}", ours, DEFAULT_TRAIN, []),
+        "recipe": pipeline(f"recipe-{label}", recipe, RECIPE_TRAIN, RECIPE_THRESHOLD),
     }
-    log(f"{label}: reference detectors")
-    refs = references(prepared, row_times)
+    log(f"{label}: reference detectors on the default (detrended, scaled) rows")
+    refs = references(ours, row_times)
     scores = {}
     for name in runs:
         scores[name], test = model_scores(WORK / f"{name}-{label}")
@@ -130,7 +138,7 @@ def speed() -> dict:
     log("speed: prepare")
     tmp = WORK / "speed"
     prepare_ours = median_wall("prepare", REAL, "--out", tmp / "p-ours", "-q")
-    prepare_recipe = median_wall("prepare", REAL, "--out", tmp / "p-recipe", "-q", *RECIPE_PREPARE)
+    prepare_recipe = median_wall("prepare", REAL, "--out", tmp / "p-recipe", "-q", *RANDOM_SPLIT, *RECIPE_VALUES)
 
     run_dir = WORK / "defaults-time"
     day = tmp / "one-day.csv"
@@ -211,7 +219,7 @@ def main() -> int:
         "versions": versions(),
         "quick": QUICK,
         "article": ARTICLE,
-        "random": split_results("random", RECIPE_PREPARE, row_times),
+        "random": split_results("random", RANDOM_SPLIT, row_times),
         "time": split_results("time", [], row_times),
     }
     results["speed"] = speed()

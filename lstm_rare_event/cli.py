@@ -132,8 +132,11 @@ def comma_floats(ctx, param, value):
               help="Use exactly these feature columns, comma-separated (overrides --drop).")
 @click.option("--allow-gaps", is_flag=True,
               help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split).")
-@click.option("--detrend", default=0, show_default=True, type=int,
-              help="Subtract each sensor's median over this many past rows (0: off).")
+@click.option("--detrend", default=30, show_default=True, type=int,
+              help="Subtract each sensor's median over this many past rows, never across a time gap "
+                   "(0: off, the recipe).")
+@click.option("--clip", default=10.0, show_default=True, type=float,
+              help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe).")
 @click.option("--split", type=click.Choice(["time", "random"]), default="time", show_default=True,
               help="time: train/valid/test in time order; random: the recipe's shuffled split.")
 @click.option("--fractions", default=None, callback=comma_floats,
@@ -264,7 +267,7 @@ def engine_option(func):
 @click.option("--target", type=float, default=None,
               help="--rule recall: the recall to reach  [default: 0.5]; "
                    "--rule alarms-per-day: false alarms per day  [default: 1]")
-@click.option("--error", "error_mode", type=click.Choice(ERROR_MODES), default="last", show_default=True,
+@click.option("--error", "error_mode", type=click.Choice(ERROR_MODES), default="mean", show_default=True,
               help="last: squared error of the last time step (the recipe); mean: over all steps. "
                    "Saved, and used by evaluate and score.")
 @engine_option

@@ -99,7 +99,7 @@ def report_from_errors(valid_errors, valid, test_errors, test, interval: float, 
     })
 
 
-def run_threshold(run_dir, rule: str = "alarms-per-day", params: dict | None = None, error: str = "last",
+def run_threshold(run_dir, rule: str = "alarms-per-day", params: dict | None = None, error: str = "mean",
                   engine: str = "numpy") -> dict:
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run_dir = Path(run_dir)

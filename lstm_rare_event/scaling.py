@@ -23,8 +23,14 @@ def fit_scaler(rows: np.ndarray):
     return StandardScaler().fit(rows)
 
 
-def apply_scaling(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return ((values - mean) / scale).astype(np.float32)
+def apply_scaling(values: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float = 0) -> np.ndarray:
+    """Standardize; with ``clip`` > 0, limit to [-clip, clip] standard deviations.
+
+    A few sensors leave their training range by hundreds of standard deviations later in the
+    data; unclipped, their squared errors swamp every other sensor's and the early stopping.
+    """
+    scaled = ((values - mean) / scale).astype(np.float32)
+    return np.clip(scaled, -clip, clip, out=scaled) if clip > 0 else scaled
 
 
 def save_scaler(scaler, joblib_path, npz_path) -> None:

@@ -46,6 +46,7 @@ class Recipe:
     lookback: int
     interval: np.timedelta64
     detrend: int
+    clip: float
     allow_gaps: bool
     mean: np.ndarray
     scale: np.ndarray
@@ -76,6 +77,7 @@ def load_recipe(run_dir) -> Recipe:
         lookback=int(info["lookback"]),
         interval=np.timedelta64(int(round(info["interval_minutes"] * 60)), "s"),
         detrend=int(options["detrend"]),
+        clip=float(options.get("clip", 0)),
         allow_gaps=bool(options["allow_gaps"]),
         mean=mean,
         scale=scale,
@@ -112,9 +114,9 @@ def check_columns(columns, source, recipe: Recipe) -> None:
         )
 
 
-def transform_rows(values: np.ndarray, segment: np.ndarray, detrend_window: int, mean, scale) -> np.ndarray:
-    """Raw sensor rows -> the model's input rows: detrended within segments, then scaled."""
-    return apply_scaling(detrend(values, segment, detrend_window), mean, scale)
+def transform_rows(values: np.ndarray, segment: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Raw sensor rows -> the model's input rows: detrended within segments, scaled, clipped."""
+    return apply_scaling(detrend(values, segment, recipe.detrend), recipe.mean, recipe.scale, recipe.clip)
 
 
 def top_sensors(feature_err: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +164,7 @@ def score_rows(run: Run, time: np.ndarray, values: np.ndarray, first_new: int):
     """
     recipe = run.recipe
     segment = segments(time, recipe.interval)
-    rows = transform_rows(values, segment, recipe.detrend, recipe.mean, recipe.scale)
+    rows = transform_rows(values, segment, recipe)
     # With --allow-gaps the windows span gaps (one segment), but detrending still restarts there.
     ends = window_ends(np.zeros_like(segment) if recipe.allow_gaps else segment, recipe.lookback)
     ends = ends[ends >= first_new]

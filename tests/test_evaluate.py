@@ -81,7 +81,7 @@ def invoke(*args):
 
 
 def test_threshold_max_f_known_answer_and_files(run, zero_model):
-    result = invoke("threshold", run, "--rule", "max-f")
+    result = invoke("threshold", run, "--rule", "max-f", "--error", "last")
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "threshold.json").read_text())
     # F1 is 2/3 with the top 3 errors flagged (25, 20.25, 16) and with the top 6; the higher wins
@@ -103,14 +103,14 @@ def test_threshold_max_f_known_answer_and_files(run, zero_model):
 
 
 def test_threshold_json_output_is_the_saved_file(run, zero_model):
-    result = invoke("threshold", run, "--rule", "recall", "--target", "1", "--json")
+    result = invoke("threshold", run, "--rule", "recall", "--target", "1", "--error", "last", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads((run / "threshold.json").read_text())
     assert json.loads(result.stdout)["value"] == (4 + 6.25) / 2  # the lowest positive is 6.25
 
 
 def test_evaluate_known_confusion_matrix_events_and_budgets(run, zero_model):
-    assert invoke("threshold", run, "--rule", "max-f").exit_code == 0
+    assert invoke("threshold", run, "--rule", "max-f", "--error", "last").exit_code == 0
     result = invoke("evaluate", run, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -142,7 +142,7 @@ def test_evaluate_known_confusion_matrix_events_and_budgets(run, zero_model):
 
 
 def test_evaluate_table(run, zero_model):
-    assert invoke("threshold", run, "--rule", "max-f").exit_code == 0
+    assert invoke("threshold", run, "--rule", "max-f", "--error", "last").exit_code == 0
     result = invoke("evaluate", run)
     assert result.exit_code == 0, result.output
     for text in ("TN / FP / FN / TP", "7 / 1 / 1 / 3", "ROC-AUC", "breaks caught", "2 of 2", "Alarm budgets"):
@@ -220,7 +220,7 @@ def test_label_rule_without_validation_positives_names_a_working_rule(tmp_path, 
     run = tmp_path / "run"
     write_prepared(run, valid=windows([1, 2, 3], [0, 0, 0]))
     write_model(run)
-    assert_one_line_error(invoke("threshold", run, "--rule", "max-f"), "--rule alarms-per-day or --rule value")
+    assert_one_line_error(invoke("threshold", run, "--rule", "max-f", "--error", "last"), "--rule alarms-per-day or --rule value")
     assert not (run / "threshold.json").exists()
     assert invoke("threshold", run, "--rule", "alarms-per-day").exit_code == 0
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +12,8 @@ from click.testing import CliRunner
 from lstm_rare_event import __version__
 from lstm_rare_event.cli import cli
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def invoke(*args):
     result = CliRunner().invoke(cli, [str(a) for a in args])
@@ -18,14 +21,27 @@ def invoke(*args):
     return result
 
 
+def makefile_flags(name):
+    """The flags `make demo` passes (DEMO_PREPARE, DEMO_THRESHOLD in the Makefile), so this
+    test runs what the demo runs."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith(f"{name} ?="):
+            return line.split("?=", 1)[1].split()
+    raise AssertionError(f"{name} not in the Makefile")
+
+
+DEMO_PREPARE = makefile_flags("DEMO_PREPARE")
+DEMO_THRESHOLD = makefile_flags("DEMO_THRESHOLD")
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Demo data, prepared and trained with the tool's defaults, thresholded on validation."""
+    """Demo data prepared, trained and thresholded (on validation) as `make demo` does it."""
     root = tmp_path_factory.mktemp("demo")
     invoke("demo-data", "--out", root / "demo.csv", "--seed", 7)
-    invoke("prepare", root / "demo.csv", "--out", root / "run")
+    invoke("prepare", root / "demo.csv", "--out", root / "run", *DEMO_PREPARE)
     invoke("train", root / "run", "--seed", 7, "-q")
-    invoke("threshold", root / "run", "-q")
+    invoke("threshold", root / "run", "-q", *DEMO_THRESHOLD)
     return root
 
 

@@ -83,7 +83,8 @@ def test_prepare_recipe_windows_span_gaps_and_start_two_rows_late(tmp_path):
 
 def test_prepare_window_contents_and_labels(tmp_path):
     path = write(frame(40, breaks=[20]), tmp_path / "d.csv")
-    prepared = prepare(path, PrepareOptions(split="time", fractions=(0.5, 0.25, 0.25), lookback=3, shift=2))
+    prepared = prepare(path, PrepareOptions(split="time", fractions=(0.5, 0.25, 0.25), lookback=3, shift=2,
+                                            detrend=0, clip=0))
     train = prepared.splits["train"]
     # undo the scaling to read x1, which is the row number
     rows = np.round(train.X[..., 0] * prepared.scaler.scale_[0] + prepared.scaler.mean_[0]).astype(int)

@@ -152,7 +152,7 @@ def test_model_steps_and_report_from_errors_agree(tmp_path, monkeypatch):
     with Writer(run, step="train", inputs=["prepare.json"]) as out:
         out.path("model.npz").write_bytes(b"stand-in: the test replaces the model")
     monkeypatch.setattr(reconstruction, "load_model", lambda run_dir, engine="numpy": ZeroModel())
-    evaluation.run_threshold(run)
+    evaluation.run_threshold(run, error="last")
     written = evaluation.run_evaluate(run)
     valid, test = load_split(run, "valid"), load_split(run, "test")
     in_memory = evaluation.report_from_errors(last_row_error(valid), valid, last_row_error(test), test, 2.0)
