@@ -79,8 +79,15 @@ def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
     trained = run("train", prepared, "--out", out, "--json", "-q", *train_args)
     run("threshold", out, "-q", *threshold_args)
     report = json.loads(run("evaluate", out, "--json", "-q")["stdout"])
+    without_break_times(report)
     report["train"] = json.loads(trained["stdout"])
     report["train"]["process_wall_seconds"] = trained["wall"]
+    return report
+
+
+def without_break_times(report: dict) -> dict:
+    """Drop the per-break list: the results are committed, and the break times are the data's."""
+    report["events"].pop("breaks", None)
     return report
 
 
@@ -127,7 +134,7 @@ def split_results(label: str, split_args, row_times) -> dict:
         scores[name], test = model_scores(WORK / f"{name}-{label}")
     for name, report in refs.items():
         scores[name] = np.asarray(report.pop("test_scores"))
-        runs[name] = report
+        runs[name] = without_break_times(report)
     log(f"{label}: bootstrap ({BOOTSTRAP} replicates, resampled by break event)")
     intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time), n=BOOTSTRAP, seed=0)
     return {"runs": runs, "bootstrap": intervals}
