@@ -34,7 +34,7 @@ class PrepareOptions:
     drop: tuple[str, ...] = DEFAULT_DROP
     features: tuple[str, ...] | None = None
     allow_gaps: bool = False
-    # Chosen on the validation split of the real data (see bench/results.md); 0 reproduces the recipe.
+    # Chosen by rolling-origin validation on the real data (bench/defaults.md); 0 reproduces the recipe.
     detrend: int = 30
     clip: float = 10.0
     split: str = "time"
