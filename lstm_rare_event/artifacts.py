@@ -158,6 +158,24 @@ def require(run_dir, names, hint: str) -> None:
         raise UserError(f"{run_dir}: missing {', '.join(missing)} ({hint})")
 
 
+STEP_COMMANDS = {
+    "prepare": "lstm-rare-event prepare INPUT --out {run_dir}",
+    "train": "lstm-rare-event train {run_dir}",
+    "threshold": "lstm-rare-event threshold {run_dir}",
+}
+
+
+def check_run(run_dir, files_by_step: dict[str, list[str]]) -> list[str]:
+    """The files a step reads, after checking that each exists (naming the command that
+    makes it when it does not) and that together they come from one run (:func:`verify`)."""
+    names = []
+    for step, files in files_by_step.items():
+        require(run_dir, files, f"run `{STEP_COMMANDS[step].format(run_dir=run_dir)}` first")
+        names += files
+    verify(run_dir, names)
+    return names
+
+
 def verify(run_dir, names) -> None:
     """Refuse files that do not belong together.
 

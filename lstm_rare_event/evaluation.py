@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_rare_event import log, metrics, plots, thresholds
-from lstm_rare_event.artifacts import Writer, read_json, require, to_jsonable, verify
+from lstm_rare_event.artifacts import Writer, check_run, read_json, to_jsonable
 from lstm_rare_event.engine import model_file
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.prepare import PREPARE_JSON
@@ -32,13 +32,11 @@ BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per
 
 def _checked_inputs(run_dir: Path, split: str, engine: str, extra=()) -> list[str]:
     """The run files a step reads, after checking they exist and come from this run."""
-    model = model_file(engine)
-    require(run_dir, [PREPARE_JSON, split_file(split)], f"run `lstm-rare-event prepare INPUT --out {run_dir}` first")
-    require(run_dir, [model], f"run `lstm-rare-event train {run_dir}` first")
-    require(run_dir, extra, f"run `lstm-rare-event threshold {run_dir}` first")
-    names = [PREPARE_JSON, split_file(split), model, *extra]
-    verify(run_dir, names)
-    return names
+    return check_run(run_dir, {
+        "prepare": [PREPARE_JSON, split_file(split)],
+        "train": [model_file(engine)],
+        "threshold": list(extra),
+    })
 
 
 def read_interval_minutes(run_dir: Path) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event.artifacts import require, verify
+from lstm_rare_event.artifacts import check_run
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.evaluation import read_interval_minutes, report_from_errors
 from lstm_rare_event.prepare import PREPARE_JSON
@@ -98,9 +98,7 @@ def reference_run(run_dir, detector: str, row_times=None) -> dict:
     if detector not in DETECTORS:
         raise UserError(f"reference detector {detector!r}: choose one of {', '.join(DETECTORS)}")
     run_dir = Path(run_dir)
-    names = [PREPARE_JSON, *(split_file(s) for s in ("train", "valid", "test"))]
-    require(run_dir, names, f"run `lstm-rare-event prepare INPUT --out {run_dir}` first")
-    verify(run_dir, names)
+    check_run(run_dir, {"prepare": [PREPARE_JSON, *(split_file(s) for s in ("train", "valid", "test"))]})
     interval = read_interval_minutes(run_dir)
     valid, test = load_split(run_dir, "valid"), load_split(run_dir, "test")
     if detector == "mahalanobis":

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_rare_event.artifacts import require, verify
+from lstm_rare_event.artifacts import check_run
 from lstm_rare_event.data import LABEL, TIME, check_table, read_csv, read_error, select_features
 from lstm_rare_event.detrend import detrend
 from lstm_rare_event.engine import BATCH, load_model, model_file
@@ -86,14 +86,11 @@ def load_recipe(run_dir) -> Recipe:
 
 def load_run(run_dir, engine: str = "numpy") -> Run:
     """Everything scoring needs from ``run_dir``, refusing files that come from different runs."""
-    model = model_file(engine)
-    for names, hint in (
-        ([PREPARE_JSON, SCALER_NPZ], f"run `lstm-rare-event prepare INPUT --out {run_dir}` first"),
-        ([model], f"run `lstm-rare-event train {run_dir}` first"),
-        ([THRESHOLD_JSON], f"run `lstm-rare-event threshold {run_dir}` first"),
-    ):
-        require(run_dir, names, hint)
-    verify(run_dir, [PREPARE_JSON, SCALER_NPZ, model, THRESHOLD_JSON])
+    check_run(run_dir, {
+        "prepare": [PREPARE_JSON, SCALER_NPZ],
+        "train": [model_file(engine)],
+        "threshold": [THRESHOLD_JSON],
+    })
     threshold = read_threshold(run_dir)
     return Run(load_recipe(run_dir), load_model(run_dir, engine), float(threshold["value"]), threshold["error"])
 

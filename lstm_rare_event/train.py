@@ -15,7 +15,7 @@ import numpy as np
 
 from lstm_rare_event import architecture, engine, plots
 from lstm_rare_event.architecture import Architecture
-from lstm_rare_event.artifacts import Writer, read_manifest, require, verify
+from lstm_rare_event.artifacts import Writer, check_run, read_manifest
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.windows import load_split, split_file
 
@@ -135,9 +135,7 @@ def train(run_dir, options: TrainOptions = TrainOptions(), out=None) -> dict:
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
-    inputs = [split_file("train"), split_file("valid"), PREPARE_JSON]
-    require(run_dir, inputs, PREPARE_HINT)
-    verify(run_dir, inputs)
+    inputs = check_run(run_dir, {"prepare": [split_file("train"), split_file("valid"), PREPARE_JSON]})
     info = load_info(run_dir)
     try:
         lookback, n_features = int(info["lookback"]), len(info["features"])
