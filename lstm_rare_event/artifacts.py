@@ -120,12 +120,6 @@ class Writer:
         target.write_text(dumps(data), encoding="utf-8")
         return target
 
-    def npz(self, name: str, **arrays) -> Path:
-        target = self.path(name)
-        with open(target, "wb") as handle:
-            np.savez(handle, **arrays)
-        return target
-
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:

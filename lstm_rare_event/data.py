@@ -66,9 +66,8 @@ def read_error(path: Path, exc: Exception) -> UserError:
 def select_features(columns, source, features=None, drop=DEFAULT_DROP) -> list[str]:
     """The sensor columns to use: ``features`` if given, else all but time, y and ``drop``."""
     columns = list(columns)
-    for required in (TIME,):
-        if required not in columns:
-            raise UserError(f"{source}: no '{required}' column (found: {_preview(columns)})")
+    if TIME not in columns:
+        raise UserError(f"{source}: no '{TIME}' column (found: {_preview(columns)})")
     if features:
         missing = [name for name in features if name not in columns]
         if missing:

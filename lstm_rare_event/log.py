@@ -1,24 +1,22 @@
 """Progress and log lines on stderr, so that stdout carries only results."""
 
 import logging
+import sys
 
 LOGGER = logging.getLogger("lstm_rare_event")
 
 
 def configure(quiet: bool = False) -> None:
     """Info lines on stderr; ``quiet`` keeps only warnings and errors."""
-    if not any(getattr(h, "_lstm_rare_event", False) for h in LOGGER.handlers):
+    handler = next((h for h in LOGGER.handlers if getattr(h, "_lstm_rare_event", False)), None)
+    if handler is None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._lstm_rare_event = True
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
-    for handler in LOGGER.handlers:
-        # Click's CliRunner swaps sys.stderr per invocation; follow it.
-        if getattr(handler, "_lstm_rare_event", False):
-            import sys
-
-            handler.setStream(sys.stderr)
+    # Click's CliRunner swaps sys.stderr per invocation; follow it.
+    handler.setStream(sys.stderr)
     LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
 
 

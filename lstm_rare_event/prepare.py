@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event import __version__, log
-from lstm_rare_event.artifacts import Writer, sha256_file
+from lstm_rare_event.artifacts import Writer, read_json, require, sha256_file
 from lstm_rare_event.data import DEFAULT_DROP, read_table, sampling_interval
 from lstm_rare_event.detrend import detrend
 from lstm_rare_event.errors import UserError
@@ -163,8 +163,6 @@ def save(prepared: Prepared, out_dir) -> None:
 
 
 def load_info(run_dir) -> dict:
-    from lstm_rare_event.artifacts import read_json, require
-
     require(run_dir, [PREPARE_JSON], "run `lstm-rare-event prepare INPUT --out DIR` first")
     return read_json(Path(run_dir) / PREPARE_JSON)
 
