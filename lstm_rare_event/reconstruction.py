@@ -22,13 +22,13 @@ def feature_errors(X: np.ndarray, X_hat: np.ndarray, mode: str = "last") -> np.n
     """(N, F) squared errors per feature: at the last time step, or averaged over the steps."""
     if mode not in ERROR_MODES:
         raise UserError(f"error definition {mode!r}: choose one of {', '.join(ERROR_MODES)}")
-    X = np.asarray(X, dtype=np.float64)
-    X_hat = np.asarray(X_hat, dtype=np.float64)
+    X, X_hat = np.asarray(X), np.asarray(X_hat)
     if X.shape != X_hat.shape or X.ndim != 3:
         raise ValueError(f"windows {X.shape} and reconstruction {X_hat.shape} must be the same (N, steps, F)")
-    if mode == "last":
-        return (X_hat[:, -1, :] - X[:, -1, :]) ** 2
-    return ((X_hat - X) ** 2).mean(axis=1)
+    steps = slice(-1, None) if mode == "last" else slice(None)
+    # Only the steps used are widened to float64, so the squares of float32 values cannot lose digits.
+    diff = X_hat[:, steps].astype(np.float64) - X[:, steps].astype(np.float64)
+    return (diff**2).mean(axis=1)
 
 
 def window_errors(feature_err: np.ndarray) -> np.ndarray:
