@@ -50,7 +50,7 @@ def validation_metrics(run_dir: Path) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from lstm_rare_event.reconstruction import compute_errors
-    from lstm_rare_event.windows import load_split
+    from lstm_rare_event.preprocess.windows import load_split
 
     valid = load_split(run_dir, "valid")
     out = {"breaks": int(np.unique(valid.event_time[valid.y == 1]).size)}
@@ -64,8 +64,8 @@ def main() -> int:
     if not REAL.exists():
         print(f"choose_defaults: the real data set is needed at {REAL} (or SHEET_BREAK_CSV)", file=sys.stderr)
         return 2
-    from lstm_rare_event.prepare import PrepareOptions, prepare, save
-    from lstm_rare_event.train import TrainOptions, train
+    from lstm_rare_event.steps.prepare import PrepareOptions, prepare, save
+    from lstm_rare_event.steps.train import TrainOptions, train
 
     rows = []
     with tempfile.TemporaryDirectory() as work:

@@ -94,8 +94,8 @@ def without_break_times(report: dict) -> dict:
 def model_scores(run_dir: Path) -> tuple[np.ndarray, object]:
     """Test errors of a trained run, computed exactly as `evaluate` does."""
     from lstm_rare_event.reconstruction import compute_errors
-    from lstm_rare_event.thresholds import read_threshold
-    from lstm_rare_event.windows import load_split
+    from lstm_rare_event.alarms.thresholds import read_threshold
+    from lstm_rare_event.preprocess.windows import load_split
 
     test = load_split(run_dir, "test")
     errors, _ = compute_errors(run_dir, test, read_threshold(run_dir)["error"])
@@ -118,7 +118,7 @@ def prepared(name: str, args) -> Path:
 def split_results(label: str, split_args, row_times) -> dict:
     """Recipe, defaults and the two references on one split (the same windows for all, since
     the split depends on the times alone), with bootstrap intervals."""
-    from lstm_rare_event.bootstrap import bootstrap_metrics, event_groups
+    from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
 
     ours = prepared(f"defaults-{label}", split_args)
     recipe = prepared(f"recipe-{label}", [*split_args, *RECIPE_VALUES])
@@ -215,7 +215,7 @@ def main() -> int:
         print(f"bench: the real data set is needed at {REAL}; set SHEET_BREAK_CSV to its path "
               "(the ProcessMiner sheet-break CSV, plain or .gz)", file=sys.stderr)
         return 2
-    from lstm_rare_event.data import read_table
+    from lstm_rare_event.preprocess.csv import read_table
 
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

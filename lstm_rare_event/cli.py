@@ -13,13 +13,13 @@ from pathlib import Path
 import click
 
 from lstm_rare_event import __version__, log
-from lstm_rare_event.artifacts import dumps
+from lstm_rare_event.run import dumps
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.tables import format_table
-from lstm_rare_event.engine import ENGINES
+from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.reconstruction import ERROR_MODES
-from lstm_rare_event.thresholds import RULES
-from lstm_rare_event.train import TrainOptions
+from lstm_rare_event.alarms.thresholds import RULES
+from lstm_rare_event.steps.train import TrainOptions
 
 EXIT_CODES = """\b
 Exit codes:
@@ -150,7 +150,7 @@ def prepare_command(input_csv, out_dir, as_json, **options):
     numeric sensor columns. Writes train/valid/test windows, the scaler and
     prepare.json into --out; nothing is written when the input is rejected.
     """
-    from lstm_rare_event import prepare
+    from lstm_rare_event.steps import prepare
 
     prepared = prepare.prepare(input_csv, prepare.PrepareOptions(**options))
     prepare.save(prepared, out_dir)
@@ -165,7 +165,7 @@ def prepare_command(input_csv, out_dir, as_json, **options):
 
 def architecture_options(func):
     """--arch, --encoder, --decoder and --activation, shared by train and inspect."""
-    from lstm_rare_event.architecture import ACTIVATIONS, DEFAULT_PRESET, PRESETS
+    from lstm_rare_event.detectors.lstm_ae.spec import ACTIVATIONS, DEFAULT_PRESET, PRESETS
 
     options = [
         click.option("--arch", "preset", type=click.Choice(list(PRESETS)), default=None,
@@ -205,7 +205,7 @@ def train_command(run_dir, out_dir, as_json, **options):
     model.keras, model.npz (for scoring without TensorFlow), history.csv, train.json and
     loss.png into RUN_DIR (or --out). An interrupted run leaves an earlier model intact.
     """
-    from lstm_rare_event.train import train
+    from lstm_rare_event.steps.train import train
 
     summary = train(run_dir, TrainOptions.from_cli(**options), out=out_dir)
     if as_json:
@@ -231,7 +231,7 @@ def inspect_command(run_dir, lookback, features, as_json, **spec):
     Give RUN_DIR for a trained model, or an architecture with --lookback and --features
     (no model needed). Runs without TensorFlow.
     """
-    from lstm_rare_event import architecture, engine
+    from lstm_rare_event.detectors.lstm_ae import spec as architecture, numpy_engine as engine
 
     given = any(v is not None for v in (lookback, features, *spec.values()))
     if run_dir is not None and given:
@@ -280,7 +280,7 @@ def threshold_command(run_dir, rule, value, beta, target, error_mode, engine, as
     validation precision, recall, F1 and false alarms per day) and threshold.png
     (validation precision and recall against the threshold).
     """
-    from lstm_rare_event import evaluation
+    from lstm_rare_event.steps import evaluate as evaluation
 
     given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
     summary = evaluation.run_threshold(run_dir, rule, given, error_mode, engine)
@@ -302,7 +302,7 @@ def evaluate_command(run_dir, engine, as_json):
     caught at 1 and 5 false alarms per day (thresholds chosen on validation). Writes
     evaluate.json, error_timeline.png, roc_pr.png and error_hist.png.
     """
-    from lstm_rare_event import evaluation
+    from lstm_rare_event.steps import evaluate as evaluation
 
     report = evaluation.run_evaluate(run_dir, engine)
     if as_json:
@@ -332,7 +332,7 @@ def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engin
     line goes to stderr, as a warning when there are alarms, so that with --quiet only
     alarms and errors print anything. On an error nothing is written.
     """
-    from lstm_rare_event import score
+    from lstm_rare_event.steps import score
 
     summary = score.score_file(run_dir, input_csv, out_path, chunk_rows=chunk_rows, engine=engine)
     (log.warning if summary["alarms"] else log.info)(score.summary_line(summary))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_rare_event.engine import load_model
+from lstm_rare_event.detectors.lstm_ae.numpy_engine import load_model
 from lstm_rare_event.errors import UserError
 
 # "last" is the recipe: only the last step, the row the label belongs to; "mean" uses all steps.

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event.artifacts import check_run
+from lstm_rare_event.run import check_run
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.evaluation import read_interval_minutes, report_from_errors
-from lstm_rare_event.prepare import PREPARE_JSON
-from lstm_rare_event.windows import Windows, load_split, segments, split_file
+from lstm_rare_event.steps.evaluate import read_interval_minutes, report_from_errors
+from lstm_rare_event.steps.prepare import PREPARE_JSON
+from lstm_rare_event.preprocess.windows import Windows, load_split, segments, split_file
 
 DETECTORS = ("mahalanobis", "restart")
 

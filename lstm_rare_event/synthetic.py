@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_rare_event.artifacts import atomic_write_text
+from lstm_rare_event.run import atomic_write_text
 from lstm_rare_event.errors import UserError
 
 START = pd.Timestamp("1999-05-01 00:00")

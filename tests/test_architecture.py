@@ -2,7 +2,7 @@
 
 import pytest
 
-from lstm_rare_event.architecture import (
+from lstm_rare_event.detectors.lstm_ae.spec import (
     Architecture,
     compression_text,
     count_params,
@@ -106,7 +106,7 @@ def test_describe_round_trips_the_architecture():
 
 @pytest.mark.parametrize("spec", [spec for spec, _ in HAND_COUNTED] + [((3, 7, 2), (6,), "tanh", 2, 5)])
 def test_counts_and_shapes_equal_keras(spec):
-    from lstm_rare_event.model import build
+    from lstm_rare_event.detectors.lstm_ae.keras_model import build
 
     arch = Architecture(*spec)
     model = build(arch)

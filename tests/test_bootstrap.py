@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lstm_rare_event.bootstrap import (
+from lstm_rare_event.alarms.bootstrap import (
     bootstrap_metrics,
     event_groups,
     replicate_counts,

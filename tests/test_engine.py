@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from lstm_rare_event import engine
-from lstm_rare_event.architecture import Architecture, resolve
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture, resolve
 from lstm_rare_event.errors import UserError
 
 
@@ -36,7 +36,7 @@ def inputs(arch, n=50, seed=1):
 
 @pytest.mark.parametrize("name", NETWORKS)
 def test_numpy_engine_matches_keras_predict(tmp_path, name):
-    from lstm_rare_event.model import build
+    from lstm_rare_event.detectors.lstm_ae.keras_model import build
 
     arch = NETWORKS[name]
     keras_model = build(arch)
@@ -66,7 +66,7 @@ def test_scoring_with_the_default_engine_never_imports_tensorflow(tmp_path, heav
     write_npz_model(tmp_path, arch)
     code = (
         "import numpy as np\n"
-        "from lstm_rare_event.engine import load_model\n"
+        "from lstm_rare_event.detectors.lstm_ae.numpy_engine import load_model\n"
         f"model = load_model({str(tmp_path)!r})\n"
         f"out = model.predict(np.zeros((10, {arch.lookback}, {arch.n_features}), np.float32))\n"
         "assert out.shape == (10, 5, 59)\n"

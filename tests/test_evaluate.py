@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lstm_rare_event import engine, reconstruction
-from lstm_rare_event.architecture import Architecture
-from lstm_rare_event.artifacts import Writer, read_manifest
+from lstm_rare_event import reconstruction
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
+from lstm_rare_event.run import Writer, read_manifest
 from lstm_rare_event.cli import cli
 from lstm_rare_event.reconstruction import compute_errors
-from lstm_rare_event.thresholds import choose_threshold
-from lstm_rare_event.windows import Windows, load_split
+from lstm_rare_event.alarms.thresholds import choose_threshold
+from lstm_rare_event.preprocess.windows import Windows, load_split
 
 START = np.datetime64("2024-03-01T00:00:00", "s")
 NAT = np.datetime64("NaT", "s")

@@ -5,8 +5,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from lstm_rare_event import engine
-from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.cli import cli
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lstm_rare_event.metrics import (
+from lstm_rare_event.alarms.metrics import (
     break_times,
     curves,
     days_covered,

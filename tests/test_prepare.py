@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from lstm_rare_event.cli import cli
-from lstm_rare_event.detrend import detrend
-from lstm_rare_event.labels import shift_labels
-from lstm_rare_event.prepare import PrepareOptions, prepare
-from lstm_rare_event.windows import load_split, segments, stack, window_ends
+from lstm_rare_event.preprocess.detrend import detrend
+from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.steps.prepare import PrepareOptions, prepare
+from lstm_rare_event.preprocess.windows import load_split, segments, stack, window_ends
 
 
 def frame(n=40, breaks=(), gaps=(), features=3, start="1999-05-01 00:00"):

@@ -4,11 +4,12 @@
 import numpy as np
 import pytest
 
-from lstm_rare_event import engine, reconstruction
-from lstm_rare_event.architecture import Architecture
+from lstm_rare_event import reconstruction
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.reconstruction import compute_errors, feature_errors, window_errors
-from lstm_rare_event.windows import Windows
+from lstm_rare_event.preprocess.windows import Windows
 
 
 # Two windows of 3 steps x 2 features; the reconstruction is off by known amounts.
@@ -85,4 +86,4 @@ def test_missing_model_is_a_user_error(tmp_path):
 
 def test_scoring_modules_import_neither_tensorflow_nor_sklearn(tmp_path, heavy_imports):
     small_model(tmp_path)
-    assert heavy_imports("from lstm_rare_event import metrics, reconstruction, thresholds") == []
+    assert heavy_imports("from lstm_rare_event import reconstruction; from lstm_rare_event.alarms import metrics, thresholds") == []

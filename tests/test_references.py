@@ -4,18 +4,19 @@ evaluation path: a reference is thresholded and evaluated exactly as the model i
 import numpy as np
 import pytest
 
-from lstm_rare_event import evaluation, reconstruction
-from lstm_rare_event.artifacts import Writer
+from lstm_rare_event import reconstruction
+from lstm_rare_event.steps import evaluate as evaluation
+from lstm_rare_event.run import Writer
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.metrics import window_metrics
+from lstm_rare_event.alarms.metrics import window_metrics
 from lstm_rare_event.references import (
     mahalanobis_scores,
     minutes_since_restart,
     reference_run,
     restart_scores,
 )
-from lstm_rare_event.thresholds import choose_threshold
-from lstm_rare_event.windows import Windows, load_split
+from lstm_rare_event.alarms.thresholds import choose_threshold
+from lstm_rare_event.preprocess.windows import Windows, load_split
 
 START = np.datetime64("2024-03-01T00:00:00", "s")
 NAT = np.datetime64("NaT", "s")

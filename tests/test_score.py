@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from lstm_rare_event.cli import cli
-from lstm_rare_event.data import read_table
+from lstm_rare_event.preprocess.csv import read_table
 from lstm_rare_event.reconstruction import compute_errors
-from lstm_rare_event.score import output_columns, top_sensors
+from lstm_rare_event.steps.score import output_columns, top_sensors
 from lstm_rare_event.synthetic import make_sheet_breaks, write_csv
-from lstm_rare_event.windows import load_split, segments, window_ends
+from lstm_rare_event.preprocess.windows import load_split, segments, window_ends
 
 LOOKBACK, DETREND = 5, 12
 TINY = ["--encoder", "4,2", "--epochs", "2", "--batch-size", "64"]

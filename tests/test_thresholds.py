@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import fbeta_score, precision_score, recall_score
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.thresholds import (
+from lstm_rare_event.alarms.thresholds import (
     RULES,
     alarms_per_day,
     candidate_thresholds,

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lstm_rare_event import engine, plots
-from lstm_rare_event.architecture import Architecture
-from lstm_rare_event.artifacts import Writer, read_manifest, sha256_file, verify
+from lstm_rare_event.alarms import plots
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
+from lstm_rare_event.run import Writer, read_manifest, sha256_file, verify
 from lstm_rare_event.cli import cli
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.train import TrainOptions, branch, summarize
-from lstm_rare_event.windows import Windows
+from lstm_rare_event.steps.train import TrainOptions, branch, summarize
+from lstm_rare_event.preprocess.windows import Windows
 
 LOOKBACK, FEATURES = 3, 3
 TINY = ["--encoder", "4,2", "--epochs", "2", "--batch-size", "16"]
@@ -123,7 +124,7 @@ def test_same_seed_same_weights_and_out_gets_the_prepared_data(trained, tmp_path
 
 
 def test_the_seed_sets_the_initial_weights():
-    from lstm_rare_event.model import build, set_seed
+    from lstm_rare_event.detectors.lstm_ae.keras_model import build, set_seed
 
     arch = Architecture((4, 2), (2, 4), "relu", LOOKBACK, FEATURES)
     weights = []
@@ -149,7 +150,7 @@ def test_branch_copies_once_and_refuses_another_run(tmp_path):
 
 
 def test_interrupted_train_keeps_the_earlier_model(trained, tmp_path, monkeypatch):
-    from lstm_rare_event import model
+    from lstm_rare_event.detectors.lstm_ae import keras_model as model
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained[0], run_dir)

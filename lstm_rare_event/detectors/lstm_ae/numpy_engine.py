@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 
 MODEL_KERAS = "model.keras"
@@ -142,7 +142,7 @@ class KerasModel:
     """The trained network evaluated by Keras from ``model.keras`` (imports TensorFlow)."""
 
     def __init__(self, path):
-        from lstm_rare_event.model import load_keras
+        from lstm_rare_event.detectors.lstm_ae.keras_model import load_keras
 
         self.path = Path(path)
         self._model = load_keras(self.path)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event import architecture, engine, plots
-from lstm_rare_event.architecture import Architecture
-from lstm_rare_event.artifacts import Writer, check_run, read_manifest
+from lstm_rare_event.alarms import plots
+from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine, spec as architecture
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
+from lstm_rare_event.run import Writer, check_run, read_manifest
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.windows import load_split, split_file
+from lstm_rare_event.preprocess.windows import load_split, split_file
 
 HISTORY_CSV = "history.csv"
 TRAIN_JSON = "train.json"
@@ -131,7 +132,7 @@ def train(run_dir, options: TrainOptions = TrainOptions(), out=None) -> dict:
 
     Returns what ``train.json`` records. Nothing is written unless training completes.
     """
-    from lstm_rare_event.prepare import PREPARE_JSON, load_info
+    from lstm_rare_event.steps.prepare import PREPARE_JSON, load_info
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
@@ -148,7 +149,7 @@ def train(run_dir, options: TrainOptions = TrainOptions(), out=None) -> dict:
     if branched:
         branch(run_dir, out)
 
-    from lstm_rare_event import model as keras_model  # TensorFlow: seconds to import
+    from lstm_rare_event.detectors.lstm_ae import keras_model  # TensorFlow: seconds to import
 
     start = time.perf_counter()
     keras_model.set_seed(options.seed)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_rare_event import log, metrics, plots, thresholds
-from lstm_rare_event.artifacts import Writer, check_run, read_json, to_jsonable
-from lstm_rare_event.engine import model_file
+from lstm_rare_event import log
+from lstm_rare_event.alarms import metrics, plots, thresholds
+from lstm_rare_event.run import Writer, check_run, read_json, to_jsonable
+from lstm_rare_event.detectors.lstm_ae.numpy_engine import model_file
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.prepare import PREPARE_JSON
+from lstm_rare_event.steps.prepare import PREPARE_JSON
 from lstm_rare_event.reconstruction import compute_errors
 from lstm_rare_event.tables import format_table
-from lstm_rare_event.thresholds import THRESHOLD_JSON
-from lstm_rare_event.windows import load_split, split_file
+from lstm_rare_event.alarms.thresholds import THRESHOLD_JSON
+from lstm_rare_event.preprocess.windows import load_split, split_file
 
 EVALUATE_JSON = "evaluate.json"
 THRESHOLD_PNG = "threshold.png"

@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_rare_event.artifacts import check_run
-from lstm_rare_event.data import LABEL, TIME, check_table, read_csv, read_error, select_features
-from lstm_rare_event.detrend import detrend
-from lstm_rare_event.engine import BATCH, load_model, model_file
+from lstm_rare_event.run import check_run
+from lstm_rare_event.preprocess.csv import LABEL, TIME, check_table, read_csv, read_error, select_features
+from lstm_rare_event.preprocess.detrend import detrend
+from lstm_rare_event.detectors.lstm_ae.numpy_engine import BATCH, load_model, model_file
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.prepare import PREPARE_JSON, load_info
+from lstm_rare_event.steps.prepare import PREPARE_JSON, load_info
 from lstm_rare_event.reconstruction import feature_errors, window_errors
 from lstm_rare_event.scaling import SCALER_NPZ, apply_scaling, load_scaler_params
-from lstm_rare_event.thresholds import THRESHOLD_JSON, flag, read_threshold
-from lstm_rare_event.windows import segments, stack, window_ends
+from lstm_rare_event.alarms.thresholds import THRESHOLD_JSON, flag, read_threshold
+from lstm_rare_event.preprocess.windows import segments, stack, window_ends
 
 CHUNK_ROWS = 50_000
 TOP_SENSORS = 3

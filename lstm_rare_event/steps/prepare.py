@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event import __version__, log
-from lstm_rare_event.artifacts import Writer, read_json, require, sha256_file
-from lstm_rare_event.data import DEFAULT_DROP, read_table, sampling_interval
-from lstm_rare_event.detrend import detrend
+from lstm_rare_event.run import Writer, read_json, require, sha256_file
+from lstm_rare_event.preprocess.csv import DEFAULT_DROP, read_table, sampling_interval
+from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.labels import shift_labels
+from lstm_rare_event.preprocess.labels import shift_labels
 from lstm_rare_event.scaling import SCALER_JOBLIB, SCALER_NPZ, apply_scaling, fit_scaler, save_scaler
-from lstm_rare_event.windows import SPLITS, Windows, recipe_window_ends, segments, split_file, stack, window_ends
+from lstm_rare_event.preprocess.windows import SPLITS, Windows, recipe_window_ends, segments, split_file, stack, window_ends
 
 PREPARE_JSON = "prepare.json"
 NAT = np.datetime64("NaT", "s")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from lstm_rare_event import __version__, log
-from lstm_rare_event.architecture import Architecture
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 
 

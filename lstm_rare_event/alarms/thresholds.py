@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from lstm_rare_event.artifacts import read_json
+from lstm_rare_event.run import read_json
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.metrics import windows_per_day
+from lstm_rare_event.alarms.metrics import windows_per_day
 from lstm_rare_event.reconstruction import ERROR_MODES
 
 THRESHOLD_JSON = "threshold.json"
