@@ -1,114 +1,383 @@
-"""Files in a run directory: atomic writes, the manifest, and the checks that keep runs apart.
+"""The run directory: its file names, the manifest, typed readers, locks and the commit.
 
-Every step writes its outputs through a :class:`Writer`: files go to a staging folder beside
-the run directory and are renamed into place only when the step has finished, so a failed or
-interrupted step leaves the run directory as it was. The manifest (``manifest.json``) records
-the sha256 of every file and, for every step, the hashes of the files it read; :func:`verify`
-uses both to refuse a model, scaler or threshold that comes from a different run.
+Every step reads and writes a run directory through this module and nothing else:
+
+- **Names.** Every file name of a run directory is defined here, once.
+- **Manifest.** ``manifest.json`` records the sha256 of every file and, for every step, the
+  hashes of the files it read; a reader refuses a file that does not belong with the rest.
+- **Locks.** A step that writes holds ``.lock`` from its first read to its commit; a second
+  writer waits ``--wait`` seconds, then gives up with exit 75. Readers (``score``) never wait
+  for a writer: they share ``.read.lock``, which a commit holds exclusively only while it
+  renames its files, so they never see half a step.
+- **Commit.** Files are staged in ``.staging/`` inside the run directory (one filesystem, so
+  renames work on mounts), then a journal (``.commit.json``) is written atomically: that is
+  the single commit point. The renames and the new manifest follow; a commit cut short by a
+  kill is finished (rolled forward) by the next command that opens the run. Before the
+  journal, the run is as it was; after it, as the step left it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import signal
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from lstm_rare_event import __version__
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, sha256_file
 
+# -- names --------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+PREPARE_JSON = "prepare.json"
+SPLIT_FILES = {"train": "train.npz", "valid": "valid.npz", "test": "test.npz"}
+PREPROCESSOR = "preprocessor"  # a folder: the fitted Preprocessor
+DETECTOR = "detector"  # a folder: the fitted detector
+TRAIN_JSON = "train.json"
+HISTORY_CSV = "history.csv"
+LOSS_PNG = "loss.png"
+THRESHOLD_JSON = "threshold.json"
+THRESHOLD_PNG = "threshold.png"
+EVALUATE_JSON = "evaluate.json"
+TIMELINE_PNG = "error_timeline.png"
+ROC_PR_PNG = "roc_pr.png"
+HISTOGRAM_PNG = "error_hist.png"
+LOCK = ".lock"
+READ_LOCK = ".read.lock"
+STAGING = ".staging"
+JOURNAL = ".commit.json"
+
+STEP_COMMANDS = {
+    "prepare": "lstm-rare-event prepare INPUT --out {run}",
+    "train": "lstm-rare-event train {run}",
+    "threshold": "lstm-rare-event threshold {run}",
+    "evaluate": "lstm-rare-event evaluate {run}",
+}
+EXIT_BUSY = 75  # EX_TEMPFAIL: cron and systemd read it as "try again later"
+DEFAULT_WAIT = 60.0
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Busy(UserError):
+    """Another process holds the run directory's lock."""
+
+    exit_code = EXIT_BUSY
 
 
-def to_jsonable(value):
-    """Numbers and arrays from NumPy as plain JSON values."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def rerun(step: str, run) -> str:
+    return f"re-run `{STEP_COMMANDS[step].format(run=run)}`"
 
 
-def dumps(data) -> str:
-    return json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n"
+def plain_name(name: str, source) -> str:
+    """A name read from a run-directory file must name a file inside it: no absolute path,
+    no '..', no hidden or empty part."""
+    parts = str(name).split("/")
+    if not isinstance(name, str) or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+        raise UserError(f"{source}: {name!r} is not a plain file name inside the run directory")
+    return name
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file that is either complete or absent, never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+def _pid_alive(pid: int) -> bool:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    path = Path(path)
+@contextlib.contextmanager
+def _flock(path: Path, mode: int, wait: float, what: str):
+    """Hold an flock on ``path``; give up after ``wait`` seconds with :class:`Busy`."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy(f"{path.parent}: {what} (waited {wait:g} s; try again later, or raise --wait)") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
-def read_manifest(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return {"package_version": __version__, "files": {}, "steps": {}}
-    return read_json(path)
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM while renaming files: a commit is short, and finishing it is
+    the only way to leave the run wholly after the step. They are delivered right after."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# -- typed contents -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    rule: str
+    params: dict
+    merge_minutes: float | None
+    horizon_minutes: float | None
+    data: dict
+
+
+class Run:
+    """A run directory. Readers record the hash of every file they read (``inputs``), so that
+    a step can refuse to commit results computed from files that changed meanwhile."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.inputs: dict[str, str] = {}
+        self._manifest: dict | None = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- locking and recovery ----------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, wait: float = DEFAULT_WAIT):
+        """The writer lock, from a step's first read to its commit."""
+        self._ensure_dir()
+        with _flock(self.path / LOCK, fcntl.LOCK_EX, wait, "another step is writing this run directory"):
+            with _flock(self.path / READ_LOCK, fcntl.LOCK_EX, wait, "a reader holds this run directory"):
+                self._recover()
+                self._clean_staging()
+            self._manifest = None
+            yield self
+
+    @contextlib.contextmanager
+    def reading(self, wait: float = DEFAULT_WAIT):
+        """A consistent view for reading: no commit can rename files meanwhile."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such run directory; {rerun('prepare', self.path)} first")
+        if (self.path / JOURNAL).exists():
+            # A writer died in its commit; finish it when no live writer is about to.
+            with contextlib.suppress(Busy), self.locked(wait=0):
+                pass
+        with _flock(self.path / READ_LOCK, fcntl.LOCK_SH, wait, "a step is committing to this run directory"):
+            if (self.path / JOURNAL).exists():
+                raise Busy(f"{self.path}: a step's commit is being finished; try again")
+            self._manifest = None
+            yield self
+
+    def _ensure_dir(self):
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"{self.path}: exists and is not a directory") from None
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
+
+    def _recover(self) -> None:
+        """Finish a commit whose journal was written (roll forward)."""
+        journal = self.path / JOURNAL
+        if not journal.exists():
+            return
+        try:
+            plan = json.loads(journal.read_text(encoding="utf-8"))
+            staging = self.path / plain_name(plan["staging"], journal)
+            names = [plain_name(n, journal) for n in plan["files"]]
+            removed = [plain_name(n, journal) for n in plan["remove"]]
+            manifest = plan["manifest"]
+        except (ValueError, KeyError, TypeError, UserError):
+            # A journal is written atomically, so it is whole; anything else is not ours.
+            raise UserError(f"{journal}: not a commit journal written by this tool; remove it by hand") from None
+        _apply(self.path, staging, names, removed, manifest)
+
+    def _clean_staging(self) -> None:
+        """Staging folders of dead steps (only a dead writer leaves one behind the lock)."""
+        staging = self.path / STAGING
+        if staging.is_dir():
+            for child in staging.iterdir():
+                shutil.rmtree(child, ignore_errors=True)
+
+    # -- the manifest and checks ---------------------------------------------------------
+    def manifest(self) -> dict:
+        if self._manifest is None:
+            path = self.path / MANIFEST
+            if not path.exists():
+                self._manifest = {"package_version": __version__, "files": {}, "steps": {}}
+            else:
+                data = read_json(path, f"{rerun('prepare', self.path)}")
+                files, steps = data.get("files"), data.get("steps")
+                ok = isinstance(files, dict) and isinstance(steps, dict) and all(
+                    isinstance(e, dict) and isinstance(e.get("sha256"), str) and isinstance(e.get("step"), str)
+                    for e in files.values())
+                if not ok:
+                    raise UserError(f"{path}: not a manifest written by this tool (expected 'files' with a sha256 "
+                                    f"and step per file, and 'steps'); {rerun('prepare', self.path)}")
+                for name in files:
+                    plain_name(name, path)
+                self._manifest = data
+        return self._manifest
+
+    def files_of(self, step: str) -> list[str]:
+        return sorted(n for n, e in self.manifest()["files"].items() if e["step"] == step)
+
+    def has(self, step: str) -> bool:
+        return step in self.manifest()["steps"]
+
+    def check(self, step: str, names=None) -> list[str]:
+        """The files ``step`` wrote (or ``names`` of them), after checking that they exist, match
+        their recorded hashes, and were made from the inputs in the directory now. Their hashes
+        join :attr:`inputs`."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such run directory; {rerun('prepare', self.path)} first")
+        manifest = self.manifest()
+        if step not in manifest["steps"]:
+            raise UserError(f"{self.path}: no {step} results; {rerun(step, self.path)} first")
+        names = self.files_of(step) if names is None else [n for n in self.files_of(step) if _under(n, names)]
+        files, steps = manifest["files"], manifest["steps"]
+        for name in names:
+            path = self.path / name
+            if not path.is_file():
+                raise UserError(f"{path}: missing; {rerun(step, self.path)}")
+            digest = sha256_file(path)
+            if digest != files[name]["sha256"]:
+                raise UserError(f"{path}: differs from the file this run wrote (sha256 mismatch in {MANIFEST}); "
+                                f"it comes from a different run or was edited; {rerun(step, self.path)}")
+            self.inputs[name] = digest
+        for used, digest in steps[step].get("inputs", {}).items():
+            if files.get(used, {}).get("sha256") != digest:
+                raise UserError(f"{self.path}: the {step} results were made from a different {used} than the one "
+                                f"in this run; {rerun(step, self.path)}")
+        return names
+
+    # -- typed readers -------------------------------------------------------------------
+    def prepare_info(self) -> Params:
+        self.check("prepare", [PREPARE_JSON])
+        path = self.path / PREPARE_JSON
+        return Params(read_json(path), path, rerun("prepare", self.path))
+
+    def interval_minutes(self) -> float:
+        return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")
+
+    def split(self, name: str):
+        from lstm_rare_event.preprocess.windows import Windows
+
+        self.check("prepare", [SPLIT_FILES[name]])
+        return Windows.load(self.path / SPLIT_FILES[name])
+
+    def preprocessor(self):
+        from lstm_rare_event.preprocess.preprocessor import Preprocessor
+
+        self.check("prepare", [PREPROCESSOR])
+        return Preprocessor.load(self.path / PREPROCESSOR, rerun("prepare", self.path))
+
+    def detector(self, **load_options):
+        from lstm_rare_event import detectors
+
+        self.check("train", [DETECTOR])
+        return detectors.load(self.path / DETECTOR, rerun("train", self.path), **load_options)
+
+    def detector_name(self) -> str:
+        from lstm_rare_event import detectors
+
+        path = self.path / DETECTOR / "detector.json"
+        return Params(read_json(path), path, rerun("train", self.path)).text("detector", detectors.NAMES)
+
+    def threshold(self) -> Threshold:
+        self.check("threshold", [THRESHOLD_JSON])
+        path = self.path / THRESHOLD_JSON
+        p = Params(read_json(path), path, rerun("threshold", self.path))
+        optional = lambda key: p.number(key, lambda v: v >= 0) if p.data.get(key) is not None else None  # noqa: E731
+        return Threshold(
+            value=p.number("value"),
+            rule=p.text("rule"),
+            params=p.get("params", dict, "an object"),
+            merge_minutes=optional("merge_minutes"),
+            horizon_minutes=optional("horizon_minutes"),
+            data=p.data,
+        )
+
+    def json(self, step: str, name: str) -> dict:
+        self.check(step, [name])
+        return read_json(self.path / name, rerun(step, self.path))
+
+    # -- writing -------------------------------------------------------------------------
+    def writer(self, step: str, options=None, inputs: dict | None = None) -> "Writer":
+        return Writer(self, step, options, self.inputs if inputs is None else inputs)
+
+
+def _under(name: str, wanted) -> bool:
+    return any(name == w or name.startswith(w + "/") for w in wanted)
+
+
+def _apply(run_dir: Path, staging: Path, names: list[str], removed: list[str], manifest: dict) -> None:
+    """The commit's file operations, each idempotent so that a recovery can redo them."""
+    for name in removed:
+        (run_dir / name).unlink(missing_ok=True)
+        Writer.checkpoint(f"removed {name}")
+    for name in names:
+        source = staging / name
+        if source.exists():
+            target = run_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                # A folder cannot be renamed over a non-empty one; the old one goes first. This
+                # runs after the journal, so a recovery redoes it and never lacks the new one.
+                shutil.rmtree(target)
+            os.replace(source, target)
+        Writer.checkpoint(f"renamed {name}")
+    atomic_write_text(run_dir / MANIFEST, dumps(manifest))
+    Writer.checkpoint("manifest")
+    (run_dir / JOURNAL).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 class Writer:
-    """Stage a step's output files and publish them together, with the manifest, on success.
+    """Stage a step's output files, then commit them all at once (see the module docstring).
 
-    >>> with Writer(run_dir, step="train", inputs=["train.npz"], options={...}) as out:
-    ...     model.save(out.path("model.keras"))
-    ...     out.json("train.json", summary)
+    >>> with run.locked(), run.writer("train", options) as out:
+    ...     detector.save(out.path(DETECTOR))
+    ...     out.json(TRAIN_JSON, summary)
 
-    ``inputs`` are files of the run directory that the step read; their current hashes are
-    recorded so that later steps can tell when one of them was replaced.
+    Must be used while holding :meth:`Run.locked`. ``inputs`` are the hashes of the run's files
+    as the step read them; the commit is refused if any of them changed since.
     """
 
-    def __init__(self, run_dir, step: str, inputs=(), options=None):
-        self.run_dir = Path(run_dir)
+    #: True once the last Writer in this process committed (the CLI's interrupt message)
+    last_committed: bool = False
+
+    def __init__(self, run: Run, step: str, options=None, inputs=None):
+        self.run = run
         self.step = step
-        self.inputs = list(inputs)
-        self.options = to_jsonable(options or {})
+        self.options = options or {}
+        self.inputs = dict(inputs or {})
         self._staging: Path | None = None
 
+    @staticmethod
+    def checkpoint(label: str) -> None:
+        """Between the commit's file operations: a hook for fault-injection tests."""
+
     def __enter__(self) -> "Writer":
-        parent = self.run_dir.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.run_dir.name}.{self.step}.", dir=parent))
+        Writer.last_committed = False
+        parent = self.run.path / STAGING
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f"{self.step}.{os.getpid()}.", dir=parent))
+        except OSError as exc:
+            raise UserError(f"{self.run.path}: cannot write into the run directory ({exc.strerror})") from None
         return self
 
     def path(self, name: str) -> Path:
@@ -125,74 +394,41 @@ class Writer:
             if exc_type is None:
                 self._commit()
         finally:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            if self._staging.exists() and not (self.run.path / JOURNAL).exists():
+                shutil.rmtree(self._staging, ignore_errors=True)
         return False
 
+    def _staged_files(self) -> list[str]:
+        return sorted(str(p.relative_to(self._staging)) for p in self._staging.rglob("*") if p.is_file())
+
     def _commit(self) -> None:
-        manifest = read_manifest(self.run_dir)
-        inputs = {name: sha256_file(self.run_dir / name) for name in self.inputs}
-        written = sorted(p.name for p in self._staging.iterdir())
+        run = self.run
+        for name, digest in self.inputs.items():
+            path = run.path / name
+            if not path.exists() or sha256_file(path) != digest:
+                producer = run.manifest()["files"].get(name, {}).get("step", "prepare")
+                raise UserError(f"{path}: changed while this step ran; {rerun(producer, run.path)}, "
+                                f"then this step again")
+        run._manifest = None
+        manifest = run.manifest()
+        files = manifest["files"]
+        written = self._staged_files()
+        # Tops: a folder the step writes replaces the folder of the same name as a whole.
+        tops = sorted({name.split("/")[0] for name in written})
+        replaced = [n for n in files if n.split("/")[0] in tops or files[n]["step"] == self.step]
+        # Files of the step's last run that this run does not write again go with it.
+        removed = sorted(n for n in replaced if n.split("/")[0] not in tops)
+        for name in replaced:
+            del files[name]
         for name in written:
-            manifest["files"][name] = {"sha256": sha256_file(self._staging / name), "step": self.step}
+            files[name] = {"sha256": sha256_file(self._staging / name), "step": self.step}
         manifest["package_version"] = __version__
-        manifest["steps"][self.step] = {"inputs": inputs, "outputs": written, "options": self.options}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name in written:
-            os.replace(self._staging / name, self.run_dir / name)
-        atomic_write_text(self.run_dir / MANIFEST, dumps(manifest))
-
-
-def require(run_dir, names, hint: str) -> None:
-    """Fail with one line when a file a step needs is missing from the run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory ({hint})")
-    missing = [name for name in names if not (run_dir / name).exists()]
-    if missing:
-        raise UserError(f"{run_dir}: missing {', '.join(missing)} ({hint})")
-
-
-STEP_COMMANDS = {
-    "prepare": "lstm-rare-event prepare INPUT --out {run_dir}",
-    "train": "lstm-rare-event train {run_dir}",
-    "threshold": "lstm-rare-event threshold {run_dir}",
-}
-
-
-def check_run(run_dir, files_by_step: dict[str, list[str]]) -> list[str]:
-    """The files a step reads, after checking that each exists (naming the command that
-    makes it when it does not) and that together they come from one run (:func:`verify`)."""
-    names = []
-    for step, files in files_by_step.items():
-        require(run_dir, files, f"run `{STEP_COMMANDS[step].format(run_dir=run_dir)}` first")
-        names += files
-    verify(run_dir, names)
-    return names
-
-
-def verify(run_dir, names) -> None:
-    """Refuse files that do not belong together.
-
-    Each file must match the hash the manifest recorded when it was written, and the step
-    that wrote it must have read the versions of its inputs that are in the directory now.
-    """
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    files, steps = manifest.get("files", {}), manifest.get("steps", {})
-    for name in names:
-        entry = files.get(name)
-        if entry is None:
-            raise UserError(f"{run_dir / name}: not in this run's {MANIFEST}; it was not written by this run")
-        if sha256_file(run_dir / name) != entry["sha256"]:
-            raise UserError(
-                f"{run_dir / name}: differs from the file this run wrote (sha256 mismatch in {MANIFEST}); "
-                "it comes from a different run or was edited"
-            )
-        step = entry["step"]
-        for used, digest in steps.get(step, {}).get("inputs", {}).items():
-            current = files.get(used, {}).get("sha256")
-            if current != digest:
-                raise UserError(
-                    f"{run_dir / name}: made by '{step}' from a different {used} than the one in this run; "
-                    f"re-run '{step}'"
-                )
+        manifest["steps"][self.step] = {"inputs": self.inputs, "outputs": written, "options": self.options}
+        staging = str(self._staging.relative_to(run.path))
+        with _signals_held(), _flock(run.path / READ_LOCK, fcntl.LOCK_EX, 60, "a reader holds this run directory"):
+            atomic_write_text(run.path / JOURNAL, json.dumps({"staging": staging, "files": tops,
+                                                             "remove": removed, "manifest": manifest}))
+            Writer.checkpoint("journal")
+            _apply(run.path, self._staging, tops, removed, manifest)
+        run._manifest = None
+        Writer.last_committed = True

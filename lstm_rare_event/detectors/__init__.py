@@ -1,1 +1,56 @@
-"""detectors"""
+"""Detectors by name: the registry that ``train --detector``, ``backtest`` and every loader use.
+
+Each entry is imported only when used, so loading the Mahalanobis detector never imports
+the autoencoder's code (nor, for scoring, TensorFlow).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import fields
+from pathlib import Path
+
+from lstm_rare_event.detectors.base import CONFIG_JSON, FORMAT, Detector
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import Params, read_json
+
+REGISTRY = {
+    "lstm": "lstm_rare_event.detectors.lstm_ae:LstmDetector",
+    "mahalanobis": "lstm_rare_event.detectors.mahalanobis:MahalanobisDetector",
+    "restart": "lstm_rare_event.detectors.restart:RestartDetector",
+}
+DEFAULT = "lstm"
+NAMES = tuple(REGISTRY)
+
+
+def detector_class(name: str) -> type[Detector]:
+    if name not in REGISTRY:
+        raise UserError(f"detector {name!r}: choose one of {', '.join(REGISTRY)}")
+    module, attr = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def option_names(name: str) -> list[str]:
+    return [f.name for f in fields(detector_class(name).Options)]
+
+
+def create(name: str, **params) -> Detector:
+    """A detector ``name`` with ``params`` (options left out take their defaults); an option
+    the detector does not have is one line naming the options it has."""
+    cls = detector_class(name)
+    known = option_names(name)
+    unknown = [key for key in params if key not in known]
+    if unknown:
+        takes = ", ".join("--" + k.replace("_", "-") for k in known) or "no option"
+        raise UserError(f"--{unknown[0].replace('_', '-')} does not apply to --detector {name} (it takes {takes})")
+    options = cls.Options.from_cli(**params) if hasattr(cls.Options, "from_cli") else cls.Options(**params)
+    return cls(options)
+
+
+def load(folder, hint: str = "re-run train", **load_options) -> Detector:
+    """The detector saved in ``folder``, whichever it is (named in its detector.json)."""
+    folder = Path(folder)
+    config = Params(read_json(folder / CONFIG_JSON, hint), folder / CONFIG_JSON, hint)
+    config.text("format", (FORMAT,))
+    name = config.text("detector", NAMES)
+    return detector_class(name).load(folder, config, **load_options)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import load_npz, save_npz
 
 SPLITS = ("train", "valid", "test")
 
@@ -21,48 +19,47 @@ class Windows:
     end_time: (N,) datetime64[s], the time of each window's last row.
     event_time: (N,) datetime64[s], the time of the break a positive window precedes; NaT
         for normal windows. Windows with the same event_time belong to one break event.
+    segment_start: (N,) datetime64[s], when the run of gap-free rows that the window ends in
+        began: the last restart after cut-out downtime (the restart detector's input).
     """
 
     X: np.ndarray
     y: np.ndarray
     end_time: np.ndarray
     event_time: np.ndarray
+    segment_start: np.ndarray
+
+    FIELDS = ("X", "y", "end_time", "event_time", "segment_start")
 
     def __len__(self) -> int:
         return len(self.X)
 
     def subset(self, index) -> "Windows":
-        return Windows(self.X[index], self.y[index], self.end_time[index], self.event_time[index])
+        return Windows(*(getattr(self, name)[index] for name in self.FIELDS))
+
+    @classmethod
+    def concat(cls, parts: list["Windows"]) -> "Windows":
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in cls.FIELDS))
 
     def save(self, path) -> None:
-        with open(path, "wb") as handle:
-            np.savez(handle, X=self.X, y=self.y, end_time=self.end_time, event_time=self.event_time)
+        save_npz(path, **{name: getattr(self, name) for name in self.FIELDS})
+
+    @classmethod
+    def load(cls, path) -> "Windows":
+        return cls(**load_npz(path, cls.FIELDS, "a windows file written by prepare"))
 
 
-def split_file(split: str) -> str:
-    return f"{split}.npz"
-
-
-def load_split(run_dir, split: str) -> Windows:
-    """Read one split (``train``, ``valid`` or ``test``) that ``prepare`` wrote."""
-    path = Path(run_dir) / split_file(split)
-    if not path.exists():
-        raise UserError(f"{path}: not found; run `lstm-rare-event prepare INPUT --out {run_dir}` first")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return Windows(data["X"], data["y"], data["end_time"], data["event_time"])
-    except (KeyError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not a windows file written by prepare ({exc})") from None
-
-
-def segments(time: np.ndarray, interval: np.timedelta64, cuts=()) -> np.ndarray:
+def segments(time: np.ndarray, interval: np.timedelta64) -> np.ndarray:
     """A segment id per row: a new segment starts after every step longer than ``interval``
-    (downtime cut out of the data) and at each row index in ``cuts`` (a split boundary)."""
+    (downtime cut out of the data)."""
     starts = np.zeros(len(time), dtype=bool)
     starts[1:] = np.diff(time) > interval
-    starts[list(cuts)] = True
-    starts[:1] = False
     return np.cumsum(starts)
+
+
+def segment_starts(time: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """(T,) the time of the first row of each row's segment (segment ids ascend)."""
+    return time[np.searchsorted(segment, segment)]
 
 
 def window_ends(segment: np.ndarray, lookback: int) -> np.ndarray:

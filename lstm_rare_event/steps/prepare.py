@@ -1,70 +1,56 @@
-"""The ``prepare`` step: CSV in, scaled windows per split out.
-
-Order matters and follows the recipe: read, detrend (optional, on the raw rows), shift the
-labels ahead and drop the break rows, window, split, then fit the scaler on the last row of
-each normal training window and apply it to every window.
-"""
+"""The ``prepare`` step: CSV in; the fitted preprocessor and scaled windows per split out."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import math
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from lstm_rare_event import __version__, log
-from lstm_rare_event.run import Writer, read_json, require, sha256_file
-from lstm_rare_event.preprocess.csv import DEFAULT_DROP, read_table, sampling_interval
-from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.preprocess.labels import shift_labels
-from lstm_rare_event.scaling import SCALER_JOBLIB, SCALER_NPZ, apply_scaling, fit_scaler, save_scaler
-from lstm_rare_event.preprocess.windows import SPLITS, Windows, recipe_window_ends, segments, split_file, stack, window_ends
+from lstm_rare_event.files import sha256_file
+from lstm_rare_event.preprocess.csv import read_table
+from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
+from lstm_rare_event.preprocess.windows import SPLITS, Windows
+from lstm_rare_event.run import DEFAULT_WAIT, PREPARE_JSON, PREPROCESSOR, SPLIT_FILES, Run
 
-PREPARE_JSON = "prepare.json"
-NAT = np.datetime64("NaT", "s")
+SPLIT_KINDS = ("time", "random")
 
 
 @dataclass(frozen=True)
-class PrepareOptions:
-    """Everything ``prepare`` can be told; the defaults are the tool's, not the recipe's."""
+class PrepareOptions(PreprocessOptions):
+    """Everything ``prepare`` can be told: how rows become windows, and how they are split."""
 
-    shift: int = 2
-    lookback: int = 5
-    drop: tuple[str, ...] = DEFAULT_DROP
-    features: tuple[str, ...] | None = None
-    allow_gaps: bool = False
-    # Chosen by rolling-origin validation on the real data (bench/defaults.md); 0 reproduces the recipe.
-    detrend: int = 30
-    clip: float = 10.0
     split: str = "time"
     fractions: tuple[float, float, float] | None = None
     seed: int = 123
 
     def __post_init__(self):
+        super().__post_init__()
         if self.fractions is None:
             # The recipe's random split is 80/20 twice (64/16/20); by time, 60/20/20.
             default = (0.64, 0.16, 0.2) if self.split == "random" else (0.6, 0.2, 0.2)
             object.__setattr__(self, "fractions", default)
-        if self.shift < 0:
-            raise UserError(f"--shift must be 0 or more, got {self.shift}")
-        if self.lookback < 1:
-            raise UserError(f"--lookback must be 1 or more, got {self.lookback}")
-        if self.detrend < 0:
-            raise UserError(f"--detrend must be 0 (off) or a number of rows, got {self.detrend}")
-        if self.clip < 0:
-            raise UserError(f"--clip must be 0 (off) or a number of standard deviations, got {self.clip}")
-        if self.split not in ("time", "random"):
+        if self.split not in SPLIT_KINDS:
             raise UserError(f"--split must be 'time' or 'random', got {self.split!r}")
-        if len(self.fractions) != 3 or min(self.fractions) <= 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise UserError(f"--fractions must be three positive numbers adding up to 1, got {self.fractions}")
+        f = tuple(self.fractions)
+        if (len(f) != 3 or not all(math.isfinite(v) and v > 0 for v in f) or abs(sum(f) - 1) > 1e-6):
+            shown = ",".join(f"{v:g}" for v in f)
+            raise UserError(f"--fractions must be three positive numbers adding up to 1, got {shown}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be between 0 and 4294967295, got {self.seed}")
+
+    @property
+    def preprocess(self) -> PreprocessOptions:
+        return PreprocessOptions(**{f.name: getattr(self, f.name) for f in fields(PreprocessOptions)})
 
 
 @dataclass
 class Prepared:
     splits: dict[str, Windows]
-    scaler: object
-    info: dict = field(default_factory=dict)
+    preprocessor: Preprocessor
+    info: dict
 
 
 def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[str, np.ndarray]:
@@ -82,9 +68,7 @@ def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[s
     # so no row is seen by two splits.
     first = ends - options.lookback + 1
     bounds = [0, *cuts, n_rows]
-    return {
-        name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(SPLITS)
-    }
+    return {name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(SPLITS)}
 
 
 def time_cuts(n_rows: int, fractions) -> list[int]:
@@ -96,33 +80,23 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
     table = read_table(path, options.features, options.drop, labels="required")
     if len(table) < options.lookback:
         raise UserError(f"{path}: {len(table)} data rows, fewer than one window of --lookback {options.lookback}")
-    interval = sampling_interval(table.time)
-    values = detrend(table.values, segments(table.time, interval), options.detrend)
-
-    shifted = shift_labels(table.y, options.shift)
-    time, values = table.time[shifted.keep], values[shifted.keep]
-    event_time = np.where(shifted.event_row >= 0, table.time[np.maximum(shifted.event_row, 0)], NAT)
-    if len(time) < options.lookback:
-        raise UserError(f"{path}: {len(time)} rows after removing break rows, fewer than one window")
-
-    if options.allow_gaps:
-        ends = recipe_window_ends(len(time), options.lookback)
-    else:
-        ends = window_ends(segments(time, interval), options.lookback)
-    parts = split_ends(ends, len(time), options)
-
-    normal_train = parts["train"][shifted.y[parts["train"]] == 0]
-    if normal_train.size == 0:
-        raise UserError(f"{path}: no normal (y=0) windows in the training split to fit the scaler on")
-    scaler = fit_scaler(values[normal_train])
-    scaled = apply_scaling(values, scaler.mean_, scaler.scale_, options.clip)
-    splits = {
-        name: Windows(stack(scaled, idx, options.lookback), shifted.y[idx], time[idx], event_time[idx])
-        for name, idx in parts.items()
-    }
-    for name, windows in splits.items():
-        if len(windows) == 0:
+    pre = Preprocessor(options.preprocess).fit_layout(table)
+    rows = pre.rows(table)
+    if len(rows) < options.lookback:
+        raise UserError(f"{path}: {len(rows)} rows after removing break rows, fewer than one window")
+    ends = pre.window_ends(rows, recipe_index=options.allow_gaps)
+    if len(ends) == 0:
+        raise UserError(f"{path}: no window of {options.lookback} rows without a time gap; "
+                        "use fewer --lookback rows or --allow-gaps")
+    parts = split_ends(ends, len(rows), options)
+    for name, idx in parts.items():
+        if len(idx) == 0:
             raise UserError(f"{path}: the {name} split has no windows; use more rows or other --fractions")
+    try:
+        pre.fit_scaler(rows, parts["train"])
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    splits = {name: pre.windows(rows, idx) for name, idx in parts.items()}
 
     breaks = int(table.y.sum())
     if breaks == 0:
@@ -134,13 +108,13 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
         "features": table.features,
         "n_features": len(table.features),
         "lookback": options.lookback,
-        "interval_minutes": interval / np.timedelta64(1, "m"),
-        "time_gaps": int((np.diff(table.time) > interval).sum()),
-        "rows_after_shift": len(time),
+        "interval_minutes": pre.interval_minutes,
+        "time_gaps": int((np.diff(table.time) > pre.interval_).sum()),
+        "rows_after_shift": len(rows),
         "windows": int(sum(len(w) for w in splits.values())),
         "splits": {name: split_summary(w) for name, w in splits.items()},
     }
-    return Prepared(splits, scaler, info)
+    return Prepared(splits, pre, info)
 
 
 def split_summary(windows: Windows) -> dict:
@@ -153,18 +127,15 @@ def split_summary(windows: Windows) -> dict:
     }
 
 
-def save(prepared: Prepared, out_dir) -> None:
-    """Write every split, the scaler and prepare.json; all or nothing."""
-    with Writer(out_dir, step="prepare", options=prepared.info["options"]) as out:
+def save(prepared: Prepared, out_dir, wait: float = DEFAULT_WAIT) -> None:
+    """Write every split, the preprocessor and prepare.json; all or nothing. Results of later
+    steps stay, but the manifest marks them as made from other data, so they are refused."""
+    run = Run(out_dir)
+    with run.locked(wait), run.writer("prepare", prepared.info["options"], inputs={}) as out:
         for name, windows in prepared.splits.items():
-            windows.save(out.path(split_file(name)))
-        save_scaler(prepared.scaler, out.path(SCALER_JOBLIB), out.path(SCALER_NPZ))
+            windows.save(out.path(SPLIT_FILES[name]))
+        prepared.preprocessor.save(out.path(PREPROCESSOR))
         out.json(PREPARE_JSON, prepared.info)
-
-
-def load_info(run_dir) -> dict:
-    require(run_dir, [PREPARE_JSON], "run `lstm-rare-event prepare INPUT --out DIR` first")
-    return read_json(Path(run_dir) / PREPARE_JSON)
 
 
 def summary_rows(info: dict) -> list[list]:

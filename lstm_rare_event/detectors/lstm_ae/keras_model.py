@@ -112,9 +112,11 @@ def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs:
 def load_keras(path) -> keras.Model:
     """A model that ``train`` saved; a missing, corrupt or foreign file is one UserError."""
     if not path.exists():
-        raise UserError(f"{path}: not found; run `lstm-rare-event train {path.parent}` first")
+        raise UserError(f"{path}: not found; re-run train")
     try:
-        model = keras.models.load_model(path, compile=False)
+        # Safe mode refuses Lambda layers and other serialized code: a run directory written by
+        # someone else must not run code on this host.
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a Keras model file ({message})") from None

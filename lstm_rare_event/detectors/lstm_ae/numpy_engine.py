@@ -51,7 +51,7 @@ def save_npz(path, arch: Architecture, weights: list[np.ndarray]) -> None:
 def _read_npz(path: Path) -> tuple[Architecture, list[list[np.ndarray]]]:
     """The architecture and, per weighted layer, its arrays; every way to fail is one UserError."""
     if not path.exists():
-        raise UserError(f"{path}: not found; run `lstm-rare-event train {path.parent}` first")
+        raise UserError(f"{path}: not found; re-run train")
     try:
         with np.load(path, allow_pickle=False) as data:
             config = json.loads(str(data["config"]))
@@ -130,6 +130,19 @@ class NumpyModel:
         self.path = Path(path)
         self.arch, self._layers = _read_npz(self.path)
 
+    @classmethod
+    def from_weights(cls, arch: Architecture, weights: list[np.ndarray]) -> "NumpyModel":
+        """The network from Keras' ``get_weights()`` list, without a file."""
+        model = cls.__new__(cls)
+        model.path, model.arch, it = Path("<memory>"), arch, iter(weights)
+        model._layers = [[np.asarray(next(it), dtype=np.float32) for _ in shapes] for _, shapes in weight_layout(arch)]
+        return model
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every array in Keras' ``get_weights()`` order."""
+        return [array for layer in self._layers for array in layer]
+
     def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
         X = _check_input(self.path, self.arch.lookback, self.arch.n_features, X)
         out = np.empty_like(X)
@@ -153,9 +166,9 @@ class KerasModel:
         return np.asarray(self._model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
-def read_architecture(run_dir) -> Architecture:
-    """The architecture of the model in ``run_dir``, read from model.npz without TensorFlow."""
-    return _read_npz(Path(run_dir) / MODEL_NPZ)[0]
+def read_architecture(folder) -> Architecture:
+    """The architecture of the network saved in ``folder``, read from model.npz."""
+    return _read_npz(Path(folder) / MODEL_NPZ)[0]
 
 
 def model_file(engine: str) -> str:
@@ -165,7 +178,7 @@ def model_file(engine: str) -> str:
     return MODEL_FILES[engine]
 
 
-def load_model(run_dir, engine: str = "numpy"):
-    """The model that ``train`` wrote into ``run_dir``, with ``.predict(X) -> reconstruction``."""
-    path = Path(run_dir) / model_file(engine)
+def load_model(folder, engine: str = "numpy"):
+    """The network saved in ``folder``, with ``.predict(X) -> reconstruction``."""
+    path = Path(folder) / model_file(engine)
     return NumpyModel(path) if engine == "numpy" else KerasModel(path)

@@ -1,0 +1,119 @@
+"""What every detector is: fit on windows, score windows, name the sensors behind a score,
+save to and load from a folder (JSON and npz, never pickle).
+
+In the spirit of scikit-learn estimators and PyOD detectors: configuration (an options
+dataclass, given at construction) stays apart from fitted state (attributes ending in ``_``).
+Scores are higher where a break is more likely and never negative, as the threshold rules
+expect (they treat 0 as the floor).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
+from lstm_rare_event.preprocess.windows import Windows
+
+FORMAT = "lstm-rare-event/detector/1"
+CONFIG_JSON = "detector.json"
+STATE_NPZ = "state.npz"
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A detector without parameters."""
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    #: one sentence for ``inspect`` and the README: what the score is
+    summary: ClassVar[str]
+
+    def __init__(self, options=None):
+        self.options = options if options is not None else self.Options()
+        self.n_features_: int | None = None
+        #: per-epoch losses for detectors that train iteratively, else None
+        self.history_: dict | None = None
+
+    # -- the protocol ------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: Windows, valid: Windows | None = None) -> "Detector":
+        """Fit on the normal windows of ``train`` (``valid``'s for early stopping, where used)."""
+
+    @abstractmethod
+    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scores (N,), per-feature contributions (N, F) or None when the score has none)."""
+
+    def score(self, windows: Windows) -> np.ndarray:
+        return self.explain(windows)[0]
+
+    def describe(self) -> dict:
+        """What the fitted detector is, as JSON-ready data (train.json, inspect)."""
+        return {"detector": self.name, "summary": self.summary, "options": asdict(self.options)}
+
+    # -- persistence -------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Fitted state as (JSON-ready values, arrays); subclasses add theirs."""
+        return {"n_features": self.n_features_}, {}
+
+    def set_state(self, values: Params, arrays: dict[str, np.ndarray], folder: Path) -> None:
+        self.n_features_ = values.integer("n_features", lambda v: v > 0, "a positive integer")
+
+    state_arrays: ClassVar[tuple[str, ...]] = ()
+
+    def save(self, folder) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        values, arrays = self.state()
+        write_json(folder / CONFIG_JSON, {"format": FORMAT, "detector": self.name,
+                                          "options": asdict(self.options), "state": values})
+        if arrays:
+            save_npz(folder / STATE_NPZ, **arrays)
+
+    @classmethod
+    def load(cls, folder, config: Params, **load_options) -> "Detector":
+        folder = Path(folder)
+        detector = cls(options_from_json(cls.Options, config.mapping("options")))
+        arrays = load_npz(folder / STATE_NPZ, cls.state_arrays, f"the state of a {cls.name} detector") \
+            if cls.state_arrays else {}
+        detector.set_state(config.mapping("state"), arrays, folder)
+        return detector
+
+    # -- helpers for subclasses --------------------------------------------------------
+    def _check_windows(self, windows: Windows) -> None:
+        X = windows.X
+        if X.ndim != 3 or (self.n_features_ is not None and X.shape[2] != self.n_features_):
+            raise UserError(f"the {self.name} detector was fitted on {self.n_features_} features, "
+                            f"got windows of shape {tuple(X.shape[1:])}; were they prepared by the same run?")
+
+
+def normal(windows: Windows) -> Windows:
+    return windows.subset(windows.y == 0)
+
+
+def options_from_json(cls, params: Params):
+    """An options dataclass from saved JSON, each field checked against its default's type."""
+    values = {}
+    for f in fields(cls):
+        default = f.default
+        if isinstance(default, bool):
+            values[f.name] = params.get(f.name, bool, "true or false")
+        elif isinstance(default, int):
+            values[f.name] = params.integer(f.name)
+        elif isinstance(default, float):
+            values[f.name] = params.number(f.name)
+        elif isinstance(default, tuple):
+            values[f.name] = tuple(params.get(f.name, list, "a list"))
+        else:
+            values[f.name] = params.data.get(f.name, default)
+    try:
+        return cls(**values)
+    except UserError as exc:
+        raise UserError(f"{params.source}: {exc}; {params.hint}") from None

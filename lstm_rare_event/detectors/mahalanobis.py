@@ -1,0 +1,56 @@
+"""The Mahalanobis distance of a window's last row from the normal training rows.
+
+The classical multivariate outlier score, and on the real data's time split a serious rival
+of the autoencoder (bench/results.md): any model must beat it to be worth its cost. It scores
+the same row that the label belongs to, as the recipe's last-row error does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstm_rare_event.detectors.base import Detector, normal
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import Params
+from lstm_rare_event.preprocess.windows import Windows
+
+
+class MahalanobisDetector(Detector):
+    name = "mahalanobis"
+    summary = ("squared Mahalanobis distance of each window's last row from the mean of the normal "
+               "training rows, under their covariance; no training beyond a mean and a covariance")
+    state_arrays = ("mean", "precision")
+
+    def fit(self, train: Windows, valid: Windows | None = None) -> "MahalanobisDetector":
+        """Mean and pseudo-inverse covariance of the last rows of the normal training windows.
+
+        The pseudo-inverse, because a sensor that is constant in training makes the covariance
+        singular; such a direction then adds nothing to the distance instead of failing.
+        """
+        rows = np.asarray(normal(train).X[:, -1, :], dtype=np.float64)
+        if len(rows) < 2:
+            raise UserError(f"the mahalanobis detector needs at least 2 normal training windows, got {len(rows)}")
+        self.n_features_ = rows.shape[1]
+        self.mean_ = rows.mean(axis=0)
+        self.precision_ = np.linalg.pinv(np.cov(rows, rowvar=False).reshape(self.n_features_, -1), hermitian=True)
+        return self
+
+    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+        """The distance, and its exact split over the sensors: c_f * (P c)_f sums to it. A term
+        can be negative where correlated sensors explain part of a deviation."""
+        self._check_windows(windows)
+        centred = np.asarray(windows.X[:, -1, :], dtype=np.float64) - self.mean_
+        contributions = centred * (centred @ self.precision_)
+        # Clipped at 0: rounding can leave a distance a hair below it, and scores must not be negative.
+        return np.maximum(contributions.sum(axis=1), 0.0), contributions
+
+    def state(self):
+        values, arrays = super().state()
+        return values, {**arrays, "mean": self.mean_, "precision": self.precision_}
+
+    def set_state(self, values: Params, arrays, folder) -> None:
+        super().set_state(values, arrays, folder)
+        n = self.n_features_
+        if arrays["mean"].shape != (n,) or arrays["precision"].shape != (n, n):
+            raise UserError(f"{folder}: the saved mean and precision do not fit {n} features; {values.hint}")
+        self.mean_, self.precision_ = arrays["mean"], arrays["precision"]

@@ -1,0 +1,142 @@
+"""Plain-file helpers every layer may use: hashes, JSON and writes that are whole or absent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event.errors import UserError
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_jsonable(value):
+    """Numbers and arrays from NumPy as plain JSON values; non-finite floats as null."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps(data) -> str:
+    return json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n"
+
+
+def write_json(path, data) -> Path:
+    path = Path(path)
+    path.write_text(dumps(data), encoding="utf-8")
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file that is either complete or absent, never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike, hint: str = "") -> dict:
+    """A JSON object from ``path``; any way to fail is one line (with ``hint``, what to do)."""
+    path = Path(path)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found{suffix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}){suffix}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror}){suffix}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}{suffix}")
+    return data
+
+
+def load_npz(path, keys, what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an npz file, never unpickling; any way to fail is one line."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in keys}
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except (KeyError, ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path}: not {what} ({exc})") from None
+
+
+def save_npz(path, **arrays) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+class Params:
+    """Typed access to a JSON object read from ``source``: a missing or malformed key is one
+    line naming the file, the key and what to re-run."""
+
+    def __init__(self, data: dict, source, hint: str):
+        self.data, self.source, self.hint = data, source, hint
+
+    def _fail(self, key, expected, value):
+        shown = "missing" if value is _MISSING else f"{value!r}"
+        raise UserError(f"{self.source}: key '{key}' is {shown}, expected {expected}; {self.hint}")
+
+    def get(self, key, kind, expected: str, check=lambda v: True, default=None):
+        value = self.data.get(key, _MISSING) if isinstance(self.data, dict) else _MISSING
+        if value is _MISSING and default is not None:
+            return default
+        ok = value is not _MISSING and isinstance(value, kind) and not (
+            isinstance(value, bool) and kind in ((int, float), int, float))
+        if not ok or not check(value):
+            self._fail(key, expected, value)
+        return value
+
+    def number(self, key, check=lambda v: True, expected="a number") -> float:
+        value = self.get(key, (int, float), expected, lambda v: np.isfinite(v) and check(v))
+        return float(value)
+
+    def integer(self, key, check=lambda v: True, expected="an integer") -> int:
+        return int(self.get(key, int, expected, check))
+
+    def text(self, key, choices=None) -> str:
+        expected = f"one of {', '.join(choices)}" if choices else "a string"
+        return self.get(key, str, expected, lambda v: choices is None or v in choices)
+
+    def strings(self, key) -> list[str]:
+        return list(self.get(key, list, "a list of strings", lambda v: all(isinstance(s, str) for s in v)))
+
+    def mapping(self, key) -> "Params":
+        return Params(self.get(key, dict, "an object"), f"{self.source} ('{key}')", self.hint)
+
+
+_MISSING = object()

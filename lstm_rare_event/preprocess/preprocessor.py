@@ -1,0 +1,257 @@
+"""Rows to windows, one code path for every step: the :class:`Preprocessor`.
+
+``prepare`` fits it (the scaler, on normal training rows only) and saves it; ``score``,
+``backtest`` and near-real-time scoring load it and push new rows through exactly the same
+transform. The order follows the recipe: detrend the raw rows (optional), shift the labels
+ahead and drop the break rows, cut windows, then scale and clip.
+
+NumPy and pandas only: scoring loads this on every call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
+from lstm_rare_event.preprocess.csv import DEFAULT_DROP, LABEL, TIME, Table, sampling_interval, select_features
+from lstm_rare_event.preprocess.detrend import detrend
+from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.preprocess.windows import (
+    Windows, recipe_window_ends, segment_starts, segments, stack, window_ends,
+)
+
+FORMAT = "lstm-rare-event/preprocessor/1"
+CONFIG_JSON = "preprocessor.json"
+SCALER_NPZ = "scaler.npz"
+NAT = np.datetime64("NaT", "s")
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """How rows become windows; the defaults are the tool's, not the recipe's."""
+
+    shift: int = 2
+    lookback: int = 5
+    drop: tuple[str, ...] = DEFAULT_DROP
+    features: tuple[str, ...] | None = None
+    allow_gaps: bool = False
+    # Chosen by rolling-origin validation on the real data (bench/defaults.md); 0 reproduces the recipe.
+    detrend: int = 30
+    clip: float = 10.0
+
+    def __post_init__(self):
+        if self.shift < 0:
+            raise UserError(f"--shift must be 0 or more, got {self.shift}")
+        if self.lookback < 1:
+            raise UserError(f"--lookback must be 1 or more, got {self.lookback}")
+        if self.detrend < 0:
+            raise UserError(f"--detrend must be 0 (off) or a number of rows, got {self.detrend}")
+        if not (math.isfinite(self.clip) and self.clip >= 0):
+            raise UserError(f"--clip must be 0 (off) or a finite number of standard deviations, got {self.clip:g}")
+        if self.features is not None:
+            if len(set(self.features)) != len(self.features):
+                twice = sorted({f for f in self.features if self.features.count(f) > 1})
+                raise UserError(f"--features names {', '.join(twice)} more than once")
+            reserved = [f for f in self.features if f in (TIME, LABEL)]
+            if reserved:
+                raise UserError(f"--features may not include '{reserved[0]}': it is the "
+                                f"{'label' if reserved[0] == LABEL else 'time'} column, not a sensor")
+
+    @property
+    def context_rows(self) -> int:
+        """Raw rows before a window's last row that its values depend on: lookback - 1 rows of
+        the window, the first of which needs ``detrend`` rows before it for its baseline."""
+        return self.detrend + self.lookback - 1
+
+
+@dataclass
+class Rows:
+    """Rows after detrending and the label shift, ready to be cut into windows.
+
+    values are detrended but not scaled; ``source_row`` is each row's index in the table it
+    came from (break rows are gone when labels were shifted); ``window_segment`` is the
+    segment id that the window rule uses (all one segment when windows may span gaps).
+    """
+
+    time: np.ndarray
+    values: np.ndarray
+    y: np.ndarray
+    event_time: np.ndarray
+    segment_start: np.ndarray
+    window_segment: np.ndarray
+    source_row: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+class Preprocessor:
+    """Fit on training rows, then turn any rows of the same sensors into windows."""
+
+    def __init__(self, options: PreprocessOptions = PreprocessOptions()):
+        self.options = options
+        self.features_: list[str] | None = None
+        self.interval_: np.timedelta64 | None = None
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    @property
+    def lookback(self) -> int:
+        return self.options.lookback
+
+    @property
+    def context_rows(self) -> int:
+        return self.options.context_rows
+
+    @property
+    def interval_minutes(self) -> float:
+        return float(self.interval_ / np.timedelta64(1, "m"))
+
+    def select(self, columns, source) -> list[str]:
+        """The feature columns of a table: at fit time by the options, afterwards exactly the
+        fitted ones under the same rule (extra columns only where the rule ignores them)."""
+        chosen = select_features(columns, source, self.options.features, self.options.drop)
+        if self.features_ is None:
+            return chosen
+        missing = [name for name in self.features_ if name not in chosen]
+        if missing:
+            raise UserError(f"{source}: missing column(s) {_names(missing)}, which the model was trained on")
+        extra = [name for name in chosen if name not in self.features_]
+        if extra:
+            raise UserError(
+                f"{source}: column(s) {_names(extra)} were not among the {len(self.features_)} training features; "
+                f"a different feature set from training (prepare used every column but {TIME}, {LABEL} and "
+                f"{', '.join(self.options.drop) or 'none'}); drop them from the file"
+            )
+        return list(self.features_)
+
+    def rows(self, table: Table, first_segment_start=None) -> Rows:
+        """Detrend ``table`` within its gap-free segments, then (when it has labels and the
+        shift is on) label the rows before each break and drop the break rows.
+
+        ``first_segment_start``: when the table continues earlier rows (a chunk of a stream),
+        the restart time of its first segment, which began before the table did.
+        """
+        interval = self.interval_
+        segment = segments(table.time, interval)
+        values = detrend(table.values, segment, self.options.detrend)
+        seg_start = segment_starts(table.time, segment)
+        if first_segment_start is not None and len(table):
+            seg_start[segment == segment[0]] = first_segment_start
+        n = len(table)
+        if table.y is not None:
+            shifted = shift_labels(table.y, self.options.shift)
+            keep, y, event_row = shifted.keep, shifted.y, shifted.event_row
+        else:
+            keep, y, event_row = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int8), np.full(n, -1)
+        time = table.time[keep]
+        event_time = np.where(event_row >= 0, table.time[np.maximum(event_row, 0)], NAT) if n else time
+        if self.options.allow_gaps:
+            window_segment = np.zeros(len(time), dtype=np.int64)
+        else:
+            window_segment = segments(time, interval)
+        return Rows(time, values[keep], y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep))
+
+    def window_ends(self, rows: Rows, recipe_index: bool = False) -> np.ndarray:
+        """Rows that end a window. ``recipe_index``: the 2019 recipe's indexing, which starts
+        two windows late (prepare --allow-gaps reproduces its random split with it)."""
+        if recipe_index:
+            return recipe_window_ends(len(rows), self.lookback)
+        return window_ends(rows.window_segment, self.lookback)
+
+    def fit_layout(self, table: Table) -> "Preprocessor":
+        """Learn the feature columns and the cadence (the most common step between rows)."""
+        self.features_ = list(table.features)
+        self.interval_ = sampling_interval(table.time)
+        return self
+
+    def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
+        """Fit the scaler on the last row of every normal training window."""
+        normal = train_ends[rows.y[train_ends] == 0]
+        if normal.size == 0:
+            raise UserError("no normal (y=0) windows in the training split to fit the scaler on")
+        fitted = rows.values[normal]
+        self.mean_ = fitted.mean(axis=0)
+        std = fitted.std(axis=0)
+        # A sensor constant in training keeps its unit scale (as scikit-learn's StandardScaler does).
+        self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
+        return self
+
+    def scaled(self, values: np.ndarray) -> np.ndarray:
+        """Standardize; with ``clip`` > 0, limit to [-clip, clip] standard deviations.
+
+        A few sensors leave their training range by hundreds of standard deviations later in the
+        data; unclipped, their squared errors swamp every other sensor's and the early stopping.
+        """
+        self._check_fitted()
+        with np.errstate(over="ignore"):
+            scaled = ((values - self.mean_) / self.scale_).astype(np.float32)
+        clip = self.options.clip
+        return np.clip(scaled, -clip, clip, out=scaled) if clip > 0 else scaled
+
+    def windows(self, rows: Rows, ends: np.ndarray) -> Windows:
+        """The scaled windows ending at rows ``ends``, with their labels and times."""
+        return Windows(stack(self.scaled(rows.values), ends, self.lookback), rows.y[ends], rows.time[ends],
+                       rows.event_time[ends], rows.segment_start[ends])
+
+    def transform(self, table: Table) -> Windows:
+        """Every window of ``table`` (the score path's rule: windows may start at the first row)."""
+        rows = self.rows(table)
+        return self.windows(rows, self.window_ends(rows))
+
+    def _check_fitted(self):
+        if self.mean_ is None:
+            raise RuntimeError("the preprocessor is not fitted")
+
+    def save(self, folder) -> None:
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / CONFIG_JSON, {
+            "format": FORMAT,
+            "options": asdict(self.options),
+            "features": self.features_,
+            "interval_seconds": int(self.interval_ / np.timedelta64(1, "s")),
+        })
+        save_npz(folder / SCALER_NPZ, mean=self.mean_, scale=self.scale_)
+
+    @classmethod
+    def load(cls, folder, hint: str = "re-run prepare") -> "Preprocessor":
+        folder = Path(folder)
+        config = Params(read_json(folder / CONFIG_JSON, hint), folder / CONFIG_JSON, hint)
+        config.text("format", (FORMAT,))
+        raw = config.mapping("options")
+        fields = {
+            "shift": raw.integer("shift"),
+            "lookback": raw.integer("lookback"),
+            "drop": tuple(raw.strings("drop")),
+            "features": tuple(raw.strings("features")) if raw.data.get("features") is not None else None,
+            "allow_gaps": raw.get("allow_gaps", bool, "true or false"),
+            "detrend": raw.integer("detrend"),
+            "clip": raw.number("clip"),
+        }
+        try:
+            pre = cls(PreprocessOptions(**fields))
+        except UserError as exc:
+            raise UserError(f"{folder / CONFIG_JSON}: {exc}; {hint}") from None
+        pre.features_ = config.strings("features")
+        pre.interval_ = np.timedelta64(config.integer("interval_seconds", lambda v: v > 0, "a positive integer"), "s")
+        arrays = load_npz(folder / SCALER_NPZ, ("mean", "scale"), "a scaler written by prepare")
+        n = len(pre.features_)
+        for key, value in arrays.items():
+            if value.shape != (n,) or not np.isfinite(value).all():
+                raise UserError(f"{folder / SCALER_NPZ}: '{key}' must be {n} finite numbers; {hint}")
+        if not (arrays["scale"] > 0).all():
+            raise UserError(f"{folder / SCALER_NPZ}: 'scale' must be positive; {hint}")
+        pre.mean_, pre.scale_ = arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64)
+        return pre
+
+
+def _names(names, n=8) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f", ... ({len(names) - n} more)" if len(names) > n else "")
