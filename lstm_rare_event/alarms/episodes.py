@@ -185,7 +185,8 @@ def false_episodes_by_cut(scores, end_time, break_times, merge_minutes: float, h
     """
     t = _seconds(_times(end_time))
     scores = _scores(scores, t.size)
-    merge = _minutes(merge_minutes, "merge-minutes") * 60
+    merge_minutes = _minutes(merge_minutes, "merge-minutes")
+    merge = merge_minutes * 60
     horizon = _minutes(horizon_minutes, "horizon-minutes", positive=True) * 60
     cuts = np.asarray(cuts, dtype=np.float64)
     counts = np.zeros(cuts.size, dtype=np.int64)
@@ -198,7 +199,7 @@ def false_episodes_by_cut(scores, end_time, break_times, merge_minutes: float, h
     false_start = ~_warns(t, np.sort(_seconds(_break_times(break_times))), horizon)
 
     flagged = np.flatnonzero(level > 0)
-    opens = _opens(t[flagged], merge)
+    opens = _opens(t[flagged], merge_minutes)
     count = int(np.sum(opens & false_start[flagged]))
     prev = np.full(t.size, -1, dtype=np.int64)
     nxt = np.full(t.size, -1, dtype=np.int64)
