@@ -1,7 +1,8 @@
 """The ``lstm-rare-event`` command line: parse options, call the library, print.
 
 Exit codes (every command): 0 success; 2 bad input or usage (a one-line message on
-stderr); 1 an unexpected internal error. ``score --fail-on-alert`` adds 3.
+stderr); 1 an unexpected internal error; 75 the run directory is busy (try again later).
+``score --fail-on-alert`` adds 3.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ from pathlib import Path
 
 import click
 
-from lstm_rare_event import __version__, log
-from lstm_rare_event.run import dumps
-from lstm_rare_event.errors import UserError
-from lstm_rare_event.tables import format_table
-from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
-from lstm_rare_event.reconstruction import ERROR_MODES
+from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
-from lstm_rare_event.steps.train import TrainOptions
+from lstm_rare_event.detectors.lstm_ae import ERROR_MODES, LstmOptions
+from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import dumps
+from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
+from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
+from lstm_rare_event.steps.threshold import ThresholdOptions
+from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
 Exit codes:
   0  success
   2  bad input or usage: the message names the file, row or column
-  1  unexpected internal error (re-run with --debug for the traceback)"""
+  1  unexpected internal error (re-run with --debug for the traceback)
+  75 another step holds the run directory's lock past --wait (try again later)"""
 
 
 def command(group, name, example, extra_exit_codes=""):
@@ -44,7 +48,10 @@ def command(group, name, example, extra_exit_codes=""):
                 click.echo(f"Error: {exc}", err=True)
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
-                click.echo("Interrupted; nothing was written.", err=True)
+                # A commit holds SIGINT until it has finished, so the interrupt may come after it.
+                done = "the step had finished and its files were written" if Writer.last_committed \
+                    else "nothing was written"
+                click.echo(f"Interrupted; {done}.", err=True)
                 sys.exit(130)
             except Exception as exc:  # noqa: BLE001 - last resort: no traceback without --debug
                 if debug:
@@ -70,8 +77,8 @@ def cli():
     The pipeline, each step reading and writing files in a run directory:
       demo-data   write a synthetic data set with the sheet-break schema
       prepare     read a CSV, shift labels ahead, window, split, scale
-      train       fit an LSTM autoencoder on normal training windows
-      inspect     show the network and how small its latent vector is
+      train       fit a detector (LSTM autoencoder, Mahalanobis, restart) on normal windows
+      inspect     show the detector: the network and how small its latent vector is
       threshold   choose the alarm threshold on the validation split
       evaluate    measure alarms on the test split
       score       flag new data in batch (for cron and Make)
@@ -84,7 +91,7 @@ def cli():
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV file to write (its folder is created if missing).")
 @click.option("--rows", default=6000, show_default=True, type=int, help="Number of rows (2 minutes apart).")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seed of the noise, grades and breaks; the same seed gives the same file.")
 def demo_data_command(out_path, rows, seed):
     """Write a synthetic data set with the sheet-break schema (`time, y, x1..x61`).
@@ -115,45 +122,53 @@ def comma_floats(ctx, param, value):
         raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
 
 
-@command(
-    cli,
-    "prepare",
-    "lstm-rare-event prepare sheet-break.csv.gz --out run --split random --seed 123 --allow-gaps",
-)
+def wait_option(func):
+    return click.option("--wait", default=DEFAULT_WAIT, show_default=True, type=click.FloatRange(min=0),
+                        help=f"Seconds to wait for another step that holds the run directory, then exit {EXIT_BUSY}.")(func)
+
+
+P = PrepareOptions
+
+
+@command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
+                         "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
+                         "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe")
 @click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
-@click.option("--shift", default=2, show_default=True, type=int,
+@click.option("--shift", default=P.shift, show_default=True, type=int,
               help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels).")
-@click.option("--lookback", default=5, show_default=True, type=int, help="Rows per window.")
-@click.option("--drop", default="x28,x61", show_default=True, callback=comma_list,
+@click.option("--lookback", default=P.lookback, show_default=True, type=int, help="Rows per window.")
+@click.option("--drop", default=",".join(P.drop), show_default=True, callback=comma_list,
               help="Columns left out of the features (categorical by default).")
 @click.option("--features", default=None, callback=comma_list,
               help="Use exactly these feature columns, comma-separated (overrides --drop).")
 @click.option("--allow-gaps", is_flag=True,
               help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split).")
-@click.option("--detrend", default=30, show_default=True, type=int,
+@click.option("--detrend", default=P.detrend, show_default=True, type=int,
               help="Subtract each sensor's median over this many past rows, never across a time gap "
                    "(0: off, the recipe).")
-@click.option("--clip", default=10.0, show_default=True, type=float,
+@click.option("--clip", default=P.clip, show_default=True, type=float,
               help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe).")
-@click.option("--split", type=click.Choice(["time", "random"]), default="time", show_default=True,
-              help="time: train/valid/test in time order; random: the recipe's shuffled split.")
+@click.option("--split", type=click.Choice(SPLIT_KINDS), default=P.split, show_default=True,
+              help="time: train/valid/test in time order; random: the recipe's shuffled split (leaks "
+                   "between splits through overlapping windows).")
 @click.option("--fractions", default=None, callback=comma_floats,
               help="train,valid,test shares  [default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
-@click.option("--seed", default=123, show_default=True, type=int, help="Seed of the random split.")
+@click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
-def prepare_command(input_csv, out_dir, as_json, **options):
+def prepare_command(input_csv, out_dir, as_json, wait, **options):
     """Read a sheet-break CSV, shift labels ahead, window, split and scale.
 
     INPUT is a CSV (plain or .gz) with a `time` column, a 0/1 label column `y` and
-    numeric sensor columns. Writes train/valid/test windows, the scaler and
+    numeric sensor columns. Writes train/valid/test windows, the fitted preprocessor and
     prepare.json into --out; nothing is written when the input is rejected.
     """
     from lstm_rare_event.steps import prepare
 
-    prepared = prepare.prepare(input_csv, prepare.PrepareOptions(**options))
-    prepare.save(prepared, out_dir)
+    prepared = prepare.prepare(input_csv, PrepareOptions(**options))
+    prepare.save(prepared, out_dir, wait=wait)
     info = prepared.info
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
              f"{info['lookback']} x {info['n_features']} into {out_dir}")
@@ -169,146 +184,161 @@ def architecture_options(func):
 
     options = [
         click.option("--arch", "preset", type=click.Choice(list(PRESETS)), default=None,
-                     help=f"Preset network  [default: {DEFAULT_PRESET}: encoder 32,16, decoder 16,32, relu; "
+                     help=f"lstm: preset network  [default: {DEFAULT_PRESET}: encoder 32,16, decoder 16,32, relu; "
                           "article-2019-05: encoder 5,16,1, decoder 5,16, relu]"),
         click.option("--encoder", default=None, metavar="UNITS",
-                     help="Encoder LSTM sizes, e.g. 32,16; the last one's final output is the latent vector."),
+                     help="lstm: encoder LSTM sizes, e.g. 32,16; the last one's final output is the latent vector."),
         click.option("--decoder", default=None, metavar="UNITS",
-                     help="Decoder LSTM sizes  [default: the preset's, or the --encoder mirrored]"),
+                     help="lstm: decoder LSTM sizes  [default: the preset's, or the --encoder mirrored]"),
         click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
-                     help="LSTM activation  [default: the preset's]"),
+                     help="lstm: LSTM activation  [default: the preset's]"),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-@command(cli, "train", "lstm-rare-event train run --arch article --epochs 200 --batch-size 64 "
-                       "--learning-rate 1e-4 --patience 0   # the 2019 recipe")
+L = LstmOptions
+
+
+@command(cli, "train", "lstm-rare-event train run\n"
+                       "  lstm-rare-event train run --detector mahalanobis --out run-mahalanobis\n"
+                       "  lstm-rare-event train recipe-run --arch article --epochs 200 --batch-size 64 "
+                       "--learning-rate 1e-4 --patience 0 --error last   # reproduce the 2019 recipe")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--detector", "detector", type=click.Choice(detectors.NAMES), default=detectors.DEFAULT,
+              show_default=True,
+              help="lstm: LSTM autoencoder (reconstruction error); mahalanobis: distance of the last row "
+                   "from normal training rows; restart: minutes since the last restart after downtime.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Write the model here instead of RUN_DIR (the prepared data is copied along).")
+              help="Write the detector here instead of RUN_DIR (the prepared data is copied along).")
 @architecture_options
-@click.option("--epochs", default=TrainOptions.epochs, show_default=True, help="Maximum number of epochs.")
-@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True, help="Windows per gradient step.")
-@click.option("--learning-rate", default=TrainOptions.learning_rate, show_default=True, help="Adam's learning rate.")
-@click.option("--patience", default=TrainOptions.patience, show_default=True,
-              help="Stop after this many epochs without a better validation loss and keep the best "
-                   "weights (0: no early stopping, keep the last).")
-@click.option("--seed", default=TrainOptions.seed, show_default=True,
-              help="Same seed and inputs give the same weights on the same machine.")
+@click.option("--error", type=click.Choice(ERROR_MODES), default=None,
+              help=f"lstm: mean: squared error over all steps of the window; last: of its last step (the "
+                   f"recipe)  [default: {L.error}]")
+@click.option("--epochs", type=int, default=None, help=f"lstm: maximum number of epochs  [default: {L.epochs}]")
+@click.option("--batch-size", type=int, default=None, help=f"lstm: windows per gradient step  [default: {L.batch_size}]")
+@click.option("--learning-rate", type=float, default=None, help=f"lstm: Adam's learning rate  [default: {L.learning_rate}]")
+@click.option("--patience", type=int, default=None,
+              help="lstm: stop after this many epochs without a better validation loss and keep the best "
+                   f"weights (0: no early stopping, keep the last)  [default: {L.patience}]")
+@click.option("--seed", type=int, default=None,
+              help=f"lstm: same seed and inputs give the same weights on the same machine  [default: {L.seed}]")
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
-def train_command(run_dir, out_dir, as_json, **options):
-    """Fit the LSTM autoencoder on the normal windows that `prepare` wrote.
+def train_command(run_dir, detector, out_dir, as_json, wait, **options):
+    """Fit a detector on the normal windows that `prepare` wrote.
 
-    Trains on normal training windows, validates on normal validation windows, and writes
-    model.keras, model.npz (for scoring without TensorFlow), history.csv, train.json and
-    loss.png into RUN_DIR (or --out). An interrupted run leaves an earlier model intact.
+    Fits on normal training windows (the autoencoder validates on normal validation windows
+    for early stopping) and writes the detector (detector/), train.json and, for the
+    autoencoder, history.csv and loss.png into RUN_DIR (or --out). An interrupted run
+    leaves an earlier detector intact.
     """
-    from lstm_rare_event.steps.train import train
+    from lstm_rare_event.steps import train
 
-    summary = train(run_dir, TrainOptions.from_cli(**options), out=out_dir)
+    given = {name: value for name, value in options.items() if value is not None}
+    summary = train.train(run_dir, detector, given, out=out_dir, wait=wait)
     if as_json:
         click.echo(dumps(summary), nl=False)
-        return
-    stop = "stopped early" if summary["stopped_early"] else "all epochs"
-    click.echo(f"model            {out_dir or run_dir}/model.keras (+ model.npz)")
-    click.echo(f"parameters       {summary['params']:,}")
-    click.echo(f"epochs run       {summary['epochs_run']} ({stop}; weights of epoch {summary['weights_from_epoch']})")
-    click.echo(f"best val_loss    {summary['best_val_loss']:.5g} (epoch {summary['best_epoch']})")
-    click.echo(f"wall time        {summary['wall_seconds']:.1f} s ({summary['seconds_per_epoch']:.2f} s per epoch)")
+    else:
+        click.echo(format_table(train.summary_rows(summary, out_dir or run_dir)))
 
 
-@command(cli, "inspect", "lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59")
+@command(cli, "inspect", "lstm-rare-event inspect run\n"
+                         "  lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @architecture_options
 @click.option("--lookback", default=None, type=int, help="Rows per window (without RUN_DIR).")
 @click.option("--features", default=None, type=int, help="Number of features (without RUN_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(run_dir, lookback, features, as_json, **spec):
-    """Show every layer, the parameter counts and how small the latent vector is.
+    """Show the run's detector: for the autoencoder every layer, the parameter counts and
+    how small the latent vector is; for the others, what their score is.
 
-    Give RUN_DIR for a trained model, or an architecture with --lookback and --features
+    Give RUN_DIR for a trained detector, or an architecture with --lookback and --features
     (no model needed). Runs without TensorFlow.
     """
-    from lstm_rare_event.detectors.lstm_ae import spec as architecture, numpy_engine as engine
+    from lstm_rare_event.steps import inspect
 
     given = any(v is not None for v in (lookback, features, *spec.values()))
     if run_dir is not None and given:
         raise UserError("give RUN_DIR or an architecture (--arch, --encoder, --decoder, --activation, "
                         "--lookback, --features), not both: a trained model's architecture is fixed")
     if run_dir is not None:
-        arch = engine.read_architecture(run_dir)
+        described, text = inspect.inspect_run(run_dir)
     elif lookback is None or features is None:
-        raise UserError("inspect needs RUN_DIR (a trained model) or --lookback and --features, "
+        raise UserError("inspect needs RUN_DIR (a trained detector) or --lookback and --features, "
                         "e.g. --lookback 5 --features 59")
     else:
-        arch = architecture.Architecture(*architecture.resolve(**spec), lookback, features)
-    if as_json:
-        click.echo(dumps(architecture.describe(arch)), nl=False)
-    else:
-        click.echo(architecture.format_text(arch))
+        described, text = inspect.inspect_architecture(spec, lookback, features)
+    click.echo(dumps(described), nl=False) if as_json else click.echo(text)
 
 
 def engine_option(func):
     return click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
-                        help="Run the model with NumPy (model.npz, no TensorFlow) or Keras (model.keras).")(func)
+                        help="lstm: run the network with NumPy (no TensorFlow) or Keras (model.keras).")(func)
 
 
-@command(cli, "threshold", "lstm-rare-event threshold run --rule value --value 0.3   # the 2019 recipe")
+T = ThresholdOptions
+
+
+@command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rule", type=click.Choice(list(RULES)), default="alarms-per-day", show_default=True,
-              help="value: a fixed --value; max-f: best validation F-beta; recall: highest threshold "
-                   "reaching a validation recall --target; alarms-per-day: at most --target false alarms "
-                   "per day on normal validation windows; median-positive: median error of validation "
-                   "positives (the author's book).")
-@click.option("--value", type=float, default=None, help="--rule value: the threshold  [default: 0.3]")
+@click.option("--rule", type=click.Choice(list(RULES)), default=T.rule, show_default=True,
+              help="alarms-per-day: at most --target false alarm episodes per day on validation; value: a "
+                   "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
+                   "validation recall --target; median-positive: median score of validation positives.")
+@click.option("--value", type=float, default=None,
+              help="--rule value: the threshold (0.3 with the recipe's run and --error last)")
 @click.option("--beta", type=float, default=None, help="--rule max-f: weight of recall over precision  [default: 1]")
 @click.option("--target", type=float, default=None,
-              help="--rule recall: the recall to reach  [default: 0.5]; "
-                   "--rule alarms-per-day: false alarms per day  [default: 1]")
-@click.option("--error", "error_mode", type=click.Choice(ERROR_MODES), default="mean", show_default=True,
-              help="last: squared error of the last time step (the recipe); mean: over all steps. "
-                   "Saved, and used by evaluate and score.")
+              help="--rule alarms-per-day: false alarm episodes per day  [default: 1]; "
+                   "--rule recall: the recall to reach  [default: 0.5]")
+@click.option("--merge", type=float, default=T.merge, show_default=True,
+              help="Minutes: flagged windows closer than this are one alarm episode.")
+@click.option("--horizon", type=float, default=None,
+              help="Minutes: a break is warned when an episode starts at most this long before it  "
+                   "[default: the label shift, --shift rows x the cadence]")
 @engine_option
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, value, beta, target, error_mode, engine, as_json):
+def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine, wait, as_json):
     """Choose the alarm threshold on the validation split.
 
-    A window raises an alarm when its reconstruction error is above the threshold.
-    Writes threshold.json (the rule, the value, the error definition and the
-    validation precision, recall, F1 and false alarms per day) and threshold.png
-    (validation precision and recall against the threshold).
+    A window raises an alarm when its detector score is above the threshold. Writes
+    threshold.json (the rule, the value, the episode merge gap and warning horizon, and
+    validation metrics) and threshold.png. Both are used by evaluate and score.
     """
-    from lstm_rare_event.steps import evaluate as evaluation
+    from lstm_rare_event.steps import threshold
 
     given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
-    summary = evaluation.run_threshold(run_dir, rule, given, error_mode, engine)
-    if as_json:
-        click.echo(dumps(summary), nl=False)
-    else:
-        click.echo(evaluation.threshold_text(summary))
+    options = ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
+    summary = threshold.run_threshold(run_dir, options, engine, wait=wait)
+    flagged = summary["validation"]["confusion"]
+    share = (flagged["tp"] + flagged["fp"]) / max(summary["validation"]["n_windows"], 1)
+    if rule == "value" and share > 0.1:
+        log.warning(f"--value {value:g} flags {share:.0%} of validation windows; "
+                    "the default --rule alarms-per-day keeps false alarms within a budget")
+    click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
 @command(cli, "evaluate", "lstm-rare-event evaluate run --json")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @engine_option
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print evaluate.json instead of the tables.")
-def evaluate_command(run_dir, engine, as_json):
+def evaluate_command(run_dir, engine, wait, as_json):
     """Measure the alarms of threshold.json on the test split.
 
     Per window: confusion matrix, precision, recall, F1, false-positive rate, ROC-AUC
-    and PR-AUC. Per break: breaks caught, lead time, false alarms per day, and breaks
-    caught at 1 and 5 false alarms per day (thresholds chosen on validation). Writes
-    evaluate.json, error_timeline.png, roc_pr.png and error_hist.png.
+    and PR-AUC. Per break: breaks warned by an alarm episode within the horizon, lead
+    time, false alarm episodes per day, and the same at 1 and 5 false episodes per day
+    (thresholds chosen on validation). Writes evaluate.json and three figures.
     """
-    from lstm_rare_event.steps import evaluate as evaluation
+    from lstm_rare_event.steps import evaluate
 
-    report = evaluation.run_evaluate(run_dir, engine)
-    if as_json:
-        click.echo(dumps(report), nl=False)
-    else:
-        click.echo(evaluation.evaluate_text(report))
+    report = evaluate.run_evaluate(run_dir, engine, wait=wait)
+    click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate.evaluate_text(report))
 
 
 @command(cli, "score", "lstm-rare-event score run today.csv --out scores.csv --fail-on-alert -q",
@@ -316,8 +346,8 @@ def evaluate_command(run_dir, engine, as_json):
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV to write: time, error, flag, then the three sensors with the largest share of "
-                   "the error (sensor_1, share_1, ...).")
+              help="CSV to write: time, score, flag, then the three sensors with the largest share of "
+                   "the score (sensor_1, share_1, ...) for detectors that name sensors.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when any window is flagged.")
 @click.option("--chunk-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
@@ -326,11 +356,11 @@ def evaluate_command(run_dir, engine, as_json):
 def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engine, as_json):
     """Flag new data in batch with a trained run (for cron and Make).
 
-    INPUT has the training file's columns (`y` is optional and ignored). The run's column
-    selection, detrending, scaler, windows, model and threshold are applied as saved; a
-    window is flagged when its reconstruction error is above the threshold. One summary
-    line goes to stderr, as a warning when there are alarms, so that with --quiet only
-    alarms and errors print anything. On an error nothing is written.
+    INPUT has the training file's columns (`y` is optional; with it, break rows are
+    dropped as in prepare). The run's preprocessor, detector and threshold are applied as
+    saved; a window is flagged when its score is above the threshold. One summary line
+    goes to stderr, as a warning when there are alarms, so that with --quiet only alarms
+    and errors print anything. On an error nothing is written.
     """
     from lstm_rare_event.steps import score
 

@@ -25,3 +25,71 @@ def heavy_imports():
         return eval(done.stdout.strip().splitlines()[-1])
 
     return run
+
+
+# -- the command line and small real runs --------------------------------------------------
+from click.testing import CliRunner  # noqa: E402
+
+from lstm_rare_event.cli import cli  # noqa: E402
+from lstm_rare_event.synthetic import make_sheet_breaks, write_csv  # noqa: E402
+
+#: a tiny autoencoder: seconds to fit, enough to test the plumbing
+TINY_LSTM = ("--encoder", "4,2", "--epochs", "2", "--batch-size", "64")
+
+
+def invoke(*args):
+    """Run the command line in-process; returns click's Result."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def ok(*args):
+    """Run the command line and require exit 0."""
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def fails(code: int, *args, fragment: str = ""):
+    """Run the command line and require exit ``code``, one line on stderr containing ``fragment``."""
+    result = invoke(*args)
+    assert result.exit_code == code, result.output
+    assert fragment in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_csv(tmp_path_factory):
+    """600 rows of the synthetic plant (seed 1), written once per session."""
+    path = tmp_path_factory.mktemp("demo") / "train.csv"
+    write_csv(make_sheet_breaks(600, seed=1), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def new_csv(tmp_path_factory):
+    """300 rows of another day of the same plant (seed 2)."""
+    path = tmp_path_factory.mktemp("new") / "new.csv"
+    write_csv(make_sheet_breaks(300, seed=2), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, demo_csv):
+    """One prepared, trained and thresholded run per detector (tiny autoencoder), built once.
+    Tests that change a run must copy it first (``copy_run``)."""
+    base = tmp_path_factory.mktemp("runs")
+    prepared = base / "prepared"
+    ok("prepare", demo_csv, "--out", prepared, "--detrend", "12", "-q")
+    made = {}
+    for name in ("lstm", "mahalanobis", "restart"):
+        extra = TINY_LSTM if name == "lstm" else ()
+        ok("train", prepared, "--detector", name, "--out", base / name, "-q", *extra)
+        ok("threshold", base / name, "-q")
+        made[name] = base / name
+    return made
+
+
+def copy_run(run_dir, tmp_path, name="run"):
+    import shutil
+
+    return Path(shutil.copytree(run_dir, tmp_path / name))

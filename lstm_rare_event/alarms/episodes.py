@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.alarms.metrics import days_covered
-from lstm_rare_event.alarms.thresholds import candidate_thresholds
 
 DEFAULT_MERGE_MINUTES = 30.0
 

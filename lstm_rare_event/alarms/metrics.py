@@ -17,6 +17,17 @@ def windows_per_day(interval_minutes: float) -> float:
     return MINUTES_PER_DAY / interval_minutes
 
 
+def candidate_thresholds(errors: np.ndarray) -> np.ndarray:
+    """Every distinct way to cut ``errors``, ascending: midway between neighbouring distinct
+    errors, from below the smallest (all flagged) to the largest itself (none flagged).
+
+    Errors are squared, so never negative, and zero is the floor: a perfectly reconstructed
+    window is never an alarm.
+    """
+    edges = np.unique(np.concatenate([[0.0], errors]))
+    return np.append((edges[:-1] + edges[1:]) / 2, edges[-1])
+
+
 def days_covered(n_windows: int, interval_minutes: float) -> float:
     return n_windows / windows_per_day(interval_minutes)
 

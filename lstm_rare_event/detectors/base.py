@@ -80,6 +80,9 @@ class Detector(ABC):
     @classmethod
     def load(cls, folder, config: Params, **load_options) -> "Detector":
         folder = Path(folder)
+        engine = load_options.get("engine", "numpy")
+        if engine != "numpy":
+            raise UserError(f"--engine {engine}: the {cls.name} detector runs on NumPy only")
         detector = cls(options_from_json(cls.Options, config.mapping("options")))
         arrays = load_npz(folder / STATE_NPZ, cls.state_arrays, f"the state of a {cls.name} detector") \
             if cls.state_arrays else {}

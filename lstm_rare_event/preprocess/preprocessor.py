@@ -85,6 +85,8 @@ class Rows:
     segment_start: np.ndarray
     window_segment: np.ndarray
     source_row: np.ndarray
+    table_segment_start: np.ndarray  # (T,) per row of the table, break rows included
+
 
     def __len__(self) -> int:
         return len(self.time)
@@ -155,7 +157,8 @@ class Preprocessor:
             window_segment = np.zeros(len(time), dtype=np.int64)
         else:
             window_segment = segments(time, interval)
-        return Rows(time, values[keep], y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep))
+        return Rows(time, values[keep], y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep),
+                    seg_start)
 
     def window_ends(self, rows: Rows, recipe_index: bool = False) -> np.ndarray:
         """Rows that end a window. ``recipe_index``: the 2019 recipe's indexing, which starts

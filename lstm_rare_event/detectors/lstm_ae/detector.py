@@ -152,7 +152,7 @@ class LstmDetector(Detector):
 
     @classmethod
     def load(cls, folder, config: Params, engine: str = "numpy") -> "LstmDetector":
-        detector = super().load(folder, config)
+        detector = super().load(folder, config)  # options and state; the network follows
         detector.model_ = numpy_engine.load_model(folder, engine)
         detector.arch_ = detector.model_.arch if engine == "numpy" else numpy_engine.read_architecture(folder)
         if detector.arch_.n_features != detector.n_features_:

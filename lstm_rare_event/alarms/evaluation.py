@@ -1,0 +1,74 @@
+"""Choose a threshold on validation scores and measure it on test scores, in memory.
+
+Pure functions of scores and windows, shared by the ``threshold`` and ``evaluate`` steps and
+by ``backtest``, for every detector alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstm_rare_event.alarms import episodes, metrics, thresholds
+from lstm_rare_event.alarms.thresholds import Scored
+from lstm_rare_event.files import to_jsonable
+
+# False alarm episodes per day an operator might accept; thresholds for them are chosen on validation.
+BUDGETS = (1.0, 5.0)
+BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per-day --target BUDGET, "
+                "applied unchanged to test: deployable, not an oracle; the test rate can differ")
+
+
+def scored(scores, windows, interval_minutes: float, merge_minutes: float, horizon_minutes: float) -> Scored:
+    return Scored(np.asarray(scores, dtype=np.float64), np.asarray(windows.y), windows.end_time,
+                  metrics.break_times(windows.y, windows.event_time), interval_minutes, merge_minutes,
+                  horizon_minutes)
+
+
+def alarm_summary(s: Scored, value: float) -> dict:
+    """Per window and per episode, what threshold ``value`` does on ``s``."""
+    flags = thresholds.flag(s.scores, value)
+    return {
+        **metrics.window_metrics(s.y, flags),
+        "false_alarms_per_day": metrics.false_alarms_per_day(flags, s.y, s.interval_minutes),
+        "episodes": episodes.episode_metrics(s.end_time, flags, s.break_times, s.interval_minutes,
+                                             s.merge_minutes, s.horizon_minutes),
+    }
+
+
+def choose_on_validation(s: Scored, rule: str, params: dict) -> dict:
+    """The threshold ``rule`` picks, what it does on validation, and the alarm-budget thresholds."""
+    value = thresholds.choose_threshold(rule, s, **params)
+    return to_jsonable({
+        "value": value,
+        "validation": alarm_summary(s, value),
+        "budgets": [{"alarms_per_day": budget, "value": thresholds.choose_threshold("alarms-per-day", s, target=budget)}
+                    for budget in BUDGETS],
+    })
+
+
+def evaluate_scores(s: Scored, windows, chosen: dict) -> dict:
+    """Window metrics (with ROC-AUC and PR-AUC), break events, alarm episodes and the alarm
+    budgets of the test scores under ``chosen`` (a threshold with its budget values)."""
+    flags = thresholds.flag(s.scores, chosen["value"])
+    return to_jsonable({
+        "windows": metrics.window_metrics(s.y, flags, s.scores),
+        "events": metrics.event_metrics(flags, s.y, windows.end_time, windows.event_time, s.interval_minutes),
+        "episodes": episodes.episode_metrics(s.end_time, flags, s.break_times, s.interval_minutes,
+                                             s.merge_minutes, s.horizon_minutes),
+        "alarm_budgets": {"basis": BUDGET_BASIS,
+                          "rows": [_budget_row(s, budget) for budget in chosen.get("budgets", [])]},
+    })
+
+
+def _budget_row(s: Scored, budget: dict) -> dict:
+    flags = thresholds.flag(s.scores, budget["value"])
+    ep = episodes.episode_metrics(s.end_time, flags, s.break_times, s.interval_minutes, s.merge_minutes,
+                                  s.horizon_minutes)
+    return {
+        "alarms_per_day": budget["alarms_per_day"],
+        "value": budget["value"],
+        "false_episodes_per_day": ep["false_episodes_per_day"],
+        "warned": ep["warned"],
+        "n_breaks": ep["n_breaks"],
+        "mean_lead_minutes": ep["mean_lead_minutes"],
+    }

@@ -1,0 +1,28 @@
+"""The ``inspect`` step: what a run's detector is, without TensorFlow."""
+
+from __future__ import annotations
+
+import textwrap
+
+from lstm_rare_event.detectors.lstm_ae import spec
+from lstm_rare_event.files import dumps
+from lstm_rare_event.run import DETECTOR, Run
+
+
+def inspect_architecture(options: dict, lookback: int, n_features: int) -> tuple[dict, str]:
+    arch = spec.Architecture(*spec.resolve(**options), lookback, n_features)
+    return spec.describe(arch), spec.format_text(arch)
+
+
+def inspect_run(run_dir) -> tuple[dict, str]:
+    """(JSON-ready description, text) of the detector in ``run_dir``."""
+    run = Run(run_dir)
+    with run.reading():
+        run.check("train", [DETECTOR])
+        detector = run.detector()
+    described = detector.describe()
+    if detector.name == "lstm":
+        return described, spec.format_text(detector.arch_)
+    options = dumps(described["options"]).strip()
+    text = textwrap.fill(f"{detector.name} detector: {detector.summary}.", width=90)
+    return described, text + ("" if options == "{}" else f"\noptions: {options}")

@@ -1,0 +1,113 @@
+"""The ``threshold`` step: choose the alarm threshold on the validation split.
+
+Saves the rule, its value, and how alarms are counted (the episode merge gap and the warning
+horizon) in threshold.json; every later step reads them from there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lstm_rare_event import log
+from lstm_rare_event.alarms import evaluation, plots, thresholds
+from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, THRESHOLD_JSON, THRESHOLD_PNG, Run
+from lstm_rare_event.tables import format_table
+
+
+@dataclass(frozen=True)
+class ThresholdOptions:
+    """How the threshold is chosen and how alarms are counted.
+
+    ``horizon`` None: the label shift in minutes (shift rows x the cadence), the warning the
+    labels themselves ask for; operators ask for 30 or 60.
+    """
+
+    rule: str = "alarms-per-day"
+    params: dict = field(default_factory=dict)
+    merge: float = DEFAULT_MERGE_MINUTES
+    horizon: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", thresholds.resolve_params(self.rule, **self.params))
+        if not (math.isfinite(self.merge) and self.merge >= 0):
+            raise UserError(f"--merge must be 0 or more minutes, got {self.merge:g}")
+        if self.horizon is not None and not (math.isfinite(self.horizon) and self.horizon > 0):
+            raise UserError(f"--horizon must be a positive number of minutes, got {self.horizon:g}")
+
+
+def default_horizon(run: Run) -> float:
+    info = run.prepare_info()
+    shift = info.mapping("options").integer("shift", lambda v: v >= 0, "0 or more")
+    interval = info.number("interval_minutes", lambda v: v > 0, "a positive number")
+    return max(shift, 1) * interval
+
+
+def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str = "numpy",
+                  wait: float = DEFAULT_WAIT) -> dict:
+    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
+    run = Run(run_dir)
+    with run.locked(wait):
+        run.check("prepare", ["valid.npz", "prepare.json"])
+        run.check("train", [DETECTOR])
+        interval = run.interval_minutes()
+        horizon = options.horizon if options.horizon is not None else default_horizon(run)
+        valid = run.split("valid")
+        thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
+        detector = run.detector(engine=engine)
+        log.info(f"{detector.name} scores of {len(valid):,} validation windows")
+        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon)
+        chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
+        summary = {
+            "rule": options.rule,
+            "params": options.params,
+            "value": chosen["value"],
+            "merge_minutes": options.merge,
+            "horizon_minutes": horizon,
+            "detector": detector.name,
+            "engine": engine,
+            "interval_minutes": interval,
+            "validation": chosen["validation"],
+            "budgets": chosen["budgets"],
+        }
+        log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
+        step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
+                        "horizon": horizon, "engine": engine}
+        with run.writer("threshold", step_options) as out:
+            out.json(THRESHOLD_JSON, summary)
+            plots.threshold_curve(*thresholds.precision_recall_by_threshold(scored.scores, valid.y),
+                                  chosen["value"], out.path(THRESHOLD_PNG), title=f"Validation: --rule {options.rule}")
+    return summary
+
+
+def rule_text(chosen: dict) -> str:
+    params = ", ".join(f"{name} {value:g}" for name, value in (chosen.get("params") or {}).items())
+    return f"{chosen['rule']} ({params})" if params else str(chosen["rule"])
+
+
+def episode_rows(e: dict) -> list[list]:
+    return [
+        [f"breaks warned (episode starts <= {e['horizon_minutes']:g} min ahead)", f"{e['warned']} of {e['n_breaks']}"],
+        ["mean lead time, minutes", e["mean_lead_minutes"]],
+        [f"alarm episodes (merged < {e['merge_minutes']:g} min apart)", e["episodes"]],
+        ["false alarm episodes per day", e["false_episodes_per_day"]],
+    ]
+
+
+def threshold_text(summary: dict) -> str:
+    v = summary["validation"]
+    c = v["confusion"]
+    return format_table([
+        ["threshold", summary["value"]],
+        ["rule", rule_text(summary)],
+        ["detector", f"{summary['detector']} ({summary['engine']} engine)"],
+        [f"on validation: {v['n_windows']:,} windows, {v['n_positive']:,} positive"],
+        ["alarms (true / false)", f"{c['tp']:,} / {c['fp']:,}"],
+        ["precision", v["precision"]],
+        ["recall", v["recall"]],
+        ["F1", v["f1"]],
+        ["false alarm windows per day", v["false_alarms_per_day"]],
+        *episode_rows(v["episodes"]),
+    ])
