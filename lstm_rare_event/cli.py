@@ -82,6 +82,7 @@ def cli():
       threshold   choose the alarm threshold on the validation split
       evaluate    measure alarms on the test split
       score       flag new data in batch (for cron and Make)
+      compare     evaluated runs side by side, with bootstrap intervals
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
     """
@@ -370,6 +371,24 @@ def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engin
         click.echo(dumps(summary), nl=False)
     if fail_on_alert and summary["alarms"]:
         sys.exit(3)
+
+
+@command(cli, "compare", "lstm-rare-event compare run run-mahalanobis")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--replicates", default=1000, show_default=True, type=click.IntRange(min=10),
+              help="Bootstrap replicates (break events and normal days resampled).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_command(run_dirs, replicates, as_json):
+    """Compare evaluated runs of one prepared split: each detector's ROC-AUC and PR-AUC with
+    95% bootstrap intervals by break event, and paired differences.
+
+    Give runs made from one `prepare` (e.g. `train --out` per detector), each evaluated.
+    A difference whose interval includes 0 is reported as no difference.
+    """
+    from lstm_rare_event.steps import compare
+
+    result = compare.compare(list(run_dirs), replicates)
+    click.echo(dumps(result), nl=False) if as_json else click.echo(compare.compare_text(result))
 
 
 def main():

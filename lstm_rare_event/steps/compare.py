@@ -1,0 +1,66 @@
+"""The ``compare`` step: several evaluated runs of one prepared split, side by side.
+
+The runs must share their test windows (one ``prepare``, several ``train --out``), so their
+scores can be compared window by window: the bootstrap draws the same break events and days
+for every detector, which makes the paired differences meaningful.
+"""
+
+from __future__ import annotations
+
+from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import to_jsonable
+from lstm_rare_event.run import EVALUATE_JSON, SPLIT_FILES, Run
+from lstm_rare_event.tables import format_table
+
+REPLICATES = 1000
+
+
+def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0) -> dict:
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories")
+    reports, scores, test, test_hash = {}, {}, None, None
+    for run_dir in run_dirs:
+        run = Run(run_dir)
+        with run.reading():
+            run.check("evaluate", [EVALUATE_JSON])
+            digest = run.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
+            if test_hash is not None and digest != test_hash:
+                raise UserError(f"{run.path}: its test split differs from {run_dirs[0]}'s; compare runs made "
+                                "from one prepare (train --out for each detector)")
+            test_hash = digest
+            report = run.json("evaluate", EVALUATE_JSON)
+            name = _label(report["detector"], run.path.name, reports)
+            reports[name] = report
+            test = run.split("test")
+            scores[name] = run.detector().score(test)
+    intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time),
+                                  n=replicates, seed=seed)
+    return to_jsonable({"runs": {name: str(d) for name, d in zip(reports, run_dirs)}, "reports": reports,
+                        "bootstrap": intervals})
+
+
+def _label(detector: str, folder: str, taken) -> str:
+    return detector if detector not in taken else f"{detector} ({folder})"
+
+
+def _interval(i: dict) -> str:
+    return f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]"
+
+
+def compare_text(result: dict) -> str:
+    b = result["bootstrap"]
+    rows = [["detector", "ROC-AUC [95% CI]", "PR-AUC [95% CI]", "breaks warned", "false episodes / day"]]
+    for name, report in result["reports"].items():
+        e = report["episodes"]
+        rows.append([name, _interval(b["detectors"][name]["roc_auc"]), _interval(b["detectors"][name]["pr_auc"]),
+                     f"{e['warned']} of {e['n_breaks']}", e["false_episodes_per_day"]])
+    lines = [format_table(rows), "",
+             f"Paired differences ({b['replicates']} bootstrap replicates of {b['blocks']['breaks']} break events "
+             f"and {b['blocks']['normal_blocks']} normal days):"]
+    for d in b["differences"]:
+        roc = d["roc_auc"]
+        verdict = ("no difference" if not roc["excludes_zero"]
+                   else f"{d['a'] if roc['estimate'] > 0 else d['b']} ranks breaks better")
+        lines.append(f"  {d['a']} - {d['b']}: ROC-AUC {_interval(roc)}: {verdict}")
+    return "\n".join(lines)
