@@ -25,7 +25,7 @@ def interval(entry: dict, digits=3) -> str:
 def caught(report: dict, budget: float) -> str:
     for row in report["alarm_budgets"]["rows"]:
         if row["alarms_per_day"] == budget:
-            return f"{row['caught']}/{row['n_breaks']} ({num(row['false_alarms_per_day'], 1)}/day)"
+            return f"{row['warned']}/{row['n_breaks']} ({num(row['false_episodes_per_day'], 1)}/day)"
     return "-"
 
 
@@ -103,9 +103,9 @@ def targets(results: dict) -> list[str]:
     rows = [
         ("time split ROC-AUC >= 0.75", num(tw["roc_auc"]), tw["roc_auc"] >= 0.75),
         ("time split PR-AUC >= 0.06", num(tw["pr_auc"], 4), tw["pr_auc"] >= 0.06),
-        ("time split: a third of breaks caught at <= 5 false alarms/day",
-         f"{five['caught']}/{five['n_breaks']} at {num(five['false_alarms_per_day'], 1)}/day",
-         five["caught"] >= five["n_breaks"] / 3 and five["false_alarms_per_day"] <= 5),
+        ("time split: a third of breaks warned at <= 5 false alarm episodes/day",
+         f"{five['warned']}/{five['n_breaks']} at {num(five['false_episodes_per_day'], 1)}/day",
+         five["warned"] >= five["n_breaks"] / 3 and five["false_episodes_per_day"] <= 5),
         ("time split: beats both references, paired ROC-AUC interval above 0", "see paired table", beats),
         ("random split PR-AUC >= 0.055", num(rw["pr_auc"], 4), rw["pr_auc"] >= 0.055),
         ("random split ROC-AUC >= 0.75", num(rw["roc_auc"]), rw["roc_auc"] >= 0.75),

@@ -36,8 +36,8 @@ CLI = [sys.executable, "-m", "lstm_rare_event"]
 RANDOM_SPLIT = ["--split", "random", "--seed", "123", "--allow-gaps"]
 RECIPE_VALUES = ["--detrend", "0", "--clip", "0"]  # the recipe's rows: no detrending, no clipping
 RECIPE_TRAIN = ["--arch", "article", "--epochs", "2" if QUICK else "200", "--batch-size", "64",
-                "--learning-rate", "1e-4", "--patience", "0", "--seed", "123"]
-RECIPE_THRESHOLD = ["--error", "last", "--rule", "value", "--value", "0.3"]
+                "--learning-rate", "1e-4", "--patience", "0", "--seed", "123", "--error", "last"]
+RECIPE_THRESHOLD = ["--rule", "value", "--value", "0.3"]
 DEFAULT_TRAIN = ["--epochs", "2"] if QUICK else []
 ARTICLE = {"tn": 3319, "fp": 286, "fn": 36, "tp": 13, "precision": 0.043, "recall": 0.265, "f1": 0.075,
            "roc_auc": 0.706}
@@ -80,7 +80,7 @@ def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
     run("threshold", out, "-q", *threshold_args)
     report = json.loads(run("evaluate", out, "--json", "-q")["stdout"])
     without_break_times(report)
-    report["train"] = json.loads(trained["stdout"])
+    report["train"] = json.loads(trained["stdout"])["detector"]  # the fit: epochs, losses, wall time
     report["train"]["process_wall_seconds"] = trained["wall"]
     return report
 
@@ -91,21 +91,14 @@ def without_break_times(report: dict) -> dict:
     return report
 
 
-def model_scores(run_dir: Path) -> tuple[np.ndarray, object]:
-    """Test errors of a trained run, computed exactly as `evaluate` does."""
-    from lstm_rare_event.reconstruction import compute_errors
-    from lstm_rare_event.alarms.thresholds import read_threshold
-    from lstm_rare_event.preprocess.windows import load_split
+def test_scores(run_dir: Path) -> tuple[np.ndarray, object]:
+    """Test scores of a trained run's detector, computed exactly as `evaluate` does."""
+    from lstm_rare_event.run import Run
 
-    test = load_split(run_dir, "test")
-    errors, _ = compute_errors(run_dir, test, read_threshold(run_dir)["error"])
-    return errors, test
-
-
-def references(prepared: Path, row_times) -> dict:
-    from lstm_rare_event.references import reference_run
-
-    return {name: reference_run(prepared, name, row_times=row_times) for name in ("mahalanobis", "restart")}
+    run = Run(run_dir)
+    with run.reading():
+        test = run.split("test")
+        return run.detector().score(test), test
 
 
 def prepared(name: str, args) -> Path:
@@ -115,9 +108,10 @@ def prepared(name: str, args) -> Path:
     return out
 
 
-def split_results(label: str, split_args, row_times) -> dict:
+def split_results(label: str, split_args) -> dict:
     """Recipe, defaults and the two references on one split (the same windows for all, since
-    the split depends on the times alone), with bootstrap intervals."""
+    the split depends on the times alone), with bootstrap intervals. The references run
+    through the same commands as the autoencoder (`train --detector`, `threshold`, `evaluate`)."""
     from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
 
     ours = prepared(f"defaults-{label}", split_args)
@@ -126,15 +120,12 @@ def split_results(label: str, split_args, row_times) -> dict:
     runs = {
         "defaults": pipeline(f"defaults-{label}", ours, DEFAULT_TRAIN, []),
         "recipe": pipeline(f"recipe-{label}", recipe, RECIPE_TRAIN, RECIPE_THRESHOLD),
+        "mahalanobis": pipeline(f"mahalanobis-{label}", ours, ["--detector", "mahalanobis"], []),
+        "restart": pipeline(f"restart-{label}", ours, ["--detector", "restart"], []),
     }
-    log(f"{label}: reference detectors on the default (detrended, scaled) rows")
-    refs = references(ours, row_times)
     scores = {}
     for name in runs:
-        scores[name], test = model_scores(WORK / f"{name}-{label}")
-    for name, report in refs.items():
-        scores[name] = np.asarray(report.pop("test_scores"))
-        runs[name] = without_break_times(report)
+        scores[name], test = test_scores(WORK / f"{name}-{label}")
     log(f"{label}: bootstrap ({BOOTSTRAP} replicates, resampled by break event)")
     intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time), n=BOOTSTRAP, seed=0)
     return {"runs": runs, "bootstrap": intervals}
@@ -215,19 +206,16 @@ def main() -> int:
         print(f"bench: the real data set is needed at {REAL}; set SHEET_BREAK_CSV to its path "
               "(the ProcessMiner sheet-break CSV, plain or .gz)", file=sys.stderr)
         return 2
-    from lstm_rare_event.preprocess.csv import read_table
-
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    row_times = read_table(REAL).time
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": versions(),
         "quick": QUICK,
         "article": ARTICLE,
-        "random": split_results("random", RANDOM_SPLIT, row_times),
-        "time": split_results("time", [], row_times),
+        "random": split_results("random", RANDOM_SPLIT),
+        "time": split_results("time", []),
     }
     results["speed"] = speed()
     results["bench_minutes"] = (time.perf_counter() - started) / 60
