@@ -88,6 +88,7 @@ def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
 def without_break_times(report: dict) -> dict:
     """Drop the per-break list: the results are committed, and the break times are the data's."""
     report["events"].pop("breaks", None)
+    report.get("episodes", {}).pop("breaks", None)
     return report
 
 

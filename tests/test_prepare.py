@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from lstm_rare_event.cli import cli
+from conftest import invoke, ok
 from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.preprocess.windows import segments, stack, window_ends
+from lstm_rare_event.run import Run
 from lstm_rare_event.steps.prepare import PrepareOptions, prepare
-from lstm_rare_event.preprocess.windows import load_split, segments, stack, window_ends
 
 
 def frame(n=40, breaks=(), gaps=(), features=3, start="1999-05-01 00:00"):
@@ -33,6 +33,11 @@ def frame(n=40, breaks=(), gaps=(), features=3, start="1999-05-01 00:00"):
 def write(df, path, **kwargs):
     df.to_csv(path, index=False, **kwargs)
     return path
+
+
+def files_of(folder):
+    """Every file under ``folder`` (the preprocessor is a folder), by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_shift_labels_marks_rows_before_break_and_removes_it():
@@ -87,7 +92,7 @@ def test_prepare_window_contents_and_labels(tmp_path):
                                             detrend=0, clip=0))
     train = prepared.splits["train"]
     # undo the scaling to read x1, which is the row number
-    rows = np.round(train.X[..., 0] * prepared.scaler.scale_[0] + prepared.scaler.mean_[0]).astype(int)
+    rows = np.round(train.X[..., 0] * prepared.preprocessor.scale_[0] + prepared.preprocessor.mean_[0]).astype(int)
     np.testing.assert_array_equal(rows[0], [0, 1, 2])
     np.testing.assert_array_equal(rows[-1], [17, 18, 19])
     assert len(train) == 20 - 2  # rows 0..19 of the 39 kept rows, lookback 3
@@ -127,7 +132,7 @@ def test_scaler_fitted_on_normal_training_rows_only(tmp_path):
     df.loc[50:, "x2"] = 1e6  # test period: must not move the scaler either
     path = write(df, tmp_path / "d.csv")
     prepared = prepare(path, PrepareOptions(split="time", lookback=3))
-    assert prepared.scaler.mean_[0] < 100 and prepared.scaler.mean_[1] < 100
+    assert prepared.preprocessor.mean_[0] < 100 and prepared.preprocessor.mean_[1] < 100
     train = prepared.splits["train"]
     normal_last = train.X[train.y == 0, -1, :]
     np.testing.assert_allclose(normal_last.mean(axis=0), 0, atol=1e-5)
@@ -171,22 +176,20 @@ def test_prepare_reads_gzip_crlf_bom_iso_and_any_column_order(tmp_path):
 
 def test_prepare_cli_writes_run_and_prints_summary(tmp_path):
     path = write(frame(60, breaks=[30]), tmp_path / "d.csv")
-    result = CliRunner().invoke(cli, ["prepare", str(path), "--out", str(tmp_path / "run"), "--json"])
-    assert result.exit_code == 0, result.output
+    result = ok("prepare", path, "--out", tmp_path / "run", "--json")
     info = json.loads(result.stdout)
     assert info["n_features"] == 3 and info["features"] == ["x1", "x2", "x3"]
     assert info["input"]["rows"] == 60
     written = json.loads((tmp_path / "run" / "prepare.json").read_text())
     assert written == info
-    assert len(load_split(tmp_path / "run", "test")) == info["splits"]["test"]["windows"]
-    table = CliRunner().invoke(cli, ["prepare", str(path), "--out", str(tmp_path / "run"), "-q"])
+    assert len(Run(tmp_path / "run").split("test")) == info["splits"]["test"]["windows"]
+    table = invoke("prepare", path, "--out", tmp_path / "run", "-q")
     assert table.exit_code == 0 and "train" in table.stdout and table.stderr == ""
 
 
 def test_no_break_is_prepared_with_a_warning(tmp_path):
     path = write(frame(40), tmp_path / "d.csv")
-    result = CliRunner().invoke(cli, ["prepare", str(path), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0
+    result = ok("prepare", path, "--out", tmp_path / "run")
     assert "no break" in result.stderr
 
 
@@ -211,8 +214,7 @@ BAD = {
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
     change, option, value, expected = BAD[case]
     path = write(change(frame(30, breaks=[20])), tmp_path / "bad.csv")
-    args = ["prepare", str(path), "--out", str(tmp_path / "run")] + ([option, value] if option else [])
-    result = CliRunner().invoke(cli, args)
+    result = invoke("prepare", path, "--out", tmp_path / "run", *([option, value] if option else []))
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and str(path) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -232,7 +234,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
 def test_unreadable_files(tmp_path, content, expected):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
-    result = CliRunner().invoke(cli, ["prepare", str(path), "--out", str(tmp_path / "run")])
+    result = invoke("prepare", path, "--out", tmp_path / "run")
     assert result.exit_code == 2 and expected in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -240,11 +242,10 @@ def test_unreadable_files(tmp_path, content, expected):
 def test_failed_prepare_keeps_the_earlier_run(tmp_path):
     good = write(frame(40, breaks=[20]), tmp_path / "good.csv")
     bad = write(frame(40).drop(columns=["y"]), tmp_path / "bad.csv")
-    runner = CliRunner()
-    assert runner.invoke(cli, ["prepare", str(good), "--out", str(tmp_path / "run")]).exit_code == 0
-    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
-    assert runner.invoke(cli, ["prepare", str(bad), "--out", str(tmp_path / "run")]).exit_code == 2
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    ok("prepare", good, "--out", tmp_path / "run")
+    before = files_of(tmp_path / "run")
+    assert invoke("prepare", bad, "--out", tmp_path / "run").exit_code == 2
+    assert files_of(tmp_path / "run") == before
 
 
 def test_bad_options_are_usage_errors(tmp_path):
@@ -254,5 +255,5 @@ def test_bad_options_are_usage_errors(tmp_path):
         (["--lookback", "0"], "--lookback"),
         (["--fractions", "a,b,c"], "expected numbers"),
     ]:
-        result = CliRunner().invoke(cli, ["prepare", str(path), "--out", str(tmp_path / "r"), *args])
+        result = invoke("prepare", path, "--out", tmp_path / "r", *args)
         assert result.exit_code == 2 and expected in result.stderr, result.output

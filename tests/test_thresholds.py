@@ -1,23 +1,47 @@
-"""Threshold rules on hand-made error arrays with known answers."""
+"""Threshold rules on hand-made score arrays with known answers."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import fbeta_score, precision_score, recall_score
 
-from lstm_rare_event.errors import UserError
+from lstm_rare_event.alarms.episodes import episode_metrics
+from lstm_rare_event.alarms.metrics import candidate_thresholds
 from lstm_rare_event.alarms.thresholds import (
     RULES,
+    Scored,
     alarms_per_day,
-    candidate_thresholds,
     choose_threshold,
     flag,
     precision_recall_by_threshold,
     resolve_params,
 )
+from lstm_rare_event.errors import UserError
 
-# Six windows: positives at errors 3, 5 and 6.
+START = np.datetime64("2024-03-01T00:00:00", "s")
+
+
+def scored(scores, labels, interval=2.0, merge=30.0, horizon=None, breaks=None):
+    """Validation scores in time order, window k ending at k intervals. Each positive window
+    is followed by its own break one interval after it ends (``breaks`` overrides), and the
+    horizon is one interval: a positive window's episode warns of its break, a normal one's not."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    step = np.timedelta64(int(interval * 60), "s")
+    end_time = START + np.arange(len(scores)) * step
+    if breaks is None:
+        breaks = end_time[labels == 1] + step
+    return Scored(scores, labels, end_time, np.asarray(breaks, dtype="datetime64[s]"), float(interval),
+                  float(merge), float(interval if horizon is None else horizon))
+
+
+def false_episodes_per_day(s: Scored, threshold: float) -> float:
+    return episode_metrics(s.end_time, flag(s.scores, threshold), s.break_times, s.interval_minutes,
+                           s.merge_minutes, s.horizon_minutes)["false_episodes_per_day"]
+
+
+# Six windows: positives at scores 3, 5 and 6.
 ERRORS = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
 LABELS = np.array([0, 0, 1, 0, 1, 1])
+SIX = scored(ERRORS, LABELS)
 
 
 def test_flag_is_strictly_above():
@@ -31,18 +55,18 @@ def test_candidates_cut_midway_from_all_flagged_to_none():
 
 
 def test_value_rule_is_the_given_value_and_the_recipe_default():
-    assert choose_threshold("value", ERRORS, LABELS, 2, value=0.7) == 0.7
-    assert choose_threshold("value", ERRORS, LABELS, 2) == 0.3
+    assert choose_threshold("value", SIX, value=0.7) == 0.7
+    assert choose_threshold("value", SIX) == 0.3
 
 
 def test_max_f1():
     # F1 by threshold: 0.5 -> 6/9, 1.5 -> 6/8, 2.5 -> 6/7 (3 TP, 1 FP), 3.5 -> 4/5, 4.5 -> 4/5, 5.5 -> 1/2
-    assert choose_threshold("max-f", ERRORS, LABELS, 2) == 2.5
+    assert choose_threshold("max-f", SIX) == 2.5
 
 
 def test_max_f_beta_half_favours_precision_and_breaks_ties_upwards():
     # F0.5 is 2.5/2.75 at both 3.5 and 4.5 (the same two true alarms, no false one): take 4.5
-    assert choose_threshold("max-f", ERRORS, LABELS, 2, beta=0.5) == 4.5
+    assert choose_threshold("max-f", SIX, beta=0.5) == 4.5
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
@@ -50,7 +74,7 @@ def test_max_f_is_the_best_fbeta_by_sklearn(beta):
     rng = np.random.default_rng(3)
     labels = (rng.random(400) < 0.1).astype(int)
     errors = rng.gamma(2.0, 1.0, 400) + 1.5 * labels
-    best = choose_threshold("max-f", errors, labels, 2, beta=beta)
+    best = choose_threshold("max-f", scored(errors, labels), beta=beta)
     score = fbeta_score(labels, flag(errors, best), beta=beta)
     others = [fbeta_score(labels, flag(errors, t), beta=beta, zero_division=0) for t in candidate_thresholds(errors)]
     assert score == pytest.approx(max(others))
@@ -59,72 +83,97 @@ def test_max_f_is_the_best_fbeta_by_sklearn(beta):
 @pytest.mark.parametrize("target, expected", [(0.5, 4.5), (1.0, 2.5), (0.34, 4.5), (0.33, 5.5)])
 def test_recall_rule_highest_threshold_reaching_target(target, expected):
     # positives 6, 5, 3: two of three (0.67) need a threshold below 5; all three below 3
-    threshold = choose_threshold("recall", ERRORS, LABELS, 2, target=target)
+    threshold = choose_threshold("recall", SIX, target=target)
     assert threshold == expected
     assert recall_score(LABELS, flag(ERRORS, threshold)) >= target
 
 
 def test_median_positive():
-    assert choose_threshold("median-positive", ERRORS, LABELS, 2) == 5.0
-    assert choose_threshold("median-positive", np.append(ERRORS, 10.0), np.append(LABELS, 1), 2) == 5.5
+    assert choose_threshold("median-positive", SIX) == 5.0
+    assert choose_threshold("median-positive", scored(np.append(ERRORS, 10.0), np.append(LABELS, 1))) == 5.5
 
 
-# Eight normal windows at 1..8 and a positive at 100; 360-minute rows: 4 windows per day,
-# so the eight normal windows are two days.
+# Eight normal windows at 1..8 and a positive at 100, 360 minutes apart (window k ends at 6k
+# hours): 9 windows are 9 x 360 minutes = 2.25 days. The positive (row 4, 24 h) precedes a
+# break at 30 h; with the 360-minute horizon only an episode starting in [24 h, 30 h) warns
+# of it, so only the positive's. Windows 6 h apart never merge under the 30-minute gap, so
+# each flagged normal window is one false episode.
 APD_ERRORS = np.array([5.0, 1.0, 8.0, 3.0, 100.0, 2.0, 7.0, 4.0, 6.0])
 APD_LABELS = np.array([0, 0, 0, 0, 1, 0, 0, 0, 0])
 
 
-@pytest.mark.parametrize("target, expected", [
-    (1.0, 6.5),  # 2 alarms allowed in two days: 7 and 8
-    (0.5, 7.5),  # 1 alarm: 8
-    (0.0, 8.0),  # none: the largest normal error, not flagged (strict)
-    (4.0, 0.5),  # all 8 allowed: below the smallest
-    (100.0, 0.5),  # more than all: still all
+@pytest.mark.parametrize("target, merge, expected", [
+    (1.0, 30, 6.5),  # 2.25 false episodes allowed, so 2: the windows at 7 and 8 (and the true 100)
+    (0.5, 30, 7.5),  # 1.125 allowed, so 1: the window at 8
+    (0.0, 30, 54.0),  # none: only the true episode, cut midway between 8 and 100
+    (4.0, 30, 0.5),  # 9 allowed, 8 there are: all flagged, below the smallest
+    (100.0, 30, 0.5),  # more than all: still all
+    # Merged 12 h apart (gap 720 < 721 minutes), the flagged windows at 8 (12 h) and 100 (24 h)
+    # are one episode starting at 12 h, too early to warn: one false episode, within 1.125.
+    # Every lower cut only adds windows to that one episode, so all can be flagged.
+    (0.5, 721, 0.5),
 ])
-def test_alarms_per_day_known_answers(target, expected):
-    threshold = choose_threshold("alarms-per-day", APD_ERRORS, APD_LABELS, 360, target=target)
-    assert threshold == expected
+def test_alarms_per_day_known_answers(target, merge, expected):
+    s = scored(APD_ERRORS, APD_LABELS, interval=360, merge=merge)
+    assert choose_threshold("alarms-per-day", s, target=target) == expected
+
+
+def test_alarms_per_day_counts_a_run_of_flagged_windows_as_one_episode():
+    # 720 windows at 2 minutes are one day, scores rising in time: under the 30-minute merge the
+    # flagged tail is one episode however long, so one false episode a day allows all of them
+    s = scored(np.arange(1.0, 721.0), np.zeros(720, dtype=int), interval=2)
+    assert alarms_per_day(s, target=1.0) == 0.5
+    assert alarms_per_day(s, target=0.99) == 720.0  # none: even one episode breaks the budget
 
 
 def test_alarms_per_day_exact_rate_is_not_rounded_down():
-    # 720 normal windows at 2 minutes are one day: one alarm allowed, the largest error
-    errors = np.arange(1.0, 721.0)
-    assert alarms_per_day(errors, np.zeros(720, dtype=int), 2, target=1.0) == 719.5
+    # the same day with merge 0: every flagged window is its own episode; one is allowed, the largest
+    s = scored(np.arange(1.0, 721.0), np.zeros(720, dtype=int), interval=2, merge=0)
+    assert alarms_per_day(s, target=1.0) == 719.5
 
 
 def test_alarms_per_day_stays_within_target_on_validation():
     rng = np.random.default_rng(0)
     labels = (rng.random(5000) < 0.01).astype(int)
     errors = rng.lognormal(size=5000)
-    for target in (1.0, 5.0, 20.0):
-        threshold = choose_threshold("alarms-per-day", errors, labels, 2, target=target)
-        false_alarms = np.sum(flag(errors, threshold) & (labels == 0))
-        per_day = false_alarms / (5000 * 2 / 1440)
-        assert per_day <= target
-        # and it is the lowest such threshold: one more normal window would break the budget
-        allowed = int(target * np.sum(labels == 0) / 720)
-        assert false_alarms == allowed
+    s = scored(errors, labels, interval=2, horizon=10)
+    cuts = candidate_thresholds(errors)
+    for target in (1.0, 5.0, 10.0):
+        threshold = choose_threshold("alarms-per-day", s, target=target)
+        assert false_episodes_per_day(s, threshold) <= target
+        # and it is where lowering the threshold first breaks the budget: the next cut down is over it
+        lower = cuts[np.searchsorted(cuts, threshold) - 1]
+        assert lower < threshold and false_episodes_per_day(s, lower) > target
+    # 20 a day is never exceeded: low cuts flag so much that it merges into few long episodes
+    # (all flagged: one episode in 6.9 days), so every window may be flagged
+    assert choose_threshold("alarms-per-day", s, target=20.0) == cuts[0]
 
 
 def test_ties_never_exceed_the_alarm_budget():
-    errors = np.array([1.0, 2.0, 2.0, 2.0])
-    threshold = alarms_per_day(errors, np.zeros(4, dtype=int), 360, target=1.0)  # 1 of 4 allowed
-    assert np.sum(flag(errors, threshold)) <= 1
+    # 4 windows 360 minutes apart are one day: 1 false episode allowed; the three 2s go together
+    s = scored([1.0, 2.0, 2.0, 2.0], np.zeros(4, dtype=int), interval=360)
+    threshold = alarms_per_day(s, target=1.0)
+    assert np.sum(flag(s.scores, threshold)) <= 1
+    assert false_episodes_per_day(s, threshold) <= 1
 
 
 @pytest.mark.parametrize("rule", [name for name, spec in RULES.items() if spec.needs_positives])
 def test_label_rules_without_positives_name_a_rule_that_works(rule):
-    labels = np.zeros(6, dtype=int)
+    s = scored(ERRORS, np.zeros(6, dtype=int))
     with pytest.raises(UserError, match="alarms-per-day or --rule value"):
-        choose_threshold(rule, ERRORS, labels, 2)
-    assert choose_threshold("alarms-per-day", ERRORS, labels, 2) == 6.0
-    assert choose_threshold("value", ERRORS, labels, 2) == 0.3
+        choose_threshold(rule, s)
+    # six windows at 2 minutes are 1/120 day: not one false episode fits in 1 a day
+    assert choose_threshold("alarms-per-day", s) == 6.0
+    assert choose_threshold("value", s) == 0.3
 
 
-def test_alarms_per_day_without_normal_windows_names_value():
-    with pytest.raises(UserError, match="--rule value"):
-        choose_threshold("alarms-per-day", ERRORS, np.ones(6, dtype=int), 2)
+def test_alarms_per_day_counts_no_episode_that_warns_of_a_break_as_false():
+    # Without normal windows the rule still works: every window precedes a break within the
+    # horizon, so no episode is false and every window may be flagged.
+    s = scored(ERRORS, np.ones(6, dtype=int))
+    assert choose_threshold("alarms-per-day", s, target=0) == 0.5
+    # the same scores with no break at all: every episode is false, so none is allowed
+    assert choose_threshold("alarms-per-day", scored(ERRORS, np.ones(6, dtype=int), breaks=[]), target=0) == 6.0
 
 
 @pytest.mark.parametrize("rule, params, message", [
@@ -152,7 +201,7 @@ def test_defaults_are_filled_in():
 
 def test_no_windows_is_a_user_error():
     with pytest.raises(UserError, match="no validation windows"):
-        choose_threshold("value", np.array([]), np.array([]), 2)
+        choose_threshold("value", scored(np.array([]), np.array([], dtype=int)))
 
 
 def test_precision_recall_by_threshold_matches_sklearn():

@@ -65,7 +65,10 @@ class PreprocessOptions:
     @property
     def context_rows(self) -> int:
         """Raw rows before a window's last row that its values depend on: lookback - 1 rows of
-        the window, the first of which needs ``detrend`` rows before it for its baseline."""
+        the window, the first of which needs ``detrend`` rows before it for its baseline.
+
+        Exact unless break rows were dropped inside a window (labelled rows with
+        ``allow_gaps``); :meth:`Preprocessor.context_start` is exact in every case."""
         return self.detrend + self.lookback - 1
 
 
@@ -109,6 +112,21 @@ class Preprocessor:
     @property
     def context_rows(self) -> int:
         return self.options.context_rows
+
+    def context_start(self, rows: Rows) -> int:
+        """The first row of the table ``rows`` came from that windows ending in rows appended
+        after it depend on: the raw rows of its last lookback - 1 kept rows, and ``detrend`` rows
+        before those. ``len(table) - context_rows``, unless break rows were dropped among them
+        (with ``allow_gaps`` a window spans a dropped break row, so it reaches further back)."""
+        n_table = len(rows.table_segment_start)
+        needed = self.lookback - 1
+        if needed == 0:
+            first = n_table
+        elif len(rows) >= needed:
+            first = int(rows.source_row[len(rows) - needed])
+        else:
+            first = 0
+        return max(first - self.options.detrend, 0)
 
     @property
     def interval_minutes(self) -> float:
@@ -233,7 +251,7 @@ class Preprocessor:
             "shift": raw.integer("shift"),
             "lookback": raw.integer("lookback"),
             "drop": tuple(raw.strings("drop")),
-            "features": tuple(raw.strings("features")) if raw.data.get("features") is not None else None,
+            "features": _optional_strings(raw, "features"),
             "allow_gaps": raw.get("allow_gaps", bool, "true or false"),
             "detrend": raw.integer("detrend"),
             "clip": raw.number("clip"),
@@ -253,6 +271,13 @@ class Preprocessor:
             raise UserError(f"{folder / SCALER_NPZ}: 'scale' must be positive; {hint}")
         pre.mean_, pre.scale_ = arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64)
         return pre
+
+
+def _optional_strings(params: Params, key: str) -> tuple[str, ...] | None:
+    """A list of strings or null; a missing key is an error like any other."""
+    value = params.get(key, (list, type(None)), "a list of strings or null",
+                       lambda v: v is None or all(isinstance(s, str) for s in v))
+    return None if value is None else tuple(value)
 
 
 def _names(names, n=8) -> str:

@@ -69,6 +69,12 @@ class LstmOptions:
 
 def feature_errors(X: np.ndarray, X_hat: np.ndarray, mode: str) -> np.ndarray:
     """(N, F) squared errors per feature: at the last time step, or averaged over the steps."""
+    if mode not in ERROR_MODES:
+        raise UserError(f"--error {mode!r}: choose one of {', '.join(ERROR_MODES)}")
+    X, X_hat = np.asarray(X), np.asarray(X_hat)
+    if X.shape != X_hat.shape or X.ndim != 3:
+        # Broadcasting would silently score (N, 1, F) against (N, steps, F).
+        raise ValueError(f"windows {X.shape} and reconstruction {X_hat.shape} must be the same (N, steps, F)")
     steps = slice(-1, None) if mode == "last" else slice(None)
     # Only the steps used are widened to float64, so the squares of float32 values cannot lose digits.
     diff = X_hat[:, steps].astype(np.float64) - X[:, steps].astype(np.float64)
