@@ -8,6 +8,7 @@ stderr); 1 an unexpected internal error; 75 the run directory is busy (try again
 from __future__ import annotations
 
 import functools
+from dataclasses import fields
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
+from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
+from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.threshold import ThresholdOptions
 from lstm_rare_event.tables import format_table
@@ -83,6 +86,7 @@ def cli():
       evaluate    measure alarms on the test split
       score       flag new data in batch (for cron and Make)
       compare     evaluated runs side by side, with bootstrap intervals
+      backtest    walk forward through history: refit, threshold and score fold by fold
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
     """
@@ -128,7 +132,34 @@ def wait_option(func):
                         help=f"Seconds to wait for another step that holds the run directory, then exit {EXIT_BUSY}.")(func)
 
 
+def options(*decorators):
+    """Several click options as one decorator, so that commands share their definitions."""
+
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
 P = PrepareOptions
+preprocess_options = options(
+    click.option("--shift", default=P.shift, show_default=True, type=int,
+                 help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels)."),
+    click.option("--lookback", default=P.lookback, show_default=True, type=int, help="Rows per window."),
+    click.option("--drop", default=",".join(P.drop), show_default=True, callback=comma_list,
+                 help="Columns left out of the features (categorical by default)."),
+    click.option("--features", default=None, callback=comma_list,
+                 help="Use exactly these feature columns, comma-separated (overrides --drop)."),
+    click.option("--allow-gaps", is_flag=True,
+                 help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split)."),
+    click.option("--detrend", default=P.detrend, show_default=True, type=int,
+                 help="Subtract each sensor's median over this many past rows, never across a time gap "
+                      "(0: off, the recipe)."),
+    click.option("--clip", default=P.clip, show_default=True, type=float,
+                 help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe)."),
+)
 
 
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
@@ -137,20 +168,7 @@ P = PrepareOptions
 @click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
-@click.option("--shift", default=P.shift, show_default=True, type=int,
-              help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels).")
-@click.option("--lookback", default=P.lookback, show_default=True, type=int, help="Rows per window.")
-@click.option("--drop", default=",".join(P.drop), show_default=True, callback=comma_list,
-              help="Columns left out of the features (categorical by default).")
-@click.option("--features", default=None, callback=comma_list,
-              help="Use exactly these feature columns, comma-separated (overrides --drop).")
-@click.option("--allow-gaps", is_flag=True,
-              help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split).")
-@click.option("--detrend", default=P.detrend, show_default=True, type=int,
-              help="Subtract each sensor's median over this many past rows, never across a time gap "
-                   "(0: off, the recipe).")
-@click.option("--clip", default=P.clip, show_default=True, type=float,
-              help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe).")
+@preprocess_options
 @click.option("--split", type=click.Choice(SPLIT_KINDS), default=P.split, show_default=True,
               help="time: train/valid/test in time order; random: the recipe's shuffled split (leaks "
                    "between splits through overlapping windows).")
@@ -200,6 +218,22 @@ def architecture_options(func):
 
 
 L = LstmOptions
+lstm_options = options(
+    architecture_options,
+    click.option("--error", type=click.Choice(ERROR_MODES), default=None,
+                 help=f"lstm: mean: squared error over all steps of the window; last: of its last step (the "
+                      f"recipe)  [default: {L.error}]"),
+    click.option("--epochs", type=int, default=None, help=f"lstm: maximum number of epochs  [default: {L.epochs}]"),
+    click.option("--batch-size", type=int, default=None,
+                 help=f"lstm: windows per gradient step  [default: {L.batch_size}]"),
+    click.option("--learning-rate", type=float, default=None,
+                 help=f"lstm: Adam's learning rate  [default: {L.learning_rate}]"),
+    click.option("--patience", type=int, default=None,
+                 help="lstm: stop after this many epochs without a better validation loss and keep the best "
+                      f"weights (0: no early stopping, keep the last)  [default: {L.patience}]"),
+    click.option("--seed", type=int, default=None,
+                 help=f"lstm: same seed and inputs give the same weights on the same machine  [default: {L.seed}]"),
+)
 
 
 @command(cli, "train", "lstm-rare-event train run\n"
@@ -213,21 +247,13 @@ L = LstmOptions
                    "from normal training rows; restart: minutes since the last restart after downtime.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write the detector here instead of RUN_DIR (the prepared data is copied along).")
-@architecture_options
-@click.option("--error", type=click.Choice(ERROR_MODES), default=None,
-              help=f"lstm: mean: squared error over all steps of the window; last: of its last step (the "
-                   f"recipe)  [default: {L.error}]")
-@click.option("--epochs", type=int, default=None, help=f"lstm: maximum number of epochs  [default: {L.epochs}]")
-@click.option("--batch-size", type=int, default=None, help=f"lstm: windows per gradient step  [default: {L.batch_size}]")
-@click.option("--learning-rate", type=float, default=None, help=f"lstm: Adam's learning rate  [default: {L.learning_rate}]")
-@click.option("--patience", type=int, default=None,
-              help="lstm: stop after this many epochs without a better validation loss and keep the best "
-                   f"weights (0: no early stopping, keep the last)  [default: {L.patience}]")
-@click.option("--seed", type=int, default=None,
-              help=f"lstm: same seed and inputs give the same weights on the same machine  [default: {L.seed}]")
+@click.option("--init-from", "init_from", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="lstm: start from this run's trained weights (same network and features): a retrain in "
+                   "seconds.")
+@lstm_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
-def train_command(run_dir, detector, out_dir, as_json, wait, **options):
+def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **options):
     """Fit a detector on the normal windows that `prepare` wrote.
 
     Fits on normal training windows (the autoencoder validates on normal validation windows
@@ -238,7 +264,7 @@ def train_command(run_dir, detector, out_dir, as_json, wait, **options):
     from lstm_rare_event.steps import train
 
     given = {name: value for name, value in options.items() if value is not None}
-    summary = train.train(run_dir, detector, given, out=out_dir, wait=wait)
+    summary = train.train(run_dir, detector, given, out=out_dir, wait=wait, init_from=init_from)
     if as_json:
         click.echo(dumps(summary), nl=False)
     else:
@@ -281,25 +307,34 @@ def engine_option(func):
 
 
 T = ThresholdOptions
+threshold_options = options(
+    click.option("--rule", type=click.Choice(list(RULES)), default=T.rule, show_default=True,
+                 help="alarms-per-day: at most --target false alarm episodes per day on validation; value: a "
+                      "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
+                      "validation recall --target; median-positive: median score of validation positives."),
+    click.option("--value", type=float, default=None,
+                 help="--rule value: the threshold (0.3 with the recipe's run and --error last)"),
+    click.option("--beta", type=float, default=None,
+                 help="--rule max-f: weight of recall over precision  [default: 1]"),
+    click.option("--target", type=float, default=None,
+                 help="--rule alarms-per-day: false alarm episodes per day  [default: 1]; "
+                      "--rule recall: the recall to reach  [default: 0.5]"),
+    click.option("--merge", type=float, default=T.merge, show_default=True,
+                 help="Minutes: flagged windows closer than this are one alarm episode."),
+    click.option("--horizon", type=float, default=None,
+                 help="Minutes: a break is warned when an episode starts at most this long before it  "
+                      "[default: the label shift, --shift rows x the cadence]"),
+)
+
+
+def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOptions:
+    given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
+    return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
 
 
 @command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rule", type=click.Choice(list(RULES)), default=T.rule, show_default=True,
-              help="alarms-per-day: at most --target false alarm episodes per day on validation; value: a "
-                   "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
-                   "validation recall --target; median-positive: median score of validation positives.")
-@click.option("--value", type=float, default=None,
-              help="--rule value: the threshold (0.3 with the recipe's run and --error last)")
-@click.option("--beta", type=float, default=None, help="--rule max-f: weight of recall over precision  [default: 1]")
-@click.option("--target", type=float, default=None,
-              help="--rule alarms-per-day: false alarm episodes per day  [default: 1]; "
-                   "--rule recall: the recall to reach  [default: 0.5]")
-@click.option("--merge", type=float, default=T.merge, show_default=True,
-              help="Minutes: flagged windows closer than this are one alarm episode.")
-@click.option("--horizon", type=float, default=None,
-              help="Minutes: a break is warned when an episode starts at most this long before it  "
-                   "[default: the label shift, --shift rows x the cadence]")
+@threshold_options
 @engine_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
@@ -312,8 +347,7 @@ def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine
     """
     from lstm_rare_event.steps import threshold
 
-    given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
-    options = ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
+    options = threshold_from(rule, value, beta, target, merge, horizon)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait)
     flagged = summary["validation"]["confusion"]
     share = (flagged["tp"] + flagged["fp"]) / max(summary["validation"]["n_windows"], 1)
@@ -389,6 +423,61 @@ def compare_command(run_dirs, replicates, as_json):
 
     result = compare.compare(list(run_dirs), replicates)
     click.echo(dumps(result), nl=False) if as_json else click.echo(compare.compare_text(result))
+
+
+B = BacktestOptions
+
+
+@command(cli, "backtest", "lstm-rare-event backtest sheet-break.csv.gz --out bt --detector lstm,mahalanobis,restart "
+                          "--horizon 60")
+@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for backtest.json, backtest.csv, the figures and the finished folds.")
+@click.option("--detector", "detector_names", default=",".join(B.detectors), show_default=True,
+              callback=comma_list, help=f"Detectors to walk forward on the same folds: {', '.join(detectors.NAMES)}.")
+@click.option("--start", default=B.start, show_default=True,
+              help="The first cut: a share of the rows (40%) or a date (1999-05-12).")
+@click.option("--every", default=B.every, show_default=True,
+              help="Refit and re-threshold this often: a duration (1d, 12h) or a number of rows.")
+@click.option("--train-window", default=B.train_window, show_default=True,
+              help="History each fold fits on, before its validation window: a duration, rows, or all.")
+@click.option("--valid-window", default=B.valid_window, show_default=True,
+              help="History just before each cut that the threshold rule (and early stopping) uses.")
+@click.option("--warm-start/--no-warm-start", default=B.warm_start, show_default=True,
+              help="lstm: start each fold from the previous fold's weights.")
+@click.option("--replicates", default=B.replicates, show_default=True, type=click.IntRange(min=10),
+              help="Bootstrap replicates for the intervals (break events and normal days resampled).")
+@preprocess_options
+@lstm_options
+@threshold_options
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
+def backtest_command(input_csv, out_dir, detector_names, start, every, train_window, valid_window, warm_start,
+                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, **options):
+    """Walk forward through a labelled CSV as a retrain-and-score deployment would.
+
+    From --start, every --every: each detector is fitted on --train-window of rows before
+    the validation window, the threshold rule is applied to the --valid-window just before
+    the cut, and the rows up to the next cut are scored. Reports per fold and pooled:
+    ROC-AUC and PR-AUC with bootstrap intervals by break, breaks warned within --horizon,
+    false alarm episodes per day against the budget, and paired differences between
+    detectors. A killed backtest resumes from its last finished fold when run again with
+    the same arguments.
+    """
+    from lstm_rare_event.steps import backtest
+
+    pre_names = [f.name for f in fields(PreprocessOptions)]
+    preprocess = PreprocessOptions(**{k: options.pop(k) for k in pre_names})
+    lstm = {k: v for k, v in options.items() if v is not None}
+    walk = BacktestOptions(start=start, every=every, train_window=train_window, valid_window=valid_window,
+                           detectors=detector_names, warm_start=warm_start, replicates=replicates)
+    params = {"lstm": lstm} if lstm else {}
+    if lstm and "lstm" not in detector_names:
+        raise UserError(f"--{next(iter(lstm)).replace('_', '-')} applies to the lstm detector, which --detector "
+                        "does not include")
+    report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
+                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait)
+    click.echo(dumps(report), nl=False) if as_json else click.echo(backtest.backtest_text(report))
 
 
 def main():

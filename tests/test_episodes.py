@@ -207,8 +207,9 @@ def test_budget_threshold_is_fast_on_20000_windows():
 def test_warning_curve_on_a_hand_example():
     # One window every 100 minutes at 0..300, each its own episode; a break at 330 that
     # only the last window (300) warns of; 4 windows of 6 hours = 1 day.
+    # Quantiles 0, 0.5, 0.75 (1 - 1/4) and 1: the upper ones crowd towards the top.
     curve = warning_curve(np.array([1.0, 2.0, 3.0, 4.0]), at(0, 100, 200, 300), at(330), 360, 30, 60, n_points=4)
-    assert curve["thresholds"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert curve["thresholds"].tolist() == [1.0, 2.5, 3.25, 4.0]
     assert curve["false_episodes_per_day"].tolist() == [2.0, 1.0, 0.0, 0.0]
     assert curve["warned_share"].tolist() == [1.0, 1.0, 1.0, 0.0]
     empty = warning_curve(np.array([]), np.array([], dtype="datetime64[s]"), at(330), 360, 30, 60)

@@ -264,9 +264,10 @@ def warning_curve(scores, end_time, break_times, interval_minutes: float, merge_
                   horizon_minutes: float, n_points: int = 50) -> dict:
     """Warned share of breaks against false episodes per day, for a figure.
 
-    Thresholds at ``n_points`` quantiles of the scores, from the smallest (all but the
-    smallest flagged) to the largest (none flagged), ascending; ties between quantiles are
-    dropped, so there may be fewer points. Arrays "thresholds", "false_episodes_per_day" and
+    Thresholds at ``n_points`` quantiles of the scores, ascending: the smallest score, then
+    from the median up, spaced geometrically in the share left unflagged so that they crowd
+    towards the top, then the largest (none flagged); ties between quantiles are dropped, so
+    there may be fewer points. Arrays "thresholds", "false_episodes_per_day" and
     "warned_share" (NaN with no break), all empty with no window.
     """
     if int(n_points) < 2:
@@ -276,7 +277,10 @@ def warning_curve(scores, end_time, break_times, interval_minutes: float, merge_
     if scores.size == 0:
         empty = np.zeros(0)
         return {"thresholds": empty, "false_episodes_per_day": empty.copy(), "warned_share": empty.copy()}
-    thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, int(n_points))))
+    # Quantiles crowd towards the top, where a plant's operating points are: at low thresholds
+    # alarms merge into day-long episodes that warn of nothing.
+    top = np.geomspace(1.0 / max(scores.size, 2), 0.5, int(n_points) - 2)
+    thresholds = np.unique(np.quantile(scores, np.concatenate([[0.0], 1.0 - top, [1.0]])))
     days = days_covered(scores.size, interval_minutes)
     per_day, share = [], []
     for cut in thresholds:

@@ -54,6 +54,11 @@ class Detector(ABC):
     def score(self, windows: Windows) -> np.ndarray:
         return self.explain(windows)[0]
 
+    def warm_start(self, previous: "Detector") -> "Detector":
+        """Start the next :meth:`fit` from ``previous``'s fitted state, where that means
+        anything (a network's weights); a closed-form fit ignores it."""
+        return self
+
     def describe(self) -> dict:
         """What the fitted detector is, as JSON-ready data (train.json, inspect)."""
         return {"detector": self.name, "summary": self.summary, "options": asdict(self.options)}

@@ -40,12 +40,21 @@ def branch(source: Run, target: Run) -> None:
             shutil.copy2(source.path / name, staged.path(name))
 
 
+def _trained(run_dir, wait: float):
+    """The detector of an earlier run, for a warm start."""
+    earlier = Run(run_dir)
+    with earlier.reading(wait):
+        return earlier.detector()
+
+
 def train(run_dir, detector: str = detectors.DEFAULT, params: dict | None = None, out=None,
-          wait: float = DEFAULT_WAIT) -> dict:
+          wait: float = DEFAULT_WAIT, init_from=None) -> dict:
     """Fit ``detector`` (with ``params``) on ``run_dir``'s prepared windows; write it into ``out``
     (default ``run_dir``). Returns what ``train.json`` records. Nothing is written unless
     fitting completes."""
     model = detectors.create(detector, **(params or {}))  # bad options fail before any work
+    if init_from is not None:
+        model.warm_start(_trained(init_from, wait))
     source = Run(run_dir)
     target = Run(out) if out is not None and Path(out).resolve() != source.path.resolve() else source
     with target.locked(wait):

@@ -93,6 +93,21 @@ class LstmDetector(Detector):
         self.model_ = None  # .predict(X) -> reconstruction: the NumPy engine, or Keras
         self._keras = None  # the fitted Keras model, saved as model.keras beside model.npz
         self.train_info_: dict = {}
+        self._init_weights: list[np.ndarray] | None = None
+
+    def warm_start(self, previous: "LstmDetector") -> "LstmDetector":
+        """Fit from ``previous``'s weights: a nightly retrain in seconds. Its network must have
+        this detector's layers and features."""
+        if not isinstance(previous, LstmDetector) or previous.model_ is None:
+            raise UserError("--init-from needs a run whose detector is a trained lstm")
+        mine = (self.options.encoder, self.options.decoder, self.options.activation)
+        theirs = (previous.arch_.encoder, previous.arch_.decoder, previous.arch_.activation)
+        if mine != theirs:
+            raise UserError(f"--init-from: that run's network is {spec.spec_text(previous.arch_)}, this one "
+                            f"{spec.spec_text(self.architecture(previous.arch_.lookback, previous.arch_.n_features))}")
+        self._init_weights = previous.model_.weights
+        self._init_arch = previous.arch_
+        return self
 
     def architecture(self, lookback: int, n_features: int) -> Architecture:
         o = self.options
@@ -111,6 +126,11 @@ class LstmDetector(Detector):
         start = time.perf_counter()
         keras_model.set_seed(o.seed)
         net = keras_model.build(arch)
+        if self._init_weights is not None:
+            if (self._init_arch.lookback, self._init_arch.n_features) != (arch.lookback, arch.n_features):
+                raise UserError(f"--init-from: that run's windows are {self._init_arch.lookback} x "
+                                f"{self._init_arch.n_features}, these {arch.lookback} x {arch.n_features}")
+            net.set_weights(self._init_weights)
         history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
                                   learning_rate=o.learning_rate, patience=o.patience)
         weights = net.get_weights()

@@ -1,0 +1,422 @@
+"""The ``backtest`` step: walk forward through history as a retrain-and-score deployment does.
+
+From ``start``, every ``every``: the preprocessor's scaler and each detector are fitted on the
+``train_window`` of rows before the validation window, the threshold rule is applied to the
+``valid_window`` just before the cut, and the rows up to the next cut are scored with every
+earlier row as history (detrending is causal, so each window sees what a live job would).
+The autoencoder starts each fold from the previous fold's weights (``warm_start``).
+
+Fold results are kept in ``DIR/folds/``, so a killed backtest resumes from its last finished
+fold when run again with the same arguments; other arguments into the same DIR are refused.
+Quality is pooled over the folds: scores are divided by their fold's threshold so that one
+cut (1) is every fold's alarm line and pooled rankings compare like with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event import __version__, detectors, log
+from lstm_rare_event.alarms import episodes, metrics, plots, thresholds
+from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.thresholds import Scored
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
+from lstm_rare_event.preprocess.csv import read_table
+from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
+from lstm_rare_event.preprocess.spans import as_duration, parse_span, span_text
+from lstm_rare_event.run import (
+    BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
+    FOLDS, Run,
+)
+from lstm_rare_event.steps.threshold import ThresholdOptions
+from lstm_rare_event.tables import format_table
+
+CONFIG_JSON = "config.json"
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    """The walk: where it starts, how often it refits, and on how much history.
+
+    ``start``: a share of the rows (``40%``) or a date; ``every``, ``train_window`` and
+    ``valid_window``: durations (``1d``, ``12h``) or row counts; ``train_window`` ``all``
+    uses every row before the validation window.
+    """
+
+    start: str = "40%"
+    every: str = "1d"
+    # Recency helps on the real data: a Mahalanobis refitted daily on the last 3 days of rows
+    # beat one refitted on all earlier rows (issue 9's study; bench/backtest.md).
+    train_window: str = "3d"
+    valid_window: str = "1d"
+    detectors: tuple[str, ...] = (detectors.DEFAULT,)
+    warm_start: bool = True
+    replicates: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in self.detectors:
+            detectors.detector_class(name)
+        if len(set(self.detectors)) != len(self.detectors):
+            raise UserError(f"--detector names a detector twice: {','.join(self.detectors)}")
+        parse_span(self.every, "--every")
+        parse_span(self.train_window, "--train-window", allow_all=True)
+        parse_span(self.valid_window, "--valid-window")
+        if self.replicates < 10:
+            raise UserError(f"--replicates must be at least 10, got {self.replicates}")
+
+
+@dataclass
+class Plan:
+    """The folds: cut times and, per fold, which windows train, validate and test."""
+
+    cuts: np.ndarray  # (K+1,) datetime64[s]: fold k tests windows ending in [cuts[k], cuts[k+1])
+    train: list[np.ndarray] = field(default_factory=list)  # window indexes per fold
+    valid: list[np.ndarray] = field(default_factory=list)
+    test: list[np.ndarray] = field(default_factory=list)
+
+
+def _start_time(start: str, times: np.ndarray) -> np.datetime64:
+    text = str(start).strip()
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1]) / 100
+        except ValueError:
+            share = -1.0
+        if not 0 < share < 1:
+            raise UserError(f"--start {start!r}: a share of the rows must be between 0% and 100%")
+        return times[int(share * len(times))]
+    try:
+        return np.datetime64(text.replace(" ", "T"), "s")
+    except ValueError:
+        raise UserError(f"--start {start!r}: expected a share of the rows such as 40%, or a date such as "
+                        "1999-05-12 or 1999-05-12T06:00") from None
+
+
+def plan_folds(end_time: np.ndarray, row_times: np.ndarray, interval: np.timedelta64,
+               options: BacktestOptions) -> Plan:
+    start = _start_time(options.start, row_times)
+    every = as_duration(parse_span(options.every, "--every"), interval)
+    train_w = as_duration(parse_span(options.train_window, "--train-window", allow_all=True), interval)
+    valid_w = as_duration(parse_span(options.valid_window, "--valid-window"), interval)
+    last = end_time[-1] if len(end_time) else start
+    if start > last:
+        raise UserError(f"--start {options.start}: after the last window ({last})")
+    cuts = np.arange(start, last + np.timedelta64(1, "s"), every).astype("datetime64[s]")
+    cuts = np.append(cuts, last + np.timedelta64(1, "s"))
+    plan = Plan(cuts)
+    for k in range(len(cuts) - 1):
+        cut = cuts[k]
+        valid_from = cut - valid_w
+        train_from = end_time[0] if train_w is None else valid_from - train_w
+        plan.train.append(np.flatnonzero((end_time >= train_from) & (end_time < valid_from)))
+        plan.valid.append(np.flatnonzero((end_time >= valid_from) & (end_time < cut)))
+        plan.test.append(np.flatnonzero((end_time >= cut) & (end_time < cuts[k + 1])))
+    return plan
+
+
+def _config(input_path, options: BacktestOptions, preprocess: PreprocessOptions, params: dict,
+            threshold: ThresholdOptions) -> dict:
+    return to_jsonable({
+        "input_sha256": sha256_file(input_path),
+        "backtest": {k: v for k, v in asdict(options).items() if k not in ("replicates",)},
+        "preprocess": asdict(preprocess),
+        "detector_params": params,
+        "threshold": asdict(threshold),
+        "package_version": __version__,
+    })
+
+
+def _claim(out: Path, config: dict) -> None:
+    """Same arguments: resume; other arguments into a used DIR: refuse."""
+    path = out / FOLDS / CONFIG_JSON
+    if path.exists():
+        if read_json(path) != json.loads(dumps(config)):
+            raise UserError(f"{out}: holds a backtest with other arguments or input; choose a new --out "
+                            f"or remove {out / FOLDS}")
+        return
+    atomic_write_text(path, dumps(config))
+
+
+class FoldStore:
+    """Finished folds on disk (one npz per detector and fold), so a killed run resumes."""
+
+    KEYS = ("index", "score", "threshold")
+
+    def __init__(self, out: Path):
+        self.folder = out / FOLDS
+
+    def path(self, detector: str, k: int) -> Path:
+        return self.folder / detector / f"{k:03d}.npz"
+
+    def model_dir(self, detector: str, k: int) -> Path:
+        return self.folder / detector / f"{k:03d}"
+
+    def load(self, detector: str, k: int) -> dict | None:
+        path = self.path(detector, k)
+        return load_npz(path, self.KEYS, "a fold written by backtest") if path.exists() else None
+
+    def save(self, detector: str, k: int, **arrays) -> None:
+        path = self.path(detector, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial")
+        save_npz(tmp, **arrays)
+        tmp.replace(path)
+
+
+def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan, k: int,
+              threshold: ThresholdOptions, interval_minutes: float, previous) -> tuple[object, np.ndarray, float]:
+    train_i, valid_i, test_i = plan.train[k], plan.valid[k], plan.test[k]
+    fold_pre = Preprocessor(pre.options)
+    fold_pre.features_, fold_pre.interval_ = pre.features_, pre.interval_
+    fold_pre.fit_scaler(rows, ends[train_i])
+    train_w, valid_w, test_w = (fold_pre.windows(rows, ends[i]) for i in (train_i, valid_i, test_i))
+    detector = detectors.create(name, **params)
+    if previous is not None:
+        detector.warm_start(previous)
+    detector.fit(train_w, valid_w)
+    s = Scored(detector.score(valid_w), valid_w.y, valid_w.end_time, metrics.break_times(valid_w.y, valid_w.event_time),
+               interval_minutes, threshold.merge, threshold.horizon)
+    value = thresholds.choose_threshold(threshold.rule, s, **threshold.params)
+    return detector, detector.score(test_w), value
+
+
+def _fold_problem(plan: Plan, k: int, y: np.ndarray) -> str | None:
+    if (y[plan.train[k]] == 0).sum() < 2:
+        return "fewer than 2 normal training windows"
+    if len(plan.valid[k]) == 0:
+        return "no validation windows"
+    if len(plan.test[k]) == 0:
+        return "no windows to score"
+    return None
+
+
+def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
+             preprocess: PreprocessOptions = PreprocessOptions(), params: dict | None = None,
+             threshold: ThresholdOptions = ThresholdOptions(), wait: float = DEFAULT_WAIT) -> dict:
+    """Walk forward through ``input_path``; write the results into ``out_dir``; return backtest.json."""
+    params = {name: dict((params or {}).get(name, {})) for name in options.detectors}
+    for name in options.detectors:
+        detectors.create(name, **params[name])  # bad options fail before any work
+    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required")
+    pre = Preprocessor(preprocess).fit_layout(table)
+    rows = pre.rows(table)
+    ends = pre.window_ends(rows)
+    end_time, y, event_time = rows.time[ends], rows.y[ends], rows.event_time[ends]
+    interval_minutes = pre.interval_minutes
+    horizon = threshold.horizon if threshold.horizon is not None else max(preprocess.shift, 1) * interval_minutes
+    threshold = replace(threshold, horizon=horizon)
+    plan = plan_folds(end_time, table.time, pre.interval_, options)
+    n_folds = len(plan.test)
+
+    out = Run(out_dir)
+    with out.locked(wait):
+        _claim(out.path, _config(input_path, options, preprocess, params, threshold))
+        store = FoldStore(out.path)
+        started, done, total = time.perf_counter(), 0, n_folds * len(options.detectors)
+        skipped: dict[int, str] = {}
+        for name in options.detectors:
+            previous = None
+            for k in range(n_folds):
+                done += 1
+                problem = _fold_problem(plan, k, y)
+                if problem:
+                    skipped[k] = problem
+                    continue
+                if store.load(name, k) is not None:
+                    if options.warm_start and store.model_dir(name, k).exists():
+                        previous = detectors.load(store.model_dir(name, k))
+                    continue
+                detector, scores, value = _fit_fold(name, params[name], pre, rows, ends, plan, k, threshold,
+                                                    interval_minutes, previous if options.warm_start else None)
+                if options.warm_start and detector.history_ is not None:
+                    detector.save(store.model_dir(name, k))
+                previous = detector
+                store.save(name, k, index=plan.test[k], score=scores, threshold=np.float64(value))
+                elapsed = time.perf_counter() - started
+                log.info(f"fold {k + 1}/{n_folds} {name}: cut {plan.cuts[k]}, {len(plan.train[k]):,} train / "
+                         f"{len(plan.valid[k]):,} valid / {len(plan.test[k]):,} scored windows; "
+                         f"{elapsed:.0f} s elapsed, about {elapsed / done * (total - done):.0f} s left")
+        for k, why in sorted(skipped.items()):
+            log.warning(f"fold {k + 1}/{n_folds} skipped: {why}")
+        pooled = {name: _pooled(store, name, n_folds, skipped) for name in options.detectors}
+        report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped)
+        with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
+            w.json(BACKTEST_JSON, report)
+            _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, threshold.merge)
+            _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report)
+    return report
+
+
+def _pooled(store: FoldStore, name: str, n_folds: int, skipped) -> dict:
+    parts = [(k, store.load(name, k)) for k in range(n_folds) if k not in skipped]
+    if not parts:
+        raise UserError("no fold could be scored: every fold lacked training, validation or test windows; "
+                        "use an earlier --start, a longer --train-window or a shorter --valid-window")
+    index = np.concatenate([p["index"] for _, p in parts])
+    score = np.concatenate([p["score"] for _, p in parts])
+    thr = np.concatenate([np.full(len(p["index"]), float(p["threshold"])) for _, p in parts])
+    fold = np.concatenate([np.full(len(p["index"]), k) for k, p in parts])
+    return {"index": index, "score": score, "threshold": thr, "fold": fold,
+            "relative": score / np.maximum(thr, np.finfo(float).tiny), "flag": score > thr}
+
+
+def _episode_summary(p: dict, end_time, breaks, interval_minutes, threshold: ThresholdOptions) -> dict:
+    return episodes.episode_metrics(end_time[p["index"]], p["flag"], breaks, interval_minutes,
+                                    threshold.merge, threshold.horizon)
+
+
+def _report(pooled: dict, plan: Plan, end_time, y, event_time, interval_minutes: float,
+            threshold: ThresholdOptions, options: BacktestOptions, skipped) -> dict:
+    names = list(pooled)
+    common = pooled[names[0]]["index"]
+    for name in names[1:]:
+        common = np.intersect1d(common, pooled[name]["index"])
+    yt, et = y[common], event_time[common]
+    breaks = metrics.break_times(yt, et)
+    per = {}
+    budget = threshold.params.get("target") if threshold.rule == "alarms-per-day" else None
+    for name in names:
+        p = pooled[name]
+        keep = np.isin(p["index"], common)
+        sub = {key: value[keep] for key, value in p.items()}
+        folds = []
+        for k in range(len(plan.test)):
+            mask = sub["fold"] == k
+            if not mask.any():
+                continue
+            ep = _episode_summary({"index": sub["index"][mask], "flag": sub["flag"][mask]}, end_time,
+                                  metrics.break_times(y[sub["index"][mask]], event_time[sub["index"][mask]]),
+                                  interval_minutes, threshold)
+            yk = y[sub["index"][mask]]
+            both = 0 < yk.sum() < len(yk)
+            folds.append({"fold": k + 1, "cut": str(plan.cuts[k]), "threshold": float(sub["threshold"][mask][0]),
+                          "windows": int(mask.sum()), "breaks": ep["n_breaks"], "warned": ep["warned"],
+                          "false_episodes_per_day": ep["false_episodes_per_day"],
+                          "roc_auc": _roc(yk, sub["relative"][mask]) if both else float("nan")})
+        ep = _episode_summary(sub, end_time, breaks, interval_minutes, threshold)
+        ep.pop("breaks")
+        per[name] = {
+            "windows": metrics.window_metrics(yt, sub["flag"], sub["relative"]),
+            "episodes": ep,
+            "budget": {"promised": budget, "measured": ep["false_episodes_per_day"],
+                       "ratio": ep["false_episodes_per_day"] / budget if budget else None},
+            "folds": folds,
+        }
+    scores = {name: pooled[name]["relative"][np.isin(pooled[name]["index"], common)] for name in names}
+    boot = bootstrap_metrics(yt, scores, event_groups(yt, et, end_time[common]), n=options.replicates,
+                             seed=options.seed) if 0 < yt.sum() < len(yt) else None
+    report = {
+        "package_version": __version__,
+        "options": asdict(options),
+        "threshold": asdict(threshold),
+        "interval_minutes": interval_minutes,
+        "folds": len(plan.test),
+        "skipped_folds": {str(k + 1): why for k, why in skipped.items()},
+        "scored": {"windows": int(len(common)), "breaks": int(len(breaks)),
+                   "days": metrics.days_covered(len(common), interval_minutes)},
+        "detectors": per,
+        "bootstrap": boot,
+    }
+    report["verdicts"] = {name: verdict(name, report) for name in names}
+    return to_jsonable(report)
+
+
+def _roc(y, score) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def verdict(name: str, report: dict) -> str:
+    """One line an operator can act on."""
+    d = report["detectors"][name]
+    e, b = d["episodes"], d["budget"]
+    line = (f"{name}: warned {e['warned']} of {e['n_breaks']} breaks {e['horizon_minutes']:g} min ahead at "
+            f"{_num(e['false_episodes_per_day'])} false alarms/day")
+    if b["promised"] is not None:
+        held = b["measured"] is not None and b["measured"] <= 1.5 * b["promised"]
+        line += f" (budget {b['promised']:g}{'' if held else ', broken'})"
+    boot = report.get("bootstrap")
+    if boot:
+        roc = boot["detectors"][name]["roc_auc"]
+        line += f"; ROC-AUC {roc['estimate']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}]"
+        for diff in boot["differences"]:
+            if name not in (diff["a"], diff["b"]):
+                continue
+            other = diff["b"] if diff["a"] == name else diff["a"]
+            r = diff["roc_auc"]
+            sign = 1 if diff["a"] == name else -1
+            low, high = sorted((sign * r["low"], sign * r["high"]))
+            word = "no different from" if not r["excludes_zero"] else ("better than" if low > 0 else "worse than")
+            line += f"; {word} {other}, paired ROC-AUC interval [{low:.2f}, {high:.2f}]"
+    return line
+
+
+def _num(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def _write_csv(path: Path, pooled: dict, end_time, y, merge_minutes: float) -> None:
+    import pandas as pd
+
+    frames = []
+    for name, p in pooled.items():
+        ep = episodes.find_episodes(end_time[p["index"]], p["flag"], merge_minutes)
+        frames.append(pd.DataFrame({
+            "time": np.datetime_as_string(end_time[p["index"]], unit="s"), "fold": p["fold"] + 1,
+            "detector": name, "score": p["score"], "threshold": p["threshold"], "flag": p["flag"].astype(int),
+            "episode": ep.id, "label": y[p["index"]],
+        }))
+    pd.concat(frames).to_csv(path, index=False, lineterminator="\n")
+
+
+def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, threshold: ThresholdOptions,
+             report: dict) -> None:
+    boundaries = [(c, "fold boundary") for c in plan.cuts[:-1]]
+    first = next(iter(pooled))
+    p = pooled[first]
+    t = end_time[p["index"]]
+    ep = episodes.find_episodes(t, p["flag"], threshold.merge)
+    breaks = metrics.break_times(y[p["index"]], event_time[p["index"]])
+    warned, lead, _ = episodes.warned_breaks(ep, breaks, threshold.horizon)
+    plots.alarm_timeline(t, p["relative"], 1.0, w.path(BACKTEST_TIMELINE_PNG),
+                         episodes=list(zip(ep.start, ep.end)),
+                         breaks=[{"time": b, "warned": bool(ok), "lead_minutes": None if np.isnan(m) else float(m)}
+                                 for b, ok, m in zip(breaks, warned, lead)],
+                         boundaries=boundaries, title=f"Backtest, {first}: score / fold threshold",
+                         ylabel="score / threshold")
+    budget = threshold.params.get("target") if threshold.rule == "alarms-per-day" else None
+    per_fold = {name: np.array([f["false_episodes_per_day"] if f["false_episodes_per_day"] is not None else np.nan
+                                for f in report["detectors"][name]["folds"]], dtype=float) for name in pooled}
+    labels = [str(f["fold"]) for f in report["detectors"][first]["folds"]]
+    plots.fold_budget(labels, per_fold, budget, w.path(BACKTEST_FOLDS_PNG),
+                      title="False alarm episodes per day, per fold")
+    curves = {}
+    for name, q in pooled.items():
+        tq = end_time[q["index"]]
+        curves[name] = episodes.warning_curve(q["relative"], tq, metrics.break_times(y[q["index"]], event_time[q["index"]]),
+                                              interval_minutes, threshold.merge, threshold.horizon)
+    plots.warning_curve(curves, w.path(BACKTEST_WARNING_PNG), budget=budget,
+                        title=f"Breaks warned {threshold.horizon:g} min ahead against false alarms")
+
+
+def backtest_text(report: dict) -> str:
+    rows = [["detector", "ROC-AUC", "PR-AUC", "breaks warned", "mean lead, min", "false episodes / day", "budget"]]
+    for name, d in report["detectors"].items():
+        w, e, b = d["windows"], d["episodes"], d["budget"]
+        rows.append([name, w["roc_auc"], w["pr_auc"], f"{e['warned']} of {e['n_breaks']}", e["mean_lead_minutes"],
+                     e["false_episodes_per_day"], b["promised"]])
+    s = report["scored"]
+    head = (f"{report['folds']} folds, {s['windows']:,} windows scored over {s['days']:.1f} days, "
+            f"{s['breaks']} breaks; horizon {report['threshold']['horizon']:g} min, "
+            f"episodes merged < {report['threshold']['merge']:g} min apart")
+    return "\n".join([head, format_table(rows), "", *report["verdicts"].values()])
