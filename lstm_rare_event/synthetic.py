@@ -18,12 +18,16 @@ then mapped to the sensor's own mean and scale. The downtime after each break is
 
 from __future__ import annotations
 
+import gzip
+import os
+import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lstm_rare_event.run import atomic_write_text
 from lstm_rare_event.errors import UserError
 
 START = pd.Timestamp("1999-05-01 00:00")
@@ -47,6 +51,7 @@ DRIFT_ROWS = (2, 6)  # rows of growing drift before a break
 MIN_BREAK_SPACING = 16
 FIRST_BREAK_ROW = 10
 PRESS_EVENT_RATE = 0.001  # x61: 19 ones in 18,398 real rows
+WRITE_CHUNK_ROWS = 50_000  # rows formatted at a time by write_csv (about 30 MB of text)
 
 N_FACTORS = 5
 NOISE_PHI = 0.8
@@ -91,7 +96,9 @@ def make_plant(seed: int = PLANT_SEED) -> Plant:
     )
 
 
-def validate(rows: int, break_rate: float) -> None:
+def validate(rows: int, break_rate: float, seed: int = 0) -> None:
+    if seed < 0:
+        raise UserError(f"seed {seed}: must be 0 or more")
     if rows < MIN_ROWS:
         raise UserError(f"rows={rows}: too few for a data set with breaks; need at least {MIN_ROWS}")
     if not 0 <= break_rate <= MAX_BREAK_RATE:
@@ -143,10 +150,10 @@ def unit_ar1(rng, rows: int, phi: np.ndarray, restart: np.ndarray) -> np.ndarray
 
     One vectorized step per row across all columns: faster here than a log-depth prefix scan.
     """
-    x = rng.normal(size=(rows, len(phi))) * np.sqrt(1 - phi**2)
-    carry = np.where(restart[:, None], 0.0, phi)
-    for t in range(1, rows):
-        x[t] += carry[t] * x[t - 1]
+    x = rng.normal(size=(rows, len(phi)))
+    x *= np.sqrt(1 - phi**2)
+    for t in np.flatnonzero(~restart[1:]) + 1:  # restart rows keep their own draw only
+        x[t] += phi * x[t - 1]
     return x
 
 
@@ -154,12 +161,21 @@ def normal_operation(rng, plant: Plant, rows: int, restart: np.ndarray) -> np.nd
     phi = np.concatenate([plant.factor_phi, np.full(len(NUMERIC), NOISE_PHI)])
     series = unit_ar1(rng, rows, phi, restart)
     factors, noise = series[:, :N_FACTORS], series[:, N_FACTORS:]
-    return factors @ plant.loadings.T * np.sqrt(plant.shared) + noise * np.sqrt(1 - plant.shared)
+    # In place, in the same order as (factors @ L.T) * a + noise * b: the same numbers, less memory.
+    z = factors @ plant.loadings.T
+    z *= np.sqrt(plant.shared)
+    noise *= np.sqrt(1 - plant.shared)
+    z += noise
+    return z
 
 
 def day_drift(rng, plant: Plant, minutes: np.ndarray) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi, len(NUMERIC))
-    return plant.day_amplitude * np.sin(2 * np.pi * minutes[:, None] / plant.day_period_minutes + phase)
+    angle = 2 * np.pi * minutes[:, None] / plant.day_period_minutes
+    angle += phase
+    np.sin(angle, out=angle)
+    angle *= plant.day_amplitude
+    return angle
 
 
 def pre_break_drift(rng, plant: Plant, rows: int, breaks: np.ndarray) -> np.ndarray:
@@ -195,7 +211,7 @@ def time_strings(minutes: np.ndarray) -> pd.Series:
 
 def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007) -> pd.DataFrame:
     """A synthetic sheet-break data set: columns ``time, y, x1..x61``, ``time`` as text."""
-    validate(rows, break_rate)
+    validate(rows, break_rate, seed)
     rng = np.random.default_rng(seed)
     plant = make_plant()
 
@@ -206,34 +222,73 @@ def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007
     minutes = elapsed_minutes(rng, rows, breaks)
     grades = grade_index(rng, rows)
 
-    z = (
-        normal_operation(rng, plant, rows, restart)
-        + plant.grade_level[grades]
-        + day_drift(rng, plant, minutes)
-        + pre_break_drift(rng, plant, rows, breaks)
-    )
-    readings = pd.DataFrame(plant.mean + plant.scale * z, columns=NUMERIC)
+    # z = normal + grade level + day drift + pre-break drift, summed in place (left to right,
+    # as the plain expression would) so that only one (rows, 59) array is kept.
+    z = normal_operation(rng, plant, rows, restart)
+    z += plant.grade_level[grades]
+    z += day_drift(rng, plant, minutes)
+    z += pre_break_drift(rng, plant, rows, breaks)
+    z *= plant.scale  # readings = mean + scale * z
+    z += plant.mean
     # Rounded here so that the frame equals what write_csv puts in the file; + 0.0 drops -0.0.
-    frame = readings.round(dict(zip(NUMERIC, plant.decimals))) + 0.0
+    for j, places in enumerate(plant.decimals):
+        np.round(z[:, j], places, out=z[:, j])
+    z += 0.0
 
     y = np.zeros(rows, dtype=np.int64)
     y[breaks] = 1
-    frame.insert(0, "time", time_strings(minutes))
-    frame.insert(1, "y", y)
-    frame["x28"] = GRADE_CODES[grades]
-    frame["x61"] = (rng.random(rows) < PRESS_EVENT_RATE).astype(np.int64)
-    return frame[COLUMNS]
+    columns = {"time": time_strings(minutes), "y": y}
+    columns.update((name, z[:, j]) for j, name in enumerate(NUMERIC))
+    columns["x28"] = GRADE_CODES[grades]
+    columns["x61"] = (rng.random(rows) < PRESS_EVENT_RATE).astype(np.int64)
+    return pd.DataFrame({name: columns[name] for name in COLUMNS})
 
 
-def write_csv(frame: pd.DataFrame, path) -> None:
+def write_csv(frame: pd.DataFrame, path, chunk_rows: int = WRITE_CHUNK_ROWS) -> None:
     """Write a frame from :func:`make_sheet_breaks` atomically, with LF line endings and the
-    sensors in fixed notation at their plant precision (as in the real file: no exponents).
+    sensors in fixed notation at their plant precision (as in the real file: no exponents);
+    gzip-compressed when ``path`` ends in ``.gz``.
 
-    One %-format per row: several times faster than ``DataFrame.to_csv`` on wide frames.
+    One %-format per row: several times faster than ``DataFrame.to_csv`` on wide frames. The
+    text is made and written ``chunk_rows`` rows at a time, so memory stays small next to the
+    frame; the bytes do not depend on ``chunk_rows``.
     """
     places = dict(zip(NUMERIC, make_plant().decimals))
     formats = [f"%.{places[name]}f" if name in places else "%s" for name in frame.columns]
     row = ",".join(formats) + "\n"
-    columns = [frame[name].tolist() for name in frame.columns]
-    body = "".join(row % values for values in zip(*columns))
-    atomic_write_text(path, ",".join(frame.columns) + "\n" + body)
+    arrays = [frame[name].to_numpy() for name in frame.columns]
+    with atomic_output(path) as handle:
+        handle.write((",".join(frame.columns) + "\n").encode("utf-8"))
+        for start in range(0, len(frame), chunk_rows):
+            columns = [values[start:start + chunk_rows].tolist() for values in arrays]
+            handle.write("".join(row % values for values in zip(*columns)).encode("utf-8"))
+
+
+@contextmanager
+def atomic_output(path, compresslevel: int = 6):
+    """A binary handle to write ``path`` in pieces, either completely or not at all: a
+    temporary file beside it, renamed into place once written (the same idea as
+    :func:`lstm_rare_event.run.atomic_write_text`, which takes the whole text at once).
+    A path ending in ``.gz`` gets gzip data (no time stamp, so the same bytes give the same file).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+        try:  # mode 0o666 less the umask, as for any new file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "wb") as raw:
+            if path.name.lower().endswith(".gz"):
+                with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0,
+                                   compresslevel=compresslevel) as handle:
+                    yield handle
+            else:
+                yield raw
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

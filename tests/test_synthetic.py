@@ -169,3 +169,19 @@ def test_cli_rejects_too_few_rows_with_one_line_and_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "rows=10" in result.stderr
     assert not path.exists()
+
+
+def test_cli_writes_gzip_for_a_gz_path(tmp_path):
+    path = tmp_path / "demo.csv.gz"
+    result = run_demo_data("--out", str(path), "--rows", "200", "--seed", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert pd.read_csv(path).shape == (200, 63)
+
+
+def test_cli_rejects_a_negative_seed_with_one_line(tmp_path):
+    path = tmp_path / "demo.csv"
+    result = run_demo_data("--out", str(path), "--seed", "-3")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "seed -3" in result.stderr
+    assert not path.exists()

@@ -9,6 +9,7 @@ columns differently or carry extra columns. Every problem becomes a one-line
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from pathlib import Path
 
@@ -22,6 +23,35 @@ LABEL = "y"
 DEFAULT_DROP = ("x28", "x61")
 REAL_TIME_FORMAT = "%m/%d/%y %H:%M"
 GZIP_MAGIC = b"\x1f\x8b"
+# Largest accepted |value|. Sensor values are squared and summed (scaling, reconstruction
+# errors over lookback x features), so a value must leave room for its square times a large
+# count: (1e150)**2 = 1e300 < 1.8e308 (the float64 maximum), with a factor 1e8 to spare.
+MAX_ABS_VALUE = 1e150
+SHOW_NAMES = 5  # column names listed in a message before "... (N more)"
+SHOW_CHARS = 40  # longest value or name shown in a message
+# The UTC offset at the end of an ISO 8601 time: Z, +hh, +hhmm or +hh:mm after a time of day.
+OFFSET = re.compile(r"[T ]\d{1,2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:(?P<z>[Zz])|(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})?)$")
+
+
+def _show(value, limit: int = SHOW_CHARS) -> str:
+    """A value for a message: text quoted, numbers plain (never a NumPy repr), long text cut."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return repr(text)
+
+
+def _names(names, n: int = SHOW_NAMES) -> str:
+    """Column names for a message: the first ``n`` (each cut to SHOW_CHARS), then how many more."""
+    names = [str(name) for name in names]
+    shown = ", ".join(name if len(name) <= SHOW_CHARS else name[:SHOW_CHARS] + "..." for name in names[:n])
+    return shown + (f", ... ({len(names) - n} more)" if len(names) > n else "")
 
 
 def _compression(path: Path) -> str | None:
@@ -34,20 +64,32 @@ def read_csv(path, chunk_rows: int | None = None):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    options = dict(compression=_compression(path), encoding="utf-8-sig", keep_default_na=False,
+                   skipinitialspace=True)
     try:
-        return pd.read_csv(
-            path,
-            compression=_compression(path),
-            encoding="utf-8-sig",
-            dtype={TIME: str},
-            keep_default_na=False,
-            chunksize=chunk_rows,
-            skipinitialspace=True,
-        )
+        raw = pd.read_csv(path, dtype={TIME: str}, chunksize=chunk_rows, **options)
+        check_header(pd.read_csv(path, header=None, nrows=1, dtype=str, **options).iloc[0].tolist(), path)
+        return raw
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; expected a CSV header line with time, y and sensor columns") from None
     except Exception as exc:
         raise read_error(path, exc) from None
+
+
+def check_header(names, source) -> None:
+    """Refuse a header that names a column twice: pandas would silently rename the second
+    ``x5`` to ``x5.1`` (or ``x5.2`` if ``x5.1`` exists), so read the names as written."""
+    first = {}
+    for i, name in enumerate(names):
+        name = str(name)
+        if name == "":  # pandas names empty headers "Unnamed: i", which never clash
+            continue
+        if name in first:
+            raise UserError(
+                f"{source}: column {_show(name)} appears twice in the header (columns {first[name] + 1} and "
+                f"{i + 1}); rename or remove one"
+            )
+        first[name] = i
 
 
 def read_error(path: Path, exc: Exception) -> UserError:
@@ -66,46 +108,117 @@ def read_error(path: Path, exc: Exception) -> UserError:
 def select_features(columns, source, features=None, drop=DEFAULT_DROP) -> list[str]:
     """The sensor columns to use: ``features`` if given, else all but time, y and ``drop``."""
     columns = list(columns)
-    if TIME not in columns:
-        raise UserError(f"{source}: no '{TIME}' column (found: {_preview(columns)})")
+    present = set(columns)
+    if TIME not in present:
+        raise UserError(f"{source}: no '{TIME}' column (found: {_names(columns)})")
     if features:
-        missing = [name for name in features if name not in columns]
+        features = list(features)
+        for name in features:
+            if name in (TIME, LABEL):
+                what = "the time column" if name == TIME else "the label column (0 = normal, 1 = break)"
+                raise UserError(f"{source}: column {_show(name)} is {what} and cannot be a feature; "
+                                "leave it out of --features")
+        seen = set()
+        for name in features:
+            if name in seen:
+                raise UserError(f"{source}: column {_show(name)} is named twice in the feature list (--features)")
+            seen.add(name)
+        missing = [name for name in features if name not in present]
         if missing:
-            raise UserError(f"{source}: missing column(s) {', '.join(missing)} (expected by the feature list)")
-        return list(features)
-    chosen = [name for name in columns if name not in (TIME, LABEL) and name not in set(drop)]
+            raise UserError(f"{source}: missing column(s) {_names(missing)} (expected by the feature list)")
+        return features
+    drop = set(drop)
+    chosen = [name for name in columns if name not in (TIME, LABEL) and name not in drop]
     if not chosen:
         raise UserError(f"{source}: no sensor columns besides time and y")
     return chosen
 
 
-def _preview(columns, n=8) -> str:
-    shown = ", ".join(columns[:n])
-    return shown + (", ..." if len(columns) > n else "")
-
-
 def parse_times(text: pd.Series, source, first_row: int = 1) -> np.ndarray:
-    """``datetime64[s]`` from the real file's ``M/D/YY H:MM`` or from ISO 8601."""
-    text = text.str.strip()
+    """``datetime64[s]`` from the real file's ``M/D/YY H:MM`` or from ISO 8601 (times with a
+    UTC offset are converted to UTC)."""
+    return parse_times_with_offsets(text, source, first_row)[0]
+
+
+def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlier_offsets: bool | None = None):
+    """``(time, utc_offset)``: ``datetime64[s]`` times (in UTC where the text has an offset) and
+    the offset of every row in seconds (int32), or None when no time has one.
+
+    The offset may change from row to row (daylight saving, ``Z`` next to ``+00:00``); then the
+    offsets are read from the text with a regular expression, the times stay vectorized.
+    Times with and without an offset in one file are refused. ``earlier_offsets`` says whether
+    the rows of earlier chunks had offsets (None: no earlier rows).
+    """
+    text = text.astype(str).str.strip()
     parsed = pd.to_datetime(text, format=REAL_TIME_FORMAT, errors="coerce")
+    offsets = None
     if parsed.isna().any():
-        iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        try:
+            iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        except ValueError:  # "Mixed timezones": offsets differ, or some times have none
+            iso, offsets = _mixed_offsets(text, source, first_row, earlier_offsets)
         if iso.notna().sum() > parsed.notna().sum():
             parsed = iso
+        else:
+            offsets = None
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         row = bad[0]
         raise UserError(
-            f"{source}: row {first_row + row}, column '{TIME}': cannot read time {text.iloc[row]!r} "
+            f"{source}: row {first_row + row}, column '{TIME}': cannot read time {_show(text.iloc[row])} "
             "(expected M/D/YY H:MM like 5/1/99 0:00, or ISO 8601)"
         )
     if getattr(parsed.dt, "tz", None) is not None:
+        if offsets is None:  # one offset for every row
+            offset = parsed.iloc[0].utcoffset()
+            offsets = np.full(len(parsed), int(offset.total_seconds()), dtype=np.int32)
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.to_numpy().astype("datetime64[s]")
+    has_offsets = offsets is not None
+    if earlier_offsets is not None and len(text) and has_offsets != earlier_offsets:
+        _refuse_mixed(text, source, first_row, 0, has_offsets)
+    return parsed.to_numpy().astype("datetime64[s]"), offsets
+
+
+def _mixed_offsets(text: pd.Series, source, first_row: int, earlier_offsets: bool | None):
+    """Times in UTC and offsets in seconds for ISO 8601 text whose offsets differ by row."""
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    # The offset is read once per distinct text after the date (YYYY-MM-DD or YYYYMMDD):
+    # a few thousand times of day, not a regular expression per row.
+    codes, tails = pd.factorize(text.str[8:])
+    found = [OFFSET.search(tail) for tail in tails]
+    has = np.array([match is not None for match in found], dtype=bool)[codes]
+    seconds = np.array([_offset_seconds(match) for match in found], dtype=np.int32)
+    expected = has[0] if earlier_offsets is None else earlier_offsets
+    differ = np.flatnonzero((has != expected) & parsed.notna().to_numpy())
+    unreadable = np.flatnonzero(parsed.isna().to_numpy())
+    if differ.size and not (unreadable.size and unreadable[0] < differ[0]):
+        _refuse_mixed(text, source, first_row, differ[0], bool(has[differ[0]]))
+    offsets = seconds[codes]
+    return parsed, offsets
+
+
+def _offset_seconds(match) -> int:
+    if match is None or match["z"]:
+        return 0
+    seconds = int(match["h"]) * 3600 + int(match["m"] or 0) * 60
+    return -seconds if match["sign"] == "-" else seconds
+
+
+def _refuse_mixed(text: pd.Series, source, first_row: int, row: int, has_offset: bool):
+    if has_offset:
+        what = "has a UTC offset but earlier rows do not"
+    else:
+        what = "has no UTC offset but earlier rows do"
+    raise UserError(
+        f"{source}: row {first_row + row}, column '{TIME}': time {_show(text.iloc[row])} {what}; "
+        "give every time an offset (like +01:00 or Z) or none"
+    )
 
 
 def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> np.ndarray:
-    """Floats from a column that pandas parsed already, or from text where it could not."""
+    """Floats from a column that pandas parsed already, or from text where it could not.
+
+    Refused: text that is not a number, inf, nan, and |x| > MAX_ABS_VALUE."""
     if pd.api.types.is_numeric_dtype(text) and not pd.api.types.is_bool_dtype(text):
         values = text.to_numpy(dtype=float)
     else:
@@ -114,10 +227,30 @@ def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> n
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         row = bad[0]
+        where = f"{source}: row {first_row + row}, column {_show(column)}"
+        if pd.isna(values).all() and not _number_words(text).any():
+            raise UserError(
+                f"{where}: {_show(text.iloc[row])} is not a number, and no row of this column is (a text "
+                f"column?); leave it out by adding it to --drop (e.g. --drop {','.join([*DEFAULT_DROP, str(column)])}) "
+                "or list the sensors with --features"
+            )
+        raise UserError(f"{where}: {_show(text.iloc[row])} is not a finite number")
+    big = np.flatnonzero(np.abs(values) > MAX_ABS_VALUE)
+    if big.size:
+        row = big[0]
         raise UserError(
-            f"{source}: row {first_row + row}, column '{column}': {text.iloc[row]!r} is not a finite number"
+            f"{source}: row {first_row + row}, column {_show(column)}: value {values[row]:g} is too large "
+            f"(|x| > {MAX_ABS_VALUE:g}; later sums of squares would overflow)"
         )
     return values
+
+
+def _number_words(text: pd.Series) -> np.ndarray:
+    """Which entries spell a number that is not finite (nan, inf, ...): those are numbers too."""
+    if pd.api.types.is_numeric_dtype(text):
+        return np.ones(len(text), dtype=bool)
+    words = text.astype(str).str.strip().str.lower().str.lstrip("+-")
+    return words.isin(["nan", "inf", "infinity"]).to_numpy()
 
 
 def parse_labels(text: pd.Series, source, first_row: int = 1) -> np.ndarray:
@@ -125,51 +258,69 @@ def parse_labels(text: pd.Series, source, first_row: int = 1) -> np.ndarray:
     bad = np.flatnonzero((values != 0) & (values != 1))
     if bad.size:
         row = bad[0]
-        raise UserError(f"{source}: row {first_row + row}, column '{LABEL}': label {text.iloc[row]!r}; expected 0 or 1")
+        raise UserError(
+            f"{source}: row {first_row + row}, column '{LABEL}': label {_show(text.iloc[row])}; expected 0 or 1"
+        )
     return values.astype(np.int8)
 
 
 class Table:
-    """A checked table: times, optional labels and sensor values, in file order."""
+    """A checked table: times, optional labels and sensor values, in file order.
 
-    def __init__(self, time: np.ndarray, values: np.ndarray, features: list[str], y: np.ndarray | None = None):
+    ``time`` is ``datetime64[s]``, in UTC when the file's times carry a UTC offset;
+    ``utc_offset`` is then each row's offset in seconds (int32), so times can be written
+    back as the user gave them; it is None when the times have no offset."""
+
+    def __init__(self, time: np.ndarray, values: np.ndarray, features: list[str], y: np.ndarray | None = None,
+                 utc_offset: np.ndarray | None = None):
         self.time = time
         self.values = values
         self.features = features
         self.y = y
+        self.utc_offset = utc_offset
 
     def __len__(self) -> int:
         return len(self.time)
 
 
 def check_table(raw: pd.DataFrame, source, features, labels: str = "required", first_row: int = 1,
-                previous_time=None) -> Table:
+                previous_time=None, earlier_offsets: bool | None = None) -> Table:
     """Parse and check one raw chunk. ``first_row`` is the 1-based data row of its first line,
     so messages point at the row in the file; ``previous_time`` continues the ordering check
-    across chunks. ``labels`` is "required", "optional" or "ignore"."""
-    missing = [name for name in [TIME, *features] if name not in raw.columns]
+    across chunks, and ``earlier_offsets`` (whether the earlier chunks' times had a UTC offset,
+    i.e. ``table.utc_offset is not None``) the check that all times have one or none.
+    ``labels`` is "required", "optional" or "ignore"."""
+    columns = set(raw.columns)
+    missing = [name for name in [TIME, *features] if name not in columns]
     if missing:
-        raise UserError(f"{source}: missing column(s) {', '.join(missing)}")
-    if labels == "required" and LABEL not in raw.columns:
+        raise UserError(f"{source}: missing column(s) {_names(missing)}")
+    if labels == "required" and LABEL not in columns:
         raise UserError(f"{source}: no '{LABEL}' label column (0 = normal, 1 = break)")
-    time = parse_times(raw[TIME], source, first_row)
-    check_increasing(time, source, first_row, previous_time)
-    y = parse_labels(raw[LABEL], source, first_row) if labels != "ignore" and LABEL in raw.columns else None
+    time, utc_offset = parse_times_with_offsets(raw[TIME], source, first_row, earlier_offsets)
+    check_increasing(time, source, first_row, previous_time, text=raw[TIME])
+    y = parse_labels(raw[LABEL], source, first_row) if labels != "ignore" and LABEL in columns else None
     values = np.empty((len(raw), len(features)), dtype=float)
     for j, name in enumerate(features):
         values[:, j] = parse_numbers(raw[name], name, source, first_row)
-    return Table(time, values, list(features), y)
+    return Table(time, values, list(features), y, utc_offset)
 
 
-def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None) -> None:
+def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None) -> None:
+    """Times must strictly increase; ``text`` (the time column as read) is shown when given."""
     series = time if previous_time is None else np.concatenate([[previous_time], time])
     offset = 0 if previous_time is None else 1
     bad = np.flatnonzero(np.diff(series) <= np.timedelta64(0, "s"))
     if bad.size:
         row = bad[0] + 1 - offset
+
+        def shown(i):  # i indexes series
+            if text is not None and i - offset >= 0:
+                return _show(str(text.iloc[i - offset]).strip())
+            return _show(str(series[i]))
+
         raise UserError(
-            f"{source}: row {first_row + row}, column '{TIME}': {series[bad[0] + 1]} does not come after "
-            f"{series[bad[0]]}; times must be strictly increasing"
+            f"{source}: row {first_row + row}, column '{TIME}': {shown(bad[0] + 1)} does not come after "
+            f"{shown(bad[0])}; times must be strictly increasing"
         )
 
 

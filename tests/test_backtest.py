@@ -1,0 +1,133 @@
+"""backtest: folds cut in time, thresholds from validation only, pooled episodes and verdicts,
+resuming after a kill, refusing other arguments, warm starts."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_LSTM, fails, invoke, ok
+
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.steps import backtest as bt
+from lstm_rare_event.synthetic import make_sheet_breaks, write_csv
+
+WALK = ("--start", "50%", "--train-window", "1d", "--valid-window", "12h", "--every", "12h", "--detrend", "0",
+        "--horizon", "30", "--replicates", "50", "-q")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bt") / "history.csv"
+    write_csv(make_sheet_breaks(3000, seed=3), path)
+    return path
+
+
+def minutes(*values):
+    return np.datetime64("2020-01-01T00:00", "s") + np.array(values) * np.timedelta64(60, "s")
+
+
+def test_folds_train_validate_and_test_in_time_order():
+    end = minutes(*range(0, 600, 10))  # a window every 10 minutes for 10 hours
+    options = bt.BacktestOptions(start="50%", every="2h", train_window="2h", valid_window="1h")
+    plan = bt.plan_folds(end, end, np.timedelta64(600, "s"), options)
+    assert plan.cuts[0] == end[30] and len(plan.test) == 3  # cuts at 5 h, 7 h, 9 h
+    for k in range(3):
+        cut = plan.cuts[k]
+        assert (end[plan.valid[k]] < cut).all() and (end[plan.valid[k]] >= cut - np.timedelta64(1, "h")).all()
+        assert (end[plan.train[k]] < end[plan.valid[k]].min()).all()
+        assert end[plan.train[k]].min() >= cut - np.timedelta64(3, "h")
+        assert (end[plan.test[k]] >= cut).all() and (end[plan.test[k]] < plan.cuts[k + 1]).all()
+    # every window from the first cut on is scored exactly once
+    scored = np.concatenate(plan.test)
+    assert scored.tolist() == list(range(30, 60))
+
+
+@pytest.mark.parametrize("start, fragment", [("140%", "between 0% and 100%"), ("yesterday", "a date"),
+                                             ("2099-01-01", "after the last window")])
+def test_bad_start(start, fragment):
+    end = minutes(*range(0, 600, 10))
+    with pytest.raises(UserError, match=fragment):
+        bt.plan_folds(end, end, np.timedelta64(600, "s"), bt.BacktestOptions(start=start))
+
+
+def test_backtest_writes_results_figures_and_verdicts(history, tmp_path):
+    out = tmp_path / "bt"
+    result = ok("backtest", history, "--out", out, "--detector", "mahalanobis,restart", *WALK)
+    report = json.loads((out / "backtest.json").read_text())
+    assert set(report["detectors"]) == {"mahalanobis", "restart"}
+    assert report["folds"] >= 3 and report["scored"]["breaks"] >= 5
+    for name, d in report["detectors"].items():
+        assert d["episodes"]["horizon_minutes"] == 30
+        assert d["budget"]["promised"] == 1
+        assert len(d["folds"]) == report["folds"] - len(report["skipped_folds"])
+        assert report["verdicts"][name].startswith(f"{name}: warned ")
+    diff = report["bootstrap"]["differences"][0]
+    assert {diff["a"], diff["b"]} == {"mahalanobis", "restart"}
+    for figure in ("backtest_timeline.png", "backtest_folds.png", "backtest_warning.png"):
+        assert (out / figure).stat().st_size > 10_000
+    rows = (out / "backtest.csv").read_text().splitlines()
+    assert rows[0] == "time,fold,detector,score,threshold,flag,episode,label"
+    assert len(rows) - 1 == 2 * report["scored"]["windows"]
+    assert "mahalanobis: warned" in result.stdout and "restart: warned" in result.stdout
+
+
+def test_each_fold_threshold_comes_from_its_validation_window(history, tmp_path, monkeypatch):
+    """The test rows of a fold never reach its threshold rule: scores of the test windows
+    are replaced by huge values and the threshold must not move."""
+    seen = []
+    real = bt.thresholds.choose_threshold
+
+    def spy(rule, scored, **params):
+        seen.append(scored.end_time.max())
+        return real(rule, scored, **params)
+
+    monkeypatch.setattr(bt.thresholds, "choose_threshold", spy)
+    bt.backtest(history, tmp_path / "bt", bt.BacktestOptions(start="50%", every="12h", train_window="1d",
+                                                             valid_window="12h", detectors=("mahalanobis",),
+                                                             replicates=20),
+                bt.PreprocessOptions(detrend=0), {}, bt.ThresholdOptions(horizon=30))
+    report = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    cuts = [np.datetime64(f["cut"]) for f in report["detectors"]["mahalanobis"]["folds"]]
+    assert len(seen) == len(cuts)
+    assert all(last < cut for last, cut in zip(seen, cuts))
+
+
+def test_a_killed_backtest_resumes_from_its_last_finished_fold(history, tmp_path, monkeypatch):
+    out = tmp_path / "bt"
+    calls = []
+    real = bt._fit_fold
+
+    def dies_at_third(name, params, pre, rows, ends, plan, k, *rest):
+        calls.append(k)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(name, params, pre, rows, ends, plan, k, *rest)
+
+    monkeypatch.setattr(bt, "_fit_fold", dies_at_third)
+    args = ("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK)
+    assert invoke(*args).exit_code == 130
+    assert not (out / "backtest.json").exists()
+    first = list(calls)
+    calls.clear()
+    monkeypatch.setattr(bt, "_fit_fold", lambda *a: (calls.append(a[6]), real(*a))[1])
+    ok(*args)
+    assert calls[0] == first[-1] and not set(calls) & set(first[:-1])  # finished folds are not redone
+
+
+def test_other_arguments_into_the_same_folder_are_refused(history, tmp_path):
+    out = tmp_path / "bt"
+    ok("backtest", history, "--out", out, "--detector", "restart", *WALK)
+    fails(2, "backtest", history, "--out", out, "--detector", "restart", *WALK, "--merge", "10",
+          fragment="other arguments")
+
+
+def test_autoencoder_folds_start_from_the_previous_weights(history, tmp_path):
+    out = tmp_path / "bt"
+    ok("backtest", history, "--out", out, "--detector", "lstm", *WALK, "--start", "90%", "--every", "6h", *TINY_LSTM)
+    saved = sorted(p.name for p in (out / "folds" / "lstm").iterdir() if p.is_dir())
+    assert len(saved) >= 2  # each fold's network is kept for the next fold's warm start
+
+
+def test_lstm_options_need_the_lstm_detector(history, tmp_path):
+    fails(2, "backtest", history, "--out", tmp_path / "bt", "--detector", "restart", "--epochs", "3", *WALK,
+          fragment="--epochs applies to the lstm detector")
