@@ -206,6 +206,7 @@ BAD = {
     "bad_time": (lambda df: df.assign(time=df.time.where(df.index != 2, "yesterday")), None, None,
                  "row 3, column 'time'"),
     "too_short": (lambda df: df.head(3), None, None, "fewer than one window"),
+    "single_row": (lambda df: df.head(1), "--lookback", "1", "cannot tell the sampling interval"),
     "header_only": (lambda df: df.head(0), None, None, "no data rows"),
 }
 

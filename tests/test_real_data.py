@@ -8,10 +8,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from lstm_rare_event.cli import cli
+from conftest import ok
+from lstm_rare_event.preprocess.csv import read_table
+from lstm_rare_event.preprocess.windows import SPLITS, Windows
+from lstm_rare_event.run import Run
 
 REAL = Path(os.environ.get("SHEET_BREAK_CSV", Path(__file__).resolve().parents[2] / "shared/data/sheet-break.csv.gz"))
 
@@ -19,10 +22,8 @@ pytestmark = pytest.mark.skipif(not REAL.exists(), reason=f"real data not found 
 
 
 def test_prepare_reproduces_the_recipe_counts(tmp_path):
-    args = ["prepare", str(REAL), "--out", str(tmp_path / "run"), "--split", "random", "--seed", "123",
-            "--allow-gaps", "--json"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    result = ok("prepare", REAL, "--out", tmp_path / "run", "--split", "random", "--seed", "123",
+                "--allow-gaps", "--json")
     info = json.loads(result.stdout)
     assert info["input"]["rows"] == 18_398 and info["rows_after_shift"] == 18_274
     assert info["n_features"] == 59 and "x28" not in info["features"] and "x61" not in info["features"]
@@ -30,13 +31,28 @@ def test_prepare_reproduces_the_recipe_counts(tmp_path):
     counts = {name: s["windows"] for name, s in info["splits"].items()}
     assert counts == {"train": 11_691, "valid": 2_923, "test": 3_654}
     assert info["splits"]["test"]["positive"] == 49
+    run = Run(tmp_path / "run")
+    assert {name: len(run.split(name)) for name in SPLITS} == counts
+    assert run.split("test").y.sum() == 49
 
 
 def test_prepare_defaults_split_by_time_without_gap_windows(tmp_path):
-    result = CliRunner().invoke(cli, ["prepare", str(REAL), "--out", str(tmp_path / "run"), "--json"])
-    assert result.exit_code == 0, result.output
+    result = ok("prepare", REAL, "--out", tmp_path / "run", "--json")
     info = json.loads(result.stdout)
     splits = info["splits"]
     assert splits["train"]["last_end"] < splits["valid"]["first_end"] < splits["test"]["first_end"]
     # windows across the 107 time gaps are left out, so there are fewer than the recipe's 18,268
     assert info["time_gaps"] == 107 and info["windows"] < 18_268
+
+    # the saved preprocessor turns the file into exactly the windows prepare wrote
+    run = Run(tmp_path / "run")
+    pre = run.preprocessor()
+    assert pre.features_ == info["features"] and len(pre.features_) == 59
+    every = pre.transform(read_table(REAL))
+    prepared = Windows.concat([run.split(name) for name in SPLITS])
+    at = np.minimum(np.searchsorted(every.end_time, prepared.end_time), len(every) - 1)
+    np.testing.assert_array_equal(every.end_time[at], prepared.end_time)
+    for name in Windows.FIELDS:
+        np.testing.assert_array_equal(getattr(every.subset(at), name), getattr(prepared, name), err_msg=name)
+    # one segment start per stretch between gaps: the first row and the 107 restarts
+    assert len(np.unique(every.segment_start)) <= 108

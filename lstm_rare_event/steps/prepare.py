@@ -80,7 +80,10 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
     table = read_table(path, options.features, options.drop, labels="required")
     if len(table) < options.lookback:
         raise UserError(f"{path}: {len(table)} data rows, fewer than one window of --lookback {options.lookback}")
-    pre = Preprocessor(options.preprocess).fit_layout(table)
+    try:
+        pre = Preprocessor(options.preprocess).fit_layout(table)
+    except UserError as exc:  # a single row has no cadence
+        raise UserError(f"{path}: {exc}") from None
     rows = pre.rows(table)
     if len(rows) < options.lookback:
         raise UserError(f"{path}: {len(rows)} rows after removing break rows, fewer than one window")
