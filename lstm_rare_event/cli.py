@@ -16,7 +16,7 @@ import click
 
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
-from lstm_rare_event.detectors.lstm_ae import ERROR_MODES, LstmOptions
+from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
@@ -173,8 +173,11 @@ preprocess_options = options(
               help="time: train/valid/test in time order; random: the recipe's shuffled split (leaks "
                    "between splits through overlapping windows).")
 @click.option("--fractions", default=None, callback=comma_floats,
-              help="train,valid,test shares  [default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
+              help="train,valid,test shares; test may be 0 (a retrain that validates on the latest rows)  "
+                   "[default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
 @click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
+@click.option("--last", default=None,
+              help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
 def prepare_command(input_csv, out_dir, as_json, wait, **options):
@@ -233,6 +236,9 @@ lstm_options = options(
                       f"weights (0: no early stopping, keep the last)  [default: {L.patience}]"),
     click.option("--seed", type=int, default=None,
                  help=f"lstm: same seed and inputs give the same weights on the same machine  [default: {L.seed}]"),
+    click.option("--distribute", type=click.Choice(DISTRIBUTE), default=None,
+                 help="lstm: train with tf.distribute: mirrored over this machine's GPUs (or CPU), multi-worker "
+                      "over the cluster in TF_CONFIG (only the chief writes)  [default: none]"),
 )
 
 

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +125,25 @@ def _flock(path: Path, mode: int, wait: float, what: str):
 @contextlib.contextmanager
 def _signals_held():
     """Hold SIGINT and SIGTERM while renaming files: a commit is short, and finishing it is
-    the only way to leave the run wholly after the step. They are delivered right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    the only way to leave the run wholly after the step. They are delivered right after.
+
+    The handlers are swapped rather than the signals blocked: a signal sent to the process can
+    reach any thread (NumPy's BLAS threads too), whose mask blocking in this one would not
+    change, and Python would still raise KeyboardInterrupt here mid-commit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs handlers in the main thread only; nothing to hold here
+        return
+    received = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for held in old:
+        signal.signal(held, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for held, handler in old.items():
+            signal.signal(held, handler if handler is not None else signal.SIG_DFL)
+        for signum in received:
+            signal.raise_signal(signum)
 
 
 # -- typed contents -----------------------------------------------------------------------
@@ -161,9 +174,13 @@ class Run:
 
     # -- locking and recovery ----------------------------------------------------------
     @contextlib.contextmanager
-    def locked(self, wait: float = DEFAULT_WAIT):
-        """The writer lock, from a step's first read to its commit."""
-        self._ensure_dir()
+    def locked(self, wait: float = DEFAULT_WAIT, create: bool = False):
+        """The writer lock, from a step's first read to its commit. Only a step that makes a
+        run directory (``create``) makes it: a mistyped path is an error, not a new folder."""
+        if create:
+            self._ensure_dir()
+        elif not self.path.is_dir():
+            raise UserError(f"{self.path}: no such run directory; {rerun('prepare', self.path)} first")
         with _flock(self.path / LOCK, fcntl.LOCK_EX, wait, "another step is writing this run directory"):
             with _flock(self.path / READ_LOCK, fcntl.LOCK_EX, wait, "a reader holds this run directory"):
                 self._recover()
@@ -201,21 +218,28 @@ class Run:
             return
         try:
             plan = json.loads(journal.read_text(encoding="utf-8"))
-            staging = self.path / plain_name(plan["staging"], journal)
+            # The staging folder is hidden (.staging/NAME), which plain_name refuses on its own.
+            top, _, child = plan["staging"].partition("/")
+            if top != STAGING:
+                raise UserError(f"{journal}: the staging folder is not in {STAGING}")
+            staging = self.path / STAGING / plain_name(child, journal)
             names = [plain_name(n, journal) for n in plan["files"]]
             removed = [plain_name(n, journal) for n in plan["remove"]]
             manifest = plan["manifest"]
-        except (ValueError, KeyError, TypeError, UserError):
+        except (ValueError, KeyError, TypeError, AttributeError, UserError):
             # A journal is written atomically, so it is whole; anything else is not ours.
             raise UserError(f"{journal}: not a commit journal written by this tool; remove it by hand") from None
         _apply(self.path, staging, names, removed, manifest)
 
     def _clean_staging(self) -> None:
-        """Staging folders of dead steps (only a dead writer leaves one behind the lock)."""
+        """Staging folders of dead steps, and a journal's temporary file from a kill while it was
+        written (only a dead writer leaves either behind the lock)."""
         staging = self.path / STAGING
         if staging.is_dir():
             for child in staging.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
+        for leftover in self.path.glob(f".{JOURNAL}.*.partial"):
+            leftover.unlink(missing_ok=True)
 
     # -- the manifest and checks ---------------------------------------------------------
     def manifest(self) -> dict:
@@ -252,7 +276,15 @@ class Run:
         manifest = self.manifest()
         if step not in manifest["steps"]:
             raise UserError(f"{self.path}: no {step} results; {rerun(step, self.path)} first")
-        names = self.files_of(step) if names is None else [n for n in self.files_of(step) if _under(n, names)]
+        if names is not None:
+            wanted = names
+            names = [n for n in self.files_of(step) if _under(n, wanted)]
+            absent = [w for w in wanted if not any(_under(n, [w]) for n in names)]
+            if absent:
+                raise UserError(f"{self.path / absent[0]}: not among the files {step} wrote in this run; "
+                                f"{rerun(step, self.path)}")
+        else:
+            names = self.files_of(step)
         files, steps = manifest["files"], manifest["steps"]
         for name in names:
             path = self.path / name
@@ -436,5 +468,7 @@ class Writer:
                                                              "remove": removed, "manifest": manifest}))
             Writer.checkpoint("journal")
             _apply(run.path, self._staging, tops, removed, manifest)
+            # Set while SIGINT is still held: a Ctrl-C held during the commit is raised as soon
+            # as the block ends, and the CLI must then say that the files were written.
+            Writer.last_committed = True
         run._manifest = None
-        Writer.last_committed = True

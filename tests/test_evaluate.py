@@ -1,19 +1,20 @@
-"""The threshold and evaluate commands on a hand-made run directory with known errors."""
+"""The threshold and evaluate commands on hand-made run directories with known scores, and on
+real runs of every detector."""
 
 import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import copy_run, invoke, ok
 
-from lstm_rare_event import reconstruction
+from lstm_rare_event.alarms import evaluation
+from lstm_rare_event.detectors.lstm_ae import LstmDetector, LstmOptions
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
-from lstm_rare_event.run import Writer, read_manifest
-from lstm_rare_event.cli import cli
-from lstm_rare_event.reconstruction import compute_errors
-from lstm_rare_event.alarms.thresholds import choose_threshold
-from lstm_rare_event.preprocess.windows import Windows, load_split
+from lstm_rare_event.detectors.mahalanobis import MahalanobisDetector
+from lstm_rare_event.preprocess.windows import Windows
+from lstm_rare_event.run import DETECTOR, Run
+
 
 START = np.datetime64("2024-03-01T00:00:00", "s")
 NAT = np.datetime64("NaT", "s")
@@ -21,8 +22,7 @@ NAT = np.datetime64("NaT", "s")
 
 def windows(last, y, breaks=()):
     """Windows of 3 steps x 2 features, zero except the last step, which is ``last`` in both
-    features: under the zero model below the last-step error is last**2 and the mean error
-    last**2 / 3. Window k ends at minute 2k; ``breaks`` maps a break minute to its rows."""
+    features. Window k ends at minute 2k; ``breaks`` maps a break minute to its rows."""
     n = len(last)
     X = np.zeros((n, 3, 2), dtype=np.float32)
     X[:, -1, :] = np.asarray(last, dtype=np.float32)[:, None]
@@ -30,92 +30,124 @@ def windows(last, y, breaks=()):
     event_time = np.full(n, NAT)
     for minute, rows in breaks:
         event_time[list(rows)] = START + np.timedelta64(minute, "m")
-    return Windows(X, np.asarray(y, dtype=np.int8), end_time, event_time)
+    return Windows(X, np.asarray(y, dtype=np.int8), end_time, event_time, np.full(n, START))
 
 
-# Validation errors (last step): 0.25 1 2.25 4 [6.25] 9 12.25 [16] 20.25 [25], [] positive.
+# Under the detectors below a window's score is last**2 (the last-step error of a network that
+# reconstructs zeros, or the Mahalanobis distance from 0 with precision I/2).
+# Validation scores, window end minute below, [] positive; each positive precedes its own
+# break by 2 minutes (at 10, 16 and 20):
+#   0.25  1  2.25  4  [6.25]  9  12.25  [16]  20.25  [25]
+#   0     2  4     6   8     10  12     14    16     18
 VALID = windows([0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5], [0, 0, 0, 0, 1, 0, 0, 1, 0, 1],
-                breaks=[(30, [4]), (40, [7]), (50, [9])])
+                breaks=[(10, [4]), (16, [7]), (20, [9])])
 # Test: break A at minute 10 (rows 3 and 4, ending at minutes 6 and 8), break B at minute 22
-# (rows 9 and 10, ending at 18 and 20). Errors: 1 16 1 [1] [25] 1 1 2.25 1 [20.25] [25] 12.25.
+# (rows 9 and 10, ending at 18 and 20). Scores:
+#   1  16  1  [1]  [25]  1   1   2.25  1   [20.25]  [25]  12.25
+#   0  2   4  6    8     10  12  14    16  18       20    22
 TEST = windows([1, 4, 1, 1, 5, 1, 1, 1.5, 1, 4.5, 5, 3.5], [0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0],
                breaks=[(10, [3, 4]), (22, [9, 10])])
+# shift 2 rows x 2 minutes: the default warning horizon is 4 minutes
+INFO = {"features": ["a", "b"], "n_features": 2, "lookback": 3, "interval_minutes": 2.0, "options": {"shift": 2}}
 
 
-class ZeroModel:
-    """Reconstructs every window as zeros, so the error is the window itself squared."""
-
-    def predict(self, X):
-        return np.zeros_like(X)
-
-
-@pytest.fixture
-def zero_model(monkeypatch):
-    monkeypatch.setattr(reconstruction, "load_model", lambda run_dir, engine="numpy": ZeroModel())
+def mahalanobis():
+    """A Mahalanobis detector at mean 0 with precision I/2: the score is the mean of the two
+    squared last-row values, last**2 here."""
+    detector = MahalanobisDetector()
+    detector.n_features_, detector.mean_, detector.precision_ = 2, np.zeros(2), np.eye(2) / 2
+    return detector
 
 
-def write_prepared(run, valid=VALID, test=TEST, info=None):
-    with Writer(run, step="prepare") as out:
+def lstm(error="last", weights=None):
+    """An LSTM autoencoder with the given weights; all zeros (the default) reconstruct every
+    window as zeros, so the error is the window itself squared: last**2 with --error last,
+    last**2 / 3 with --error mean (one step of three is nonzero)."""
+    detector = LstmDetector(LstmOptions(encoder=(4,), decoder=(4,), activation="tanh", error=error))
+    arch = Architecture((4,), (4,), "tanh", 3, 2)
+    if weights is None:
+        weights = [np.zeros(shape, np.float32) for _, arrays in engine.weight_layout(arch) for shape in arrays.values()]
+    detector.arch_, detector.n_features_ = arch, 2
+    detector.model_ = engine.NumpyModel.from_weights(arch, weights)
+    return detector
+
+
+def write_prepared(path, valid=VALID, test=TEST, info=INFO):
+    run = Run(path)
+    with run.locked(), run.writer("prepare", {}, inputs={}) as out:
         valid.save(out.path("valid.npz"))
         test.save(out.path("test.npz"))
-        out.json("prepare.json", info or {"features": ["a", "b"], "lookback": 3, "interval_minutes": 2.0})
+        out.json("prepare.json", info)
 
 
-def write_model(run, content=None):
-    with Writer(run, step="train", inputs=["prepare.json", "valid.npz"]) as out:
-        if content is None:
-            out.path("model.npz").write_bytes(b"stand-in: the tests replace the model")
-        else:
-            content(out.path("model.npz"))
+def write_detector(path, detector):
+    """Save ``detector`` as the run's train step would, with its own save()."""
+    run = Run(path)
+    with run.locked():
+        run.check("prepare", ["prepare.json", "valid.npz"])
+        with run.writer("train", {"detector": detector.name}) as out:
+            detector.save(out.path(DETECTOR))
+
+
+def read_manifest(path):
+    return Run(path).manifest()
 
 
 @pytest.fixture
 def run(tmp_path):
     path = tmp_path / "run"
     write_prepared(path)
-    write_model(path)
+    write_detector(path, mahalanobis())
     return path
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def test_threshold_max_f_known_answer_and_files(run, zero_model):
-    result = invoke("threshold", run, "--rule", "max-f", "--error", "last")
+def test_threshold_max_f_known_answer_and_files(run):
+    result = invoke("threshold", run, "--rule", "max-f")
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "threshold.json").read_text())
-    # F1 is 2/3 with the top 3 errors flagged (25, 20.25, 16) and with the top 6; the higher wins
+    # F1 is 2/3 with the top 3 scores flagged (25, 20.25, 16) and with the top 6; the higher wins
     assert saved["value"] == (12.25 + 16) / 2
-    assert (saved["rule"], saved["params"], saved["error"], saved["engine"]) == ("max-f", {"beta": 1.0}, "last", "numpy")
+    assert (saved["rule"], saved["params"], saved["detector"], saved["engine"]) == (
+        "max-f", {"beta": 1.0}, "mahalanobis", "numpy")
+    assert (saved["merge_minutes"], saved["horizon_minutes"]) == (30.0, 4.0)  # the horizon: shift 2 x 2 minutes
     v = saved["validation"]
     assert v["confusion"] == {"tn": 6, "fp": 1, "fn": 1, "tp": 2}
     assert (v["n_windows"], v["n_positive"]) == (10, 3)
     assert v["precision"] == pytest.approx(2 / 3) and v["recall"] == pytest.approx(2 / 3)
     assert v["f1"] == pytest.approx(2 / 3)
     assert v["false_alarms_per_day"] == pytest.approx(1 / (10 * 2 / 1440))
-    # seven normal validation windows are far less than a day: no false alarm is allowed
-    assert saved["budgets"] == [{"alarms_per_day": 1.0, "value": 20.25}, {"alarms_per_day": 5.0, "value": 20.25}]
+    # The windows ending at 14, 16 and 18 are one episode starting at 14: it warns of the break
+    # at 16 (14 is within 4 minutes before it), so it is no false alarm.
+    e = v["episodes"]
+    assert (e["episodes"], e["false_episodes"], e["warned"], e["n_breaks"]) == (1, 0, 1, 3)
+    assert [b["lead_minutes"] for b in e["breaks"]] == [None, 2.0, None]
+    # Ten windows are 1/72 day: no false episode fits in a budget of 1 or 5 a day. Lowering the
+    # threshold from the top, the episode starts at 18, 16, 14, then 12 (all within 4 minutes
+    # of a break); at 7.625 it starts at 10, warning of nothing (the break at 10 is not after
+    # it): the budget thresholds stop just above, at 10.625.
+    assert saved["budgets"] == [{"alarms_per_day": 1.0, "value": 10.625}, {"alarms_per_day": 5.0, "value": 10.625}]
     assert (run / "threshold.png").read_bytes()[:4] == b"\x89PNG"
     step = read_manifest(run)["steps"]["threshold"]
-    assert sorted(step["inputs"]) == ["model.npz", "prepare.json", "valid.npz"]
+    assert sorted(step["inputs"]) == ["detector/detector.json", "detector/state.npz", "prepare.json", "valid.npz"]
     assert "14.12" in result.stdout and "precision" in result.stdout
     assert "threshold 14.125" in result.stderr  # progress goes to stderr, not into the table
 
 
-def test_threshold_json_output_is_the_saved_file(run, zero_model):
-    result = invoke("threshold", run, "--rule", "recall", "--target", "1", "--error", "last", "--json")
-    assert result.exit_code == 0, result.output
+def test_threshold_json_output_is_the_saved_file(run):
+    result = ok("threshold", run, "--rule", "recall", "--target", "1", "--json")
     assert json.loads(result.stdout) == json.loads((run / "threshold.json").read_text())
     assert json.loads(result.stdout)["value"] == (4 + 6.25) / 2  # the lowest positive is 6.25
 
 
-def test_evaluate_known_confusion_matrix_events_and_budgets(run, zero_model):
-    assert invoke("threshold", run, "--rule", "max-f", "--error", "last").exit_code == 0
-    result = invoke("evaluate", run, "--json")
-    assert result.exit_code == 0, result.output
+def test_evaluate_known_confusion_matrix_events_episodes_and_budgets(run):
+    # --merge 4: only flagged windows 2 minutes apart (neighbours) are one episode
+    ok("threshold", run, "--rule", "max-f", "--merge", "4")
+    result = ok("evaluate", run, "--json")
     report = json.loads(result.stdout)
     assert report == json.loads((run / "evaluate.json").read_text())
+    assert report["threshold"] == {"rule": "max-f", "params": {"beta": 1.0}, "value": 14.125,
+                                   "merge_minutes": 4.0, "horizon_minutes": 4.0}
+    assert report["detector"] == "mahalanobis"
     w = report["windows"]
     # threshold 14.125 flags rows 1 (normal, 16), 4, 9, 10; row 3 (positive, 1) is missed
     assert w["confusion"] == {"tn": 7, "fp": 1, "fn": 1, "tp": 3}
@@ -131,49 +163,116 @@ def test_evaluate_known_confusion_matrix_events_and_budgets(run, zero_model):
     assert [b["lead_minutes"] for b in e["breaks"]] == [2.0, 4.0]
     assert e["mean_lead_minutes"] == 3.0
     assert e["false_alarms_per_day"] == pytest.approx(1 / (12 * 2 / 1440))
-    # the validation budget threshold 20.25 flags only the two 25s: both breaks, lead 2 each
+    # Episodes: flagged at minutes 2 | 8 | 18, 20. The one at 8 warns of A (10), the one from
+    # 18 of B (22); the one at 2 is 8 minutes before A, beyond the 4-minute horizon: false.
+    ep = report["episodes"]
+    assert (ep["merge_minutes"], ep["horizon_minutes"]) == (4.0, 4.0)
+    assert (ep["episodes"], ep["false_episodes"], ep["warned"], ep["missed"]) == (3, 1, 2, 0)
+    assert [b["lead_minutes"] for b in ep["breaks"]] == [2.0, 4.0]
+    assert ep["false_episodes_per_day"] == pytest.approx(1 / (12 * 2 / 1440))  # 60
+    # The budget threshold 10.625 (validation, merge 4 as well) also flags 12.25 at minute 22,
+    # which joins the episode from 18: the same three episodes, one false.
     rows = report["alarm_budgets"]["rows"]
-    assert [(r["caught"], r["n_breaks"], r["false_alarms_per_day"], r["mean_lead_minutes"]) for r in rows] == [
-        (2, 2, 0.0, 2.0), (2, 2, 0.0, 2.0)]
+    assert [(r["alarms_per_day"], r["value"]) for r in rows] == [(1.0, 10.625), (5.0, 10.625)]
+    assert [(r["warned"], r["n_breaks"], r["false_episodes_per_day"], r["mean_lead_minutes"]) for r in rows] == [
+        (2, 2, pytest.approx(60.0), 3.0)] * 2
     assert "validation" in report["alarm_budgets"]["basis"]
     for name in ("error_timeline.png", "roc_pr.png", "error_hist.png"):
         assert (run / name).read_bytes()[:4] == b"\x89PNG"
     assert sorted(read_manifest(run)["steps"]["evaluate"]["inputs"]) == [
-        "model.npz", "prepare.json", "test.npz", "threshold.json"]
+        "detector/detector.json", "detector/state.npz", "prepare.json", "test.npz", "threshold.json"]
 
 
-def test_evaluate_table(run, zero_model):
-    assert invoke("threshold", run, "--rule", "max-f", "--error", "last").exit_code == 0
-    result = invoke("evaluate", run)
-    assert result.exit_code == 0, result.output
-    for text in ("TN / FP / FN / TP", "7 / 1 / 1 / 3", "ROC-AUC", "breaks caught", "2 of 2", "Alarm budgets"):
+def test_the_default_merge_makes_the_test_alarms_one_early_episode(run):
+    # Merged under 30 minutes, the flagged windows at 2, 8, 18 and 20 are one episode from 2:
+    # too early to warn of either break, so one false episode and both breaks unwarned, while
+    # per window (events) both breaks are caught.
+    ok("threshold", run, "--rule", "max-f")
+    report = json.loads(ok("evaluate", run, "--json").stdout)
+    ep = report["episodes"]
+    assert (ep["episodes"], ep["false_episodes"], ep["warned"], ep["merge_minutes"]) == (1, 1, 0, 30.0)
+    assert report["events"]["caught"] == 2
+
+
+def test_evaluate_table(run):
+    ok("threshold", run, "--rule", "max-f", "--merge", "4")
+    result = ok("evaluate", run)
+    for text in ("TN / FP / FN / TP", "7 / 1 / 1 / 3", "ROC-AUC", "breaks caught", "2 of 2", "breaks warned",
+                 "Alarm budgets"):
         assert text in result.stdout
 
 
+def test_merge_and_horizon_chosen_at_threshold_are_used_by_evaluate(run):
+    ok("threshold", run, "--rule", "max-f", "--merge", "10", "--horizon", "60")
+    saved = json.loads((run / "threshold.json").read_text())
+    assert (saved["merge_minutes"], saved["horizon_minutes"]) == (10.0, 60.0)
+    assert (saved["validation"]["episodes"]["merge_minutes"], saved["validation"]["episodes"]["horizon_minutes"]) == (
+        10.0, 60.0)
+    report = json.loads(ok("evaluate", run, "--json").stdout)
+    assert (report["threshold"]["merge_minutes"], report["threshold"]["horizon_minutes"]) == (10.0, 60.0)
+    ep = report["episodes"]
+    assert (ep["merge_minutes"], ep["horizon_minutes"]) == (10.0, 60.0)
+    # Flagged at 2, 8 | 18, 20: 8 and 18 are 10 minutes apart, not under 10, so two episodes.
+    # Within an hour both warn: the one from 2 of A (lead 8) and of B (lead 20, the earliest
+    # warning), the one from 18 of B. Neither is false.
+    assert (ep["episodes"], ep["false_episodes"], ep["warned"]) == (2, 0, 2)
+    assert [b["lead_minutes"] for b in ep["breaks"]] == [8.0, 20.0]
+
+
 @pytest.mark.parametrize("error, false_positives", [("last", 3), ("mean", 2)])
-def test_error_definition_chosen_at_threshold_is_used_by_evaluate(run, zero_model, error, false_positives):
-    # at 1, row 7 (2.25 last, 0.75 mean) is a false alarm only with the last-step error
-    assert invoke("threshold", run, "--rule", "value", "--value", "1", "--error", error).exit_code == 0
-    result = invoke("evaluate", run, "--json")
-    report = json.loads(result.stdout)
-    assert report["threshold"]["error"] == error
+def test_error_definition_chosen_at_train_is_used_by_threshold_and_evaluate(tmp_path, error, false_positives):
+    # A zero-weight autoencoder: at 1, test row 7 (2.25 last, 0.75 mean) is a false alarm only
+    # with the last-step error; rows 1 (16 | 5.33) and 11 (12.25 | 4.08) are with both.
+    path = tmp_path / "run"
+    write_prepared(path)
+    write_detector(path, lstm(error))
+    ok("threshold", path, "--rule", "value", "--value", "1")
+    report = json.loads(ok("evaluate", path, "--json").stdout)
+    assert report["detector"] == "lstm"
     assert report["windows"]["confusion"]["fp"] == false_positives
 
 
 def test_with_a_real_numpy_model(tmp_path):
-    run = tmp_path / "run"
-    write_prepared(run)
-    arch = Architecture((4,), (4,), "tanh", 3, 2)
+    path = tmp_path / "run"
+    write_prepared(path)
     rng = np.random.default_rng(0)
+    arch = Architecture((4,), (4,), "tanh", 3, 2)
     weights = [rng.normal(0, 0.5, shape).astype(np.float32)
                for _, arrays in engine.weight_layout(arch) for shape in arrays.values()]
-    write_model(run, lambda path: engine.save_npz(path, arch, weights))
-    result = invoke("threshold", run, "--rule", "max-f", "--error", "mean", "--json")
-    assert result.exit_code == 0, result.output
-    errors, _ = compute_errors(run, load_split(run, "valid"), "mean")
-    assert json.loads(result.stdout)["value"] == choose_threshold("max-f", errors, VALID.y, 2.0)
-    assert invoke("evaluate", run).exit_code == 0
+    write_detector(path, lstm("mean", weights))
+    result = ok("threshold", path, "--rule", "max-f", "--json")
+    scores = Run(path).detector().score(VALID)
+    expected = evaluation.choose_on_validation(evaluation.scored(scores, VALID, 2.0, 30.0, 4.0), "max-f", {"beta": 1.0})
+    assert json.loads(result.stdout)["value"] == expected["value"]
+    ok("evaluate", path)
 
+
+# -- every detector, through the command line --------------------------------------------
+
+@pytest.mark.parametrize("name", ["lstm", "mahalanobis", "restart"])
+def test_threshold_and_evaluate_work_for_every_detector(runs, tmp_path, name):
+    path = copy_run(runs[name], tmp_path)
+    # the fixture's threshold: default horizon, the label shift in minutes
+    info = Run(path).prepare_info()
+    default = json.loads((path / "threshold.json").read_text())
+    assert default["horizon_minutes"] == info.data["options"]["shift"] * info.data["interval_minutes"]
+    assert default["rule"] == "alarms-per-day" and default["merge_minutes"] == 30.0
+
+    saved = json.loads(ok("threshold", path, "--rule", "max-f", "--merge", "10", "--horizon", "60", "--json").stdout)
+    assert saved == json.loads((path / "threshold.json").read_text())
+    assert (saved["detector"], saved["rule"], saved["merge_minutes"], saved["horizon_minutes"]) == (
+        name, "max-f", 10.0, 60.0)
+    report = json.loads(ok("evaluate", path, "--json").stdout)
+    assert report["detector"] == name and report["threshold"]["value"] == saved["value"]
+    assert report["windows"]["n_windows"] == len(Run(path).split("test"))
+    assert (report["episodes"]["merge_minutes"], report["episodes"]["horizon_minutes"]) == (10.0, 60.0)
+    rows = report["alarm_budgets"]["rows"]
+    assert [(r["alarms_per_day"], r["value"]) for r in rows] == [(b["alarms_per_day"], b["value"]) for b in saved["budgets"]]
+    assert [r["alarms_per_day"] for r in rows] == [1.0, 5.0]
+    assert all({"false_episodes_per_day", "warned", "n_breaks", "mean_lead_minutes"} <= set(r) for r in rows)
+
+
+# -- what is refused ---------------------------------------------------------------------
 
 def assert_one_line_error(result, *fragments):
     assert result.exit_code == 2, result.output
@@ -186,56 +285,112 @@ def assert_one_line_error(result, *fragments):
 
 def test_missing_run_directory(tmp_path):
     assert_one_line_error(invoke("threshold", tmp_path / "nope"), "no such run directory")
-    assert_one_line_error(invoke("evaluate", tmp_path / "nope"), "no such run directory")
+    assert_one_line_error(invoke("evaluate", tmp_path / "nope"), "no such run directory",
+                          "re-run `lstm-rare-event prepare")
+    assert not (tmp_path / "nope").exists()  # a mistyped path is not left behind as a run directory
 
 
-def test_missing_model_names_train(tmp_path, zero_model):
+def test_missing_detector_names_train(tmp_path):
     write_prepared(tmp_path / "run")
-    assert_one_line_error(invoke("threshold", tmp_path / "run"), "missing model.npz", "lstm-rare-event train")
-    assert_one_line_error(invoke("threshold", tmp_path / "run", "--engine", "keras"), "missing model.keras")
+    assert_one_line_error(invoke("threshold", tmp_path / "run"), "no train results", "re-run `lstm-rare-event train")
 
 
-def test_missing_validation_split_names_prepare(run, zero_model):
+def test_missing_detector_file_names_train(run):
+    (run / "detector" / "state.npz").unlink()
+    assert_one_line_error(invoke("threshold", run), "state.npz", "missing", "re-run `lstm-rare-event train")
+
+
+def test_keras_engine_without_a_keras_model(tmp_path):
+    path = tmp_path / "run"
+    write_prepared(path)
+    write_detector(path, lstm())  # saved without a Keras model: model.npz only
+    assert_one_line_error(invoke("threshold", path, "--engine", "keras"), "model.keras")
+
+
+def test_missing_validation_split_names_prepare(run):
     (run / "valid.npz").unlink()
-    assert_one_line_error(invoke("threshold", run), "missing valid.npz", "lstm-rare-event prepare")
+    assert_one_line_error(invoke("threshold", run), "valid.npz", "missing", "re-run `lstm-rare-event prepare")
 
 
-def test_evaluate_without_threshold_names_the_threshold_step(run, zero_model):
-    assert_one_line_error(invoke("evaluate", run), "missing threshold.json", "lstm-rare-event threshold")
+def test_evaluate_without_threshold_names_the_threshold_step(run):
+    assert_one_line_error(invoke("evaluate", run), "no threshold results", "re-run `lstm-rare-event threshold")
 
 
-def test_threshold_from_other_data_is_refused(run, zero_model):
-    assert invoke("threshold", run).exit_code == 0
-    write_prepared(run, valid=windows([1, 2, 3], [0, 1, 0]))  # prepare re-run: new validation data
-    write_model(run)
-    assert_one_line_error(invoke("evaluate", run), "threshold.json", "different valid.npz", "re-run 'threshold'")
+def test_threshold_from_other_data_is_refused(run):
+    ok("threshold", run)
+    write_prepared(run, valid=windows([1, 2, 3], [0, 1, 0], breaks=[(6, [1])]))  # prepare re-run: new validation data
+    write_detector(run, mahalanobis())
+    assert_one_line_error(invoke("evaluate", run), "threshold results were made from a different",
+                          "re-run `lstm-rare-event threshold")
     assert not (run / "evaluate.json").exists()
 
 
-def test_foreign_file_is_refused(run, tmp_path, zero_model):
+def test_foreign_file_is_refused(run):
     windows([1, 2, 3], [0, 1, 0]).save(run / "valid.npz")  # copied in from elsewhere
-    assert_one_line_error(invoke("threshold", run), "valid.npz", "sha256 mismatch")
+    assert_one_line_error(invoke("threshold", run), "valid.npz", "sha256 mismatch", "re-run `lstm-rare-event prepare")
 
 
-def test_label_rule_without_validation_positives_names_a_working_rule(tmp_path, zero_model):
-    run = tmp_path / "run"
-    write_prepared(run, valid=windows([1, 2, 3], [0, 0, 0]))
-    write_model(run)
-    assert_one_line_error(invoke("threshold", run, "--rule", "max-f", "--error", "last"), "--rule alarms-per-day or --rule value")
-    assert not (run / "threshold.json").exists()
-    assert invoke("threshold", run, "--rule", "alarms-per-day").exit_code == 0
+def test_edited_threshold_json_is_refused(run):
+    ok("threshold", run)
+    (run / "threshold.json").write_text("{}")
+    assert_one_line_error(invoke("evaluate", run), "threshold.json", "sha256 mismatch",
+                          "re-run `lstm-rare-event threshold")
+
+
+def rewrite_threshold(path, change):
+    """Change threshold.json as a step would have written it: recorded in the manifest, so
+    only its content is wrong."""
+    run = Run(path)
+    data = json.loads((path / "threshold.json").read_text())
+    change(data)
+    step = read_manifest(path)["steps"]["threshold"]
+    with run.locked():
+        with run.writer("threshold", step["options"], inputs=step["inputs"]) as out:
+            out.json("threshold.json", data)
+            out.path("threshold.png").write_bytes((path / "threshold.png").read_bytes())
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.pop("value"),
+    lambda d: d.update(value="high"),
+    lambda d: d.update(value=None),
+    lambda d: d.update(value=True),
+], ids=["missing", "text", "null", "bool"])
+def test_threshold_json_without_a_numeric_value_is_refused(run, change):
+    ok("threshold", run)
+    rewrite_threshold(run, change)
+    assert_one_line_error(invoke("evaluate", run), "threshold.json", "'value'", "re-run `lstm-rare-event threshold")
+    assert not (run / "evaluate.json").exists()
+
+
+def test_label_rule_without_validation_positives_names_a_working_rule(tmp_path):
+    path = tmp_path / "run"
+    write_prepared(path, valid=windows([1, 2, 3], [0, 0, 0]))
+    write_detector(path, mahalanobis())
+    assert_one_line_error(invoke("threshold", path, "--rule", "max-f"), "--rule alarms-per-day or --rule value")
+    assert not (path / "threshold.json").exists()
+    ok("threshold", path, "--rule", "alarms-per-day")
+
+
+def test_the_error_mode_is_no_threshold_option(run):
+    # it belongs to the lstm detector now (train --error), so a threshold cannot disagree with it
+    result = invoke("threshold", run, "--error", "last")
+    assert result.exit_code == 2 and "--error" in result.output
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["--rule", "value", "--beta", "2"], "--beta does not apply to --rule value"),
     (["--rule", "recall", "--target", "1.5"], "expected a recall in (0, 1]"),
+    (["--merge", "-1"], "--merge"),
+    (["--horizon", "0"], "--horizon"),
 ])
-def test_bad_rule_options(run, zero_model, args, fragment):
+def test_bad_rule_options(run, args, fragment):
     assert_one_line_error(invoke("threshold", run, *args), fragment)
 
 
-def test_prepare_json_without_interval(tmp_path, zero_model):
-    run = tmp_path / "run"
-    write_prepared(run, info={"features": ["a", "b"], "lookback": 3})
-    write_model(run)
-    assert_one_line_error(invoke("threshold", run), "prepare.json", "interval_minutes")
+def test_prepare_json_without_interval(tmp_path):
+    path = tmp_path / "run"
+    write_prepared(path, info={k: v for k, v in INFO.items() if k != "interval_minutes"})
+    write_detector(path, mahalanobis())
+    assert_one_line_error(invoke("threshold", path), "prepare.json", "interval_minutes",
+                          "re-run `lstm-rare-event prepare")

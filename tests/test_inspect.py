@@ -1,13 +1,14 @@
-"""`inspect`: the layer table for both presets, JSON, a model file, bad input, no TensorFlow."""
+"""`inspect`: the layer table for both presets, JSON, trained runs of each kind, bad input,
+no TensorFlow."""
 
 import json
 
-import numpy as np
-from click.testing import CliRunner
+import pytest
+from conftest import copy_run, invoke
 
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
-from lstm_rare_event.detectors.lstm_ae.spec import Architecture
-from lstm_rare_event.cli import cli
+from lstm_rare_event.detectors.lstm_ae.spec import count_params
+from lstm_rare_event.run import DETECTOR
 
 
 ARTICLE = """\
@@ -49,7 +50,7 @@ RepeatVector copies it 5 times without adding information.
 
 
 def run(*args):
-    return CliRunner().invoke(cli, ["inspect", *map(str, args)])
+    return invoke("inspect", *args)
 
 
 def test_article_preset():
@@ -83,13 +84,32 @@ def test_json_for_machines():
     assert data["layers"][2]["output_shape"] == [16]
 
 
-def test_trained_model_file(tmp_path):
-    arch = Architecture((5, 16, 1), (5, 16), "tanh", 5, 59)
-    weights = [np.zeros(shape, np.float32) for _, arrays in engine.weight_layout(arch) for shape in arrays.values()]
-    engine.save_npz(tmp_path / engine.MODEL_NPZ, arch, weights)
-    result = run(tmp_path)
+def test_lstm_run_prints_its_layer_table(runs):
+    run_dir = runs["lstm"]
+    arch = engine.read_architecture(run_dir / DETECTOR)
+    assert (arch.encoder, arch.decoder, arch.activation) == ((4, 2), (2, 4), "relu")  # conftest's TINY_LSTM
+    result = run(run_dir)
     assert result.exit_code == 0, result.output
-    assert "5,331" in result.stdout and "activation tanh" in result.stdout
+    assert result.stdout.startswith("layer      kind")
+    assert "encoder_2  LSTM(2)" in result.stdout and "<- latent vector" in result.stdout
+    assert ["total", f"{count_params(arch):,}"] in [line.split() for line in result.stdout.splitlines()]
+    assert "activation relu" in result.stdout
+
+    data = json.loads(run(run_dir, "--json").stdout)
+    assert data["detector"] == "lstm" and data["params"] == count_params(arch)
+    assert data["architecture"]["architecture"] == arch.to_dict()
+    assert data["options"]["encoder"] == [4, 2]
+
+
+def test_mahalanobis_run_says_what_the_detector_is(runs):
+    result = run(runs["mahalanobis"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("mahalanobis detector: squared Mahalanobis distance")
+    assert "layer" not in result.stdout and "LSTM" not in result.stdout and "params" not in result.stdout
+
+    data = json.loads(run(runs["mahalanobis"], "--json").stdout)
+    assert data["detector"] == "mahalanobis" and "Mahalanobis distance" in data["summary"]
+    assert "layers" not in data and "architecture" not in data
 
 
 def assert_one_line_error(result, message):
@@ -98,23 +118,26 @@ def assert_one_line_error(result, message):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_bad_input_is_a_one_line_error(tmp_path):
+def test_bad_input_is_a_one_line_error(tmp_path, runs):
     assert_one_line_error(run("--encoder", "32,x", "--lookback", 5, "--features", 59), "--encoder '32,x'")
     assert_one_line_error(run("--encoder", "32,0", "--lookback", 5, "--features", 59), "must be positive")
     assert_one_line_error(run("--lookback", 0, "--features", 59), "lookback must be a positive integer")
     assert_one_line_error(run("--lookback", 5, "--features", -3), "feature count must be a positive integer")
-    assert_one_line_error(run("--encoder", "4"), "needs RUN_DIR (a trained model) or --lookback and --features")
+    assert_one_line_error(run("--encoder", "4"), "needs RUN_DIR (a trained detector) or --lookback and --features")
     assert_one_line_error(run(tmp_path, "--encoder", "4"), "not both")
-    assert_one_line_error(run(tmp_path), "model.npz: not found")
-    (tmp_path / engine.MODEL_NPZ).write_text("{}")
-    assert_one_line_error(run(tmp_path), "model.npz: not a model.npz written by train")
+    assert_one_line_error(run(tmp_path), "no train results")
+    broken = copy_run(runs["lstm"], tmp_path)
+    (broken / DETECTOR / engine.MODEL_NPZ).write_text("{}")
+    assert_one_line_error(run(broken), "detector/model.npz: differs from the file this run wrote")
 
 
-def test_inspect_never_imports_tensorflow(heavy_imports):
+@pytest.mark.parametrize("args", [["--lookback", "5", "--features", "59"], ["RUN"]])
+def test_inspect_never_imports_tensorflow(heavy_imports, runs, args):
+    args = [str(runs["lstm"]) if a == "RUN" else a for a in args]
     code = (
         "from lstm_rare_event.cli import cli\n"
         "try:\n"
-        "    cli(['inspect', '--lookback', '5', '--features', '59'])\n"
+        f"    cli(['inspect', *{args!r}])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
     )

@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY_LSTM, copy_run, fails, invoke, ok
 
 from lstm_rare_event.preprocess.windows import segments, window_ends
-from lstm_rare_event.run import Run
+from lstm_rare_event.run import Run, rerun
 from lstm_rare_event.steps.score import output_columns, top_sensors
 from lstm_rare_event.synthetic import make_sheet_breaks
 
@@ -31,6 +31,15 @@ def gaps_run(tmp_path_factory, demo_csv):
     run_dir = tmp_path_factory.mktemp("score") / "gaps"
     ok("prepare", demo_csv, "--out", run_dir, "--detrend", DETREND, "--allow-gaps", "--clip", "0", "-q")
     ok("train", run_dir, "-q", *TINY_LSTM)
+    ok("threshold", run_dir, "-q")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def gaps_mahalanobis(gaps_run, tmp_path_factory):
+    """The Mahalanobis detector on gaps_run's (unclipped) windows."""
+    run_dir = tmp_path_factory.mktemp("score") / "gaps-mahalanobis"
+    ok("train", gaps_run, "--detector", "mahalanobis", "--out", run_dir, "-q")
     ok("threshold", run_dir, "-q")
     return run_dir
 
@@ -148,7 +157,7 @@ def test_break_rows_are_dropped_when_the_input_has_labels(runs, new, new_csv, un
     assert set(breaks) <= set(read_scores(unlabelled).time)
 
 
-@pytest.mark.parametrize("which", ["lstm", "restart", "gaps"])
+@pytest.mark.parametrize("which", ["lstm", "mahalanobis", "restart", "gaps"])
 def test_chunked_scoring_equals_unchunked_exactly(runs, gaps_run, new_csv, tmp_path, which):
     run_dir = pick(runs, gaps_run, which)
     whole = tmp_path / "whole.csv"
@@ -228,20 +237,25 @@ BAD = {
                                      "row 201, column 'time'"),
     "bad_time": (lambda df: df.assign(time=df.time.where(df.index != 2, "yesterday")), [], "row 3, column 'time'"),
     "bad_label": (lambda df: df.assign(y=df.y.where(df.index != 9, 7)), [], "row 10, column 'y'"),
-    "overflow": (lambda df: df.assign(x5=df.x5.where(df.index != 99, 1e300)), [], "is not finite"),
+    "too_large": (lambda df: df.assign(x5=df.x5.where(df.index != 99, 1e300)), [], "row 100, column 'x5'"),
+    # accepted by the reader, but infinite once scaled to float32 when the run does not clip
+    "overflow": (lambda df: df.assign(x5=df.x5.where(df.index != 99, 1e100)), [], "is not finite"),
+    "overflow_mahalanobis": (lambda df: df.assign(x5=df.x5.where(df.index != 99, 1e100)), [], "is not finite"),
     "no_gapless_window": (lambda df: df.head(20).assign(
         time=[f"5/1/99 {h}:00" for h in range(20)]), [], "no window to score"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(gaps_run, new, tmp_path, case):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(runs, gaps_run, gaps_mahalanobis, new, tmp_path, case):
     change, args, expected = BAD[case]
+    # gaps_run is unclipped
+    run_dir = {"overflow": gaps_run, "overflow_mahalanobis": gaps_mahalanobis}.get(case, runs["lstm"])
     csv = tmp_path / "in" / "bad.csv"
     csv.parent.mkdir()
     change(new).to_csv(csv, index=False)
     out = tmp_path / "out" / "scores.csv"
-    result = score(gaps_run, csv, out, *args)
+    result = score(run_dir, csv, out, *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and str(csv) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
@@ -264,7 +278,7 @@ def test_run_dir_without_a_step_names_it(runs, new_csv, tmp_path, name, expected
     run_dir = copy_run(runs["lstm"], tmp_path)
     (run_dir / name).unlink()
     fails(2, "score", run_dir, new_csv, "--out", tmp_path / "scores.csv",
-          fragment=f"{run_dir / name}: missing; re-run `lstm-rare-event {expected} {run_dir}`")
+          fragment=f"{run_dir / name}: missing; {rerun(expected, run_dir)}")
     assert not (tmp_path / "scores.csv").exists()
 
 

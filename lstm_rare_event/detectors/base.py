@@ -59,6 +59,10 @@ class Detector(ABC):
         anything (a network's weights); a closed-form fit ignores it."""
         return self
 
+    def is_chief(self) -> bool:
+        """Whether this process writes the results: only one worker of a training cluster does."""
+        return True
+
     def describe(self) -> dict:
         """What the fitted detector is, as JSON-ready data (train.json, inspect)."""
         return {"detector": self.name, "summary": self.summary, "options": asdict(self.options)}

@@ -282,6 +282,16 @@ class Table:
     def __len__(self) -> int:
         return len(self.time)
 
+    @classmethod
+    def concat(cls, first: "Table", second: "Table") -> "Table":
+        join = lambda a, b: None if a is None or b is None else np.concatenate([a, b])  # noqa: E731
+        return cls(np.concatenate([first.time, second.time]), np.concatenate([first.values, second.values]),
+                   first.features, join(first.y, second.y), join(first.utc_offset, second.utc_offset))
+
+    def subset(self, index) -> "Table":
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Table(self.time[index], self.values[index], self.features, pick(self.y), pick(self.utc_offset))
+
 
 def check_table(raw: pd.DataFrame, source, features, labels: str = "required", first_row: int = 1,
                 previous_time=None, earlier_offsets: bool | None = None) -> Table:

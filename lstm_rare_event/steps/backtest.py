@@ -218,7 +218,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
     n_folds = len(plan.test)
 
     out = Run(out_dir)
-    with out.locked(wait):
+    with out.locked(wait, create=True):
         _claim(out.path, _config(input_path, options, preprocess, params, threshold))
         store = FoldStore(out.path)
         started, done, total = time.perf_counter(), 0, n_folds * len(options.detectors)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from lstm_rare_event import __version__, log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import sha256_file
-from lstm_rare_event.preprocess.csv import read_table
+from lstm_rare_event.preprocess.csv import Table, read_table
+from lstm_rare_event.preprocess.spans import parse_span
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
 from lstm_rare_event.preprocess.windows import SPLITS, Windows
 from lstm_rare_event.run import DEFAULT_WAIT, PREPARE_JSON, PREPROCESSOR, SPLIT_FILES, Run
@@ -25,6 +26,8 @@ class PrepareOptions(PreprocessOptions):
     split: str = "time"
     fractions: tuple[float, float, float] | None = None
     seed: int = 123
+    # Only the most recent rows: a duration (3d) or a row count; None keeps all.
+    last: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -35,9 +38,14 @@ class PrepareOptions(PreprocessOptions):
         if self.split not in SPLIT_KINDS:
             raise UserError(f"--split must be 'time' or 'random', got {self.split!r}")
         f = tuple(self.fractions)
-        if (len(f) != 3 or not all(math.isfinite(v) and v > 0 for v in f) or abs(sum(f) - 1) > 1e-6):
+        # A test share of 0 is a deployment's retrain: train on the latest data, validate on the latest day.
+        if (len(f) != 3 or not all(math.isfinite(v) and v >= 0 for v in f) or min(f[:2]) <= 0
+                or abs(sum(f) - 1) > 1e-6):
             shown = ",".join(f"{v:g}" for v in f)
-            raise UserError(f"--fractions must be three positive numbers adding up to 1, got {shown}")
+            raise UserError(f"--fractions must be three numbers adding up to 1, train and valid above 0 "
+                            f"(test may be 0), got {shown}")
+        if self.last is not None:
+            parse_span(self.last, "--last")
         if not 0 <= self.seed < 2**32:
             raise UserError(f"--seed must be between 0 and 4294967295, got {self.seed}")
 
@@ -55,8 +63,14 @@ class Prepared:
 
 def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[str, np.ndarray]:
     """Window end rows per split."""
+    if options.fractions[2] == 0:
+        options = replace(options, fractions=(*options.fractions[:2], 0.0))
     if options.split == "random":
         from sklearn.model_selection import train_test_split
+
+        if options.fractions[2] == 0:
+            train, valid = train_test_split(ends, test_size=options.fractions[1], random_state=options.seed)
+            return {"train": np.sort(train), "valid": np.sort(valid)}
 
         # The recipe splits twice with one seed: (train+valid) vs test, then train vs valid.
         train_valid, test = train_test_split(ends, test_size=options.fractions[2], random_state=options.seed)
@@ -68,7 +82,8 @@ def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[s
     # so no row is seen by two splits.
     first = ends - options.lookback + 1
     bounds = [0, *cuts, n_rows]
-    return {name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(SPLITS)}
+    names = SPLITS if options.fractions[2] > 0 else SPLITS[:2]
+    return {name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(names)}
 
 
 def time_cuts(n_rows: int, fractions) -> list[int]:
@@ -78,6 +93,8 @@ def time_cuts(n_rows: int, fractions) -> list[int]:
 def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
     """Read ``path`` and build scaled windows for train, valid and test (nothing is written)."""
     table = read_table(path, options.features, options.drop, labels="required")
+    if options.last is not None:
+        table = most_recent(table, parse_span(options.last, "--last"))
     if len(table) < options.lookback:
         raise UserError(f"{path}: {len(table)} data rows, fewer than one window of --lookback {options.lookback}")
     try:
@@ -120,6 +137,15 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
     return Prepared(splits, pre, info)
 
 
+def most_recent(table: Table, span) -> Table:
+    """The last ``span`` of ``table``: a row count, or the rows within a duration of its last row."""
+    if isinstance(span, int):
+        keep = slice(max(len(table) - span, 0), None)
+    else:
+        keep = slice(int(np.searchsorted(table.time, table.time[-1] - span, side="right")), None)
+    return table.subset(keep)
+
+
 def split_summary(windows: Windows) -> dict:
     return {
         "windows": len(windows),
@@ -134,7 +160,7 @@ def save(prepared: Prepared, out_dir, wait: float = DEFAULT_WAIT) -> None:
     """Write every split, the preprocessor and prepare.json; all or nothing. Results of later
     steps stay, but the manifest marks them as made from other data, so they are refused."""
     run = Run(out_dir)
-    with run.locked(wait), run.writer("prepare", prepared.info["options"], inputs={}) as out:
+    with run.locked(wait, create=True), run.writer("prepare", prepared.info["options"], inputs={}) as out:
         for name, windows in prepared.splits.items():
             windows.save(out.path(SPLIT_FILES[name]))
         prepared.preprocessor.save(out.path(PREPROCESSOR))

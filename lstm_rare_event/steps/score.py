@@ -25,6 +25,7 @@ from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import Table, check_table, read_csv, read_error
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
+from lstm_rare_event.preprocess.windows import Windows
 from lstm_rare_event.run import DETECTOR, MANIFEST, PREPROCESSOR, THRESHOLD_JSON, Run
 
 CHUNK_ROWS = 50_000
@@ -69,9 +70,18 @@ def output_columns(n_features: int, has_contributions: bool = True) -> list[str]
     return ["time", "score", "flag", *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
 
 
-def score_windows(scorer: Scorer, windows) -> dict:
-    """The output columns for ``windows``."""
-    scores, contributions = scorer.detector.explain(windows)
+def score_windows(scorer: Scorer, windows, source=None) -> dict:
+    """The output columns for ``windows`` (read from ``source``, named in errors)."""
+    try:
+        scores, contributions = scorer.detector.explain(windows)
+    except UserError as exc:
+        if source is None:
+            raise
+        raise UserError(f"{source}: {exc}") from None
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
+        raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
+                        f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
     columns = {"time": np.datetime_as_string(windows.end_time, unit="s"), "score": scores,
                "flag": flag(scores, scorer.threshold).astype(np.int8)}
     if contributions is not None:
@@ -101,9 +111,25 @@ def score_stream(scorer: Scorer, path, chunk_rows: int):
 
     Each chunk is scored after a tail of the previous rows (raw values, before detrending), so
     its windows see the same rows and baselines as in one pass; only windows ending in the new
-    rows are emitted, so each window comes out exactly once.
+    rows are emitted, so each window comes out exactly once. Windows are scored in batches of
+    ``BATCH`` counted from the file's first window, whatever the chunks: a matrix product's
+    rounding can depend on how many rows it multiplies at once.
     """
     pre = scorer.preprocessor
+    pending = None  # windows of earlier chunks not scored yet, fewer than BATCH
+
+    def batches(staged, ends):
+        nonlocal pending
+        start = 0
+        while start < len(ends):
+            need = BATCH - (0 if pending is None else len(pending))
+            part = pre.windows(staged, ends[start:start + need])
+            start += need
+            pending = part if pending is None else Windows.concat([pending, part])
+            if len(pending) == BATCH:
+                full, pending = pending, None
+                yield score_windows(scorer, full, path)
+
     tail: Table | None = None
     tail_start = None  # the restart time of the tail's first segment, which began before it
     last_time, rows, features = None, 0, None
@@ -112,25 +138,25 @@ def score_stream(scorer: Scorer, path, chunk_rows: int):
             features = pre.select(raw.columns, path)
         if raw.empty:
             continue
-        table = check_table(raw, path, features, labels="optional", first_row=rows + 1, previous_time=last_time)
-        if tail is not None and (tail.y is None) != (table.y is None):
-            raise UserError(f"{path}: some chunks have a 'y' column and some do not")
+        table = check_table(raw, path, features, labels="optional", first_row=rows + 1, previous_time=last_time,
+                            earlier_offsets=None if tail is None else tail.utc_offset is not None)
         first_new = 0 if tail is None else len(tail)
         if tail is not None:
-            table = Table(np.concatenate([tail.time, table.time]), np.concatenate([tail.values, table.values]),
-                          features, None if table.y is None else np.concatenate([tail.y, table.y]))
+            table = Table.concat(tail, table)
         rows += len(table) - first_new
         staged = pre.rows(table, first_segment_start=tail_start)
         ends = pre.window_ends(staged)
         ends = ends[staged.source_row[ends] >= first_new]
-        yield rows, (score_windows(scorer, pre.windows(staged, ends[i:i + BATCH])) for i in range(0, len(ends), BATCH))
-        keep = max(len(table) - pre.context_rows, 0)
+        yield rows, batches(staged, ends)
+        keep = pre.context_start(staged)
         tail_start = staged.table_segment_start[keep] if keep < len(table) else None
-        tail = Table(table.time[keep:], table.values[keep:], features, None if table.y is None else table.y[keep:])
+        tail = table.subset(slice(keep, None))
         last_time = table.time[-1]
     if rows < pre.lookback:
         raise UserError(f"{path}: {rows} data rows, fewer than one window of {pre.lookback} rows "
                         "(the run's lookback)")
+    if pending is not None:
+        yield rows, iter([score_windows(scorer, pending, path)])
 
 
 def check_output(out_path: Path, input_path, run_dir) -> None:

@@ -40,6 +40,32 @@ def branch(source: Run, target: Run) -> None:
             shutil.copy2(source.path / name, staged.path(name))
 
 
+def _fit(model, detector: str, run: Run, train_w, valid_w) -> dict:
+    log.info(f"fitting the {detector} detector on {int((train_w.y == 0).sum()):,} normal training windows")
+    start = time.perf_counter()
+    try:
+        model.fit(train_w, valid_w)
+    except UserError as exc:
+        raise UserError(f"{run.path}: {exc}") from None
+    return {
+        "package_version": __version__,
+        "detector": model.describe(),
+        "fit_seconds": round(time.perf_counter() - start, 2),
+        "windows": {"train": len(train_w), "valid": len(valid_w)},
+    }
+
+
+def _same_features(earlier: Run, target: Run) -> None:
+    """--init-from needs the same sensors in the same order, not just as many."""
+    with earlier.reading():
+        theirs = earlier.preprocessor().features_
+    mine = target.preprocessor().features_
+    if theirs != mine:
+        differ = sorted(set(theirs) ^ set(mine)) or ["the order"]
+        raise UserError(f"--init-from {earlier.path}: its features differ from {target.path}'s "
+                        f"({', '.join(differ[:5])}); prepare both from files with the same sensors")
+
+
 def _trained(run_dir, wait: float):
     """The detector of an earlier run, for a warm start."""
     earlier = Run(run_dir)
@@ -57,21 +83,21 @@ def train(run_dir, detector: str = detectors.DEFAULT, params: dict | None = None
         model.warm_start(_trained(init_from, wait))
     source = Run(run_dir)
     target = Run(out) if out is not None and Path(out).resolve() != source.path.resolve() else source
-    with target.locked(wait):
+    if not model.is_chief():
+        # A worker of a training cluster: it trains alongside the chief and writes nothing.
+        with source.reading(wait):
+            source.check("prepare", ["train.npz", "valid.npz"])
+            train_w, valid_w = source.split("train"), source.split("valid")
+        return _fit(model, detector, source, train_w, valid_w)
+    with target.locked(wait, create=target is not source):
         if target is not source:
             with source.reading(wait):
                 branch(source, target)
         names = target.check("prepare", ["train.npz", "valid.npz", PREPROCESSOR])
+        if init_from is not None:
+            _same_features(Run(init_from), target)
         train_w, valid_w = target.split("train"), target.split("valid")
-        log.info(f"fitting the {detector} detector on {int((train_w.y == 0).sum()):,} normal training windows")
-        start = time.perf_counter()
-        model.fit(train_w, valid_w)
-        summary = {
-            "package_version": __version__,
-            "detector": model.describe(),
-            "fit_seconds": round(time.perf_counter() - start, 2),
-            "windows": {"train": len(train_w), "valid": len(valid_w)},
-        }
+        summary = _fit(model, detector, target, train_w, valid_w)
         if target is not source:
             summary["prepared_in"] = str(source.path)
         inputs = {name: target.inputs[name] for name in names}

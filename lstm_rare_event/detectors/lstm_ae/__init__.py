@@ -1,3 +1,3 @@
-from lstm_rare_event.detectors.lstm_ae.detector import ERROR_MODES, LstmDetector, LstmOptions
+from lstm_rare_event.detectors.lstm_ae.detector import DISTRIBUTE, ERROR_MODES, LstmDetector, LstmOptions
 
-__all__ = ["ERROR_MODES", "LstmDetector", "LstmOptions"]
+__all__ = ["DISTRIBUTE", "ERROR_MODES", "LstmDetector", "LstmOptions"]

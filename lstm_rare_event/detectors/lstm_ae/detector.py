@@ -22,6 +22,7 @@ from lstm_rare_event.preprocess.windows import Windows
 
 # "last" is the recipe: only the last step, the row the label belongs to; "mean" uses all steps.
 ERROR_MODES = ("mean", "last")
+DISTRIBUTE = ("none", "mirrored", "multi-worker")  # distributed.STRATEGIES, without importing TensorFlow
 _DEFAULT = spec.PRESETS[spec.DEFAULT_PRESET]
 
 
@@ -46,6 +47,8 @@ class LstmOptions:
     learning_rate: float = 3e-3
     patience: int = 10
     seed: int = 123
+    # tf.distribute: "mirrored" over local devices, "multi-worker" over the cluster in TF_CONFIG
+    distribute: str = "none"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -57,6 +60,8 @@ class LstmOptions:
             raise UserError(f"--patience must be 0 (no early stopping) or more, got {self.patience}")
         if not 0 <= self.seed < 2**32:
             raise UserError(f"--seed must be between 0 and 4294967295, got {self.seed}")
+        if self.distribute not in DISTRIBUTE:
+            raise UserError(f"--distribute {self.distribute!r}: choose one of {', '.join(DISTRIBUTE)}")
         if self.error not in ERROR_MODES:
             raise UserError(f"--error {self.error!r}: choose one of {', '.join(ERROR_MODES)}")
 
@@ -124,15 +129,21 @@ class LstmDetector(Detector):
 
         o = self.options
         start = time.perf_counter()
-        keras_model.set_seed(o.seed)
-        net = keras_model.build(arch)
-        if self._init_weights is not None:
-            if (self._init_arch.lookback, self._init_arch.n_features) != (arch.lookback, arch.n_features):
-                raise UserError(f"--init-from: that run's windows are {self._init_arch.lookback} x "
-                                f"{self._init_arch.n_features}, these {arch.lookback} x {arch.n_features}")
-            net.set_weights(self._init_weights)
-        history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
-                                  learning_rate=o.learning_rate, patience=o.patience)
+        if o.distribute == "none":
+            keras_model.set_seed(o.seed)
+            net = keras_model.build(arch)
+            self._apply_init(net, arch)
+            history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
+                                      learning_rate=o.learning_rate, patience=o.patience)
+        else:
+            if self._init_weights is not None:
+                raise UserError("--init-from and --distribute cannot be combined yet; train the warm start on "
+                                "one machine")
+            from lstm_rare_event.detectors.lstm_ae import distributed
+
+            net, history = distributed.fit_distributed(
+                distributed.make_strategy(o.distribute), arch, X_train, X_valid, epochs=o.epochs,
+                batch_size=o.batch_size, learning_rate=o.learning_rate, patience=o.patience, seed=o.seed)
         weights = net.get_weights()
         if not np.isfinite(history["val_loss"]).any() or not all(np.isfinite(w).all() for w in weights):
             raise UserError("training diverged (the loss became NaN or infinite); "
@@ -142,6 +153,21 @@ class LstmDetector(Detector):
         self.train_info_ = _training_summary(o, arch, history, len(X_train), len(X_valid),
                                              time.perf_counter() - start, keras_model.versions())
         return self
+
+    def _apply_init(self, net, arch: Architecture) -> None:
+        if self._init_weights is None:
+            return
+        if (self._init_arch.lookback, self._init_arch.n_features) != (arch.lookback, arch.n_features):
+            raise UserError(f"--init-from: that run's windows are {self._init_arch.lookback} x "
+                            f"{self._init_arch.n_features}, these {arch.lookback} x {arch.n_features}")
+        net.set_weights(self._init_weights)
+
+    def is_chief(self) -> bool:
+        if self.options.distribute != "multi-worker":
+            return True
+        from lstm_rare_event.detectors.lstm_ae import distributed
+
+        return distributed.is_chief()
 
     def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         self._check_windows(windows)

@@ -42,7 +42,10 @@ with _native_stderr_silenced():
 
     # The device probe and the first kernel print the rest of the notices; get them over with here.
     tf.config.list_physical_devices()
-    tf.constant([1]) + 1
+    if "TF_CONFIG" not in os.environ:
+        # Not in a cluster's worker: MultiWorkerMirroredStrategy must configure collective ops
+        # before the first op starts TensorFlow's runtime (see distributed.make_strategy).
+        tf.constant([1]) + 1
 
 
 def set_seed(seed: int) -> None:

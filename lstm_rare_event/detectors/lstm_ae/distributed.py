@@ -1,0 +1,240 @@
+"""Training the autoencoder under a tf.distribute strategy: one machine's devices or several workers.
+
+Keras 3's ``model.fit`` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585: "a
+PerReplica value cannot be converted to a tensor"), so this module trains with a short custom
+loop instead: ``strategy.run`` of a GradientTape step on a distributed dataset. It reports the
+same per-epoch progress lines and returns the same history as ``keras_model.fit``, including
+early stopping that restores the best epoch's weights.
+
+``batch_size`` is the GLOBAL batch: each step consumes ``batch_size`` windows split over all
+replicas of all workers, so the same options give the same schedule (steps per epoch, learning
+rate per example) on one worker or several.
+
+Run one worker of a cluster with ``python -m lstm_rare_event.detectors.lstm_ae.distributed``
+(see ``_worker_main``); TF_CONFIG describes the cluster and this worker's place in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event import log
+from lstm_rare_event.detectors.lstm_ae import keras_model
+from lstm_rare_event.detectors.lstm_ae.keras_model import keras, tf  # TensorFlow, start-up notices silenced
+from lstm_rare_event.detectors.lstm_ae.spec import Architecture
+from lstm_rare_event.errors import UserError
+
+STRATEGIES = ("none", "mirrored", "multi-worker")
+
+TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+)
+
+
+def _tf_config(required: bool) -> dict | None:
+    """TF_CONFIG parsed and checked; None when it is absent and not ``required``."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        if required:
+            raise UserError(f"the multi-worker strategy needs the TF_CONFIG environment variable, "
+                            f"which is not set; expected JSON such as {TF_CONFIG_EXAMPLE}")
+        return None
+
+    def bad(why: str) -> UserError:
+        return UserError(f"TF_CONFIG: {why}; expected JSON such as {TF_CONFIG_EXAMPLE}")
+
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(config, dict):
+        raise bad("not a JSON object")
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise bad("no 'cluster' object mapping task types to lists of host:port addresses")
+    for kind, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(
+            isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+        ):
+            raise bad(f"cluster {kind!r} is not a non-empty list of host:port addresses")
+    if "worker" not in cluster and "chief" not in cluster:
+        raise bad("the cluster has neither 'worker' nor 'chief' tasks")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise bad("no 'task' object with 'type' and 'index'")
+    kind, index = task["type"], task["index"]
+    if kind not in cluster:
+        raise bad(f"task type {kind!r} is not in the cluster ({', '.join(cluster)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+        raise bad(f"task index {index!r} is not between 0 and {len(cluster[kind]) - 1} for {kind!r}")
+    return config
+
+
+def is_chief() -> bool:
+    """Whether this process is the chief: task type chief, or worker 0 when the cluster has no
+    chief; a process without TF_CONFIG is on its own and so the chief."""
+    config = _tf_config(required=False)
+    if config is None:
+        return True
+    kind, index = config["task"]["type"], config["task"]["index"]
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in config["cluster"])
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``none``: TensorFlow's default (no distribution); ``mirrored``: all local GPUs, else the
+    CPU; ``multi-worker``: synchronous training over the cluster that TF_CONFIG describes."""
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        with keras_model._native_stderr_silenced():
+            return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        _tf_config(required=True)
+        with keras_model._native_stderr_silenced():  # gRPC server start-up notices
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def _distributed(strategy, X: np.ndarray, batch_size: int, shuffle_seed: int | None):
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(X, dtype=np.float32))
+    if shuffle_seed is not None:
+        # Same seed on every worker: the same order each epoch, which DATA sharding relies on.
+        dataset = dataset.shuffle(len(X), seed=shuffle_seed, reshuffle_each_iteration=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    # The windows are an in-memory array, not files, so the default AUTO policy would try FILE
+    # sharding, fail and fall back to DATA with a warning. DATA is what we want: every worker
+    # builds the same (same-seed) pipeline and keeps only its share of each global batch, so
+    # no window is seen twice per epoch. OFF would make every worker process every window.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.batch(batch_size).with_options(options)
+    return strategy.experimental_distribute_dataset(dataset)
+
+
+def fit_distributed(strategy, arch: Architecture, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int,
+                    batch_size: int, learning_rate: float, patience: int, seed: int):
+    """Build the autoencoder under ``strategy`` and train it to reconstruct its inputs with Adam
+    and MSE; returns ``(model, history)`` with history as in ``keras_model.fit``.
+
+    ``batch_size`` is global (split over all replicas). ``patience`` > 0 stops after that many
+    epochs without a better validation loss and restores the best epoch's weights; 0 trains all
+    ``epochs`` and keeps the last weights. Every worker of a cluster must call this with the
+    same data and options.
+    """
+    keras_model.set_seed(seed)
+    with strategy.scope():
+        model = keras_model.build(arch)
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        optimizer.build(model.trainable_variables)  # its slots are created here, not in a traced step
+    train_data = _distributed(strategy, X_train, batch_size, shuffle_seed=seed)
+    valid_data = _distributed(strategy, X_valid, batch_size, shuffle_seed=None)
+
+    def per_example_mse(x, training):
+        return tf.reduce_mean(tf.square(x - model(x, training=training)), axis=[1, 2])
+
+    def train_replica(x):
+        with tf.GradientTape() as tape:
+            per_example = per_example_mse(x, training=True)
+            # Divided by the global batch: the optimizer sums the replicas' gradients.
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.stack([tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float32)])
+
+    def valid_replica(x):
+        per_example = per_example_mse(x, training=False)
+        return tf.stack([tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float32)])
+
+    # The spec leaves the batch size open, so the last, partial batch does not trigger a
+    # second trace (which costs seconds per function).
+    @tf.function(input_signature=[train_data.element_spec])
+    def train_step(x):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(train_replica, args=(x,)), axis=None)
+
+    @tf.function(input_signature=[valid_data.element_spec])
+    def valid_step(x):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(valid_replica, args=(x,)), axis=None)
+
+    def mean_loss(step, data) -> float:
+        total = np.zeros(2)
+        for x in data:
+            total += step(x).numpy()
+        return float(total[0] / total[1]) if total[1] else float("nan")
+
+    history: dict[str, list[float]] = {"loss": [], "val_loss": [], "seconds": []}
+    best, best_weights, wait = math.inf, None, 0  # as keras.callbacks.EarlyStopping
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        loss = mean_loss(train_step, train_data)
+        val_loss = mean_loss(valid_step, valid_data)
+        history["loss"].append(loss)
+        history["val_loss"].append(val_loss)
+        history["seconds"].append(time.perf_counter() - start)
+        log.info("epoch %d/%d  loss %.5f  val_loss %.5f  %.1f s", epoch + 1, epochs, loss, val_loss,
+                 history["seconds"][-1])
+        if not math.isfinite(loss):  # as keras.callbacks.TerminateOnNaN: a diverged run cannot recover
+            break
+        if patience > 0:
+            if best_weights is None:
+                best_weights = model.get_weights()
+            wait += 1
+            if val_loss < best:
+                best, best_weights, wait = val_loss, model.get_weights(), 0
+            elif wait >= patience and epoch > 0:
+                break
+    if best_weights is not None:
+        # The validation loss is all-reduced, so every worker restores the same epoch.
+        model.set_weights(best_weights)
+    return model, history
+
+
+def _worker_main(argv=None) -> int:
+    """One worker of a multi-worker run: train on ``--data`` (an .npz with X_train and X_valid)
+    and write this worker's weights to ``OUT/weights-<type>-<index>.npz``; the chief also writes
+    ``OUT/model.npz`` (the NumPy engine's format) and ``OUT/history.json``."""
+    from lstm_rare_event.detectors.lstm_ae import numpy_engine
+
+    parser = argparse.ArgumentParser(prog="python -m lstm_rare_event.detectors.lstm_ae.distributed")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--arch", required=True, help="Architecture as JSON (Architecture.to_dict)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="multi-worker")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    log.configure()
+    try:
+        strategy = make_strategy(args.strategy)
+        arch = Architecture.from_dict(json.loads(args.arch))
+        with np.load(args.data) as data:
+            X_train, X_valid = data["X_train"], data["X_valid"]
+        model, history = fit_distributed(
+            strategy, arch, X_train, X_valid, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+        )
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    config = _tf_config(required=False)
+    task = config["task"] if config else {"type": "local", "index": 0}
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = model.get_weights()
+    numpy_engine.save_npz(args.out / f"weights-{task['type']}-{task['index']}.npz", arch, weights)
+    if is_chief():
+        numpy_engine.save_npz(args.out / numpy_engine.MODEL_NPZ, arch, weights)
+        (args.out / "history.json").write_text(json.dumps(history))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -1,0 +1,161 @@
+"""The package's import graph is layered and acyclic, and the command line holds no logic.
+
+Every module is parsed with ``ast`` (nothing is imported); every ``import``/``from`` of a
+``lstm_rare_event`` module counts, at the top level or inside a function. A module may import
+its own layer or lower ones, never a higher one:
+
+    0  errors, log, tables, files, __init__, __main__
+    1  preprocess.*
+    2  synthetic, detectors.*
+    3  alarms.*
+    4  run
+    5  steps.*
+    6  cli
+
+``__main__`` is the ``python -m`` entry point: it imports ``cli`` and nothing imports it, so it
+stands outside the layers (it sits in layer 0 by the package's own list, yet its one job is to
+call the top layer).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "lstm_rare_event"
+ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+
+LAYERS = [
+    ("errors", "log", "tables", "files", "__init__", "__main__"),
+    ("preprocess",),
+    ("synthetic", "detectors"),
+    ("alarms",),
+    ("run",),
+    ("steps",),
+    ("cli",),
+]
+ENTRY_POINTS = {"__main__"}  # may import any layer; nothing may import them
+
+
+def module_names() -> dict[str, Path]:
+    """'preprocess.csv' -> its file; a package is named by its folder ('detectors')."""
+    names = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+MODULES = module_names()
+
+
+def layer(module: str) -> int | None:
+    head = module.split(".")[0]
+    for number, members in enumerate(LAYERS):
+        if module in members or head in members:
+            return number
+    return None
+
+
+def resolve(name: str) -> str | None:
+    """A dotted name below the package as the module it is in (``run.DETECTOR`` -> ``run``)."""
+    parts = name.split(".")
+    while parts:
+        if ".".join(parts) in MODULES:
+            return ".".join(parts)
+        parts.pop()
+    return "__init__" if name == "" else None
+
+
+def package_of(module: str) -> list[str]:
+    path = MODULES[module]
+    parts = module.split(".") if module != "__init__" else []
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def imports(module: str) -> list[tuple[str, int, bool]]:
+    """(imported module, line, at the top level) for every import of a package module."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"), filename=str(MODULES[module]))
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the module's package
+                base = package_of(module)[: len(package_of(module)) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+                names = [f"{PACKAGE}.{prefix}".rstrip(".")]
+            else:
+                names = [node.module or ""]
+            # `from lstm_rare_event.steps import score` imports the submodule steps.score
+            names = [f"{names[0]}.{a.name}" if resolve(f"{names[0]}.{a.name}".removeprefix(PACKAGE + ".")) and
+                     f"{names[0]}.{a.name}".removeprefix(PACKAGE + ".") in MODULES else names[0]
+                     for a in node.names]
+        for name in names:
+            if name == PACKAGE or name.startswith(PACKAGE + "."):
+                target = resolve(name.removeprefix(PACKAGE).removeprefix("."))
+                if target is not None and target != module:
+                    found.append((target, node.lineno, id(node) in top_level))
+    return found
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in MODULES if layer(m) is None)
+    assert not missing, f"modules in no layer (assign them or remove them): {missing}"
+
+
+def test_no_module_imports_a_higher_layer():
+    violations = []
+    for module in MODULES:
+        if module in ENTRY_POINTS or layer(module) is None:
+            continue
+        for target, line, _ in imports(module):
+            if target in ENTRY_POINTS:
+                violations.append(f"{MODULES[module].relative_to(ROOT.parent)}:{line} imports the entry point {target}")
+            elif layer(target) is not None and layer(target) > layer(module):
+                violations.append(f"{MODULES[module].relative_to(ROOT.parent)}:{line}: {module} (layer "
+                                  f"{layer(module)}) imports {target} (layer {layer(target)})")
+    assert not violations, "\n".join(violations)
+
+
+def test_top_level_imports_have_no_cycle():
+    graph = {m: sorted({t for t, _, top in imports(m) if top}) for m in MODULES}
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_checker_sees_imports_inside_functions_and_submodule_imports():
+    found = {(t, top) for t, _, top in imports("cli")}
+    assert ("steps.score", False) in found  # `from lstm_rare_event.steps import score` in a function
+    assert ("run", True) in found
+    assert ("preprocess.windows", False) in {(t, top) for t, _, top in imports("run")}
+
+
+@pytest.mark.parametrize("heavy", ["numpy", "pandas"])
+def test_cli_imports_no_numpy_or_pandas_at_module_level(heavy):
+    tree = ast.parse(MODULES["cli"].read_text(encoding="utf-8"))
+    top = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            top.append(node.module or "")
+    assert not [name for name in top if name == heavy or name.startswith(heavy + ".")]
