@@ -96,7 +96,7 @@ def cli():
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV file to write (its folder is created if missing).")
 @click.option("--rows", default=6000, show_default=True, type=int, help="Number of rows (2 minutes apart).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+@click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of the noise, grades and breaks; the same seed gives the same file.")
 def demo_data_command(out_path, rows, seed):
     """Write a synthetic data set with the sheet-break schema (`time, y, x1..x61`).

@@ -74,7 +74,7 @@ def lstm(error="last", weights=None):
 
 def write_prepared(path, valid=VALID, test=TEST, info=INFO):
     run = Run(path)
-    with run.locked(), run.writer("prepare", {}, inputs={}) as out:
+    with run.locked(create=True), run.writer("prepare", {}, inputs={}) as out:
         valid.save(out.path("valid.npz"))
         test.save(out.path("test.npz"))
         out.json("prepare.json", info)

@@ -48,7 +48,7 @@ def all_files(run_dir):
 def prepared_copy(source_dir, target_dir, **splits):
     """A prepared run with ``source_dir``'s prepare files, the windows of ``splits`` replaced."""
     source, target = Run(source_dir), Run(target_dir)
-    with target.locked(), source.reading():
+    with target.locked(create=True), source.reading():
         options = source.manifest()["steps"]["prepare"]["options"]
         with target.writer("prepare", options, inputs={}) as staged:
             for name in source.check("prepare"):
@@ -76,7 +76,7 @@ def test_train_writes_every_output(runs):
     assert summary["detector"] == "lstm"
     assert summary["options"] == {
         "preset": None, "encoder": [4, 2], "decoder": [2, 4], "activation": "relu", "error": "mean", "epochs": 2,
-        "batch_size": 64, "learning_rate": 0.003, "patience": 10, "seed": 123,
+        "batch_size": 64, "learning_rate": 0.003, "patience": 10, "seed": 123, "distribute": "none",
     }
     assert summary["epochs_run"] == 2 and summary["best_epoch"] in (1, 2)
     assert summary["params"] == tiny_lstm_params(n_features(run_dir)) == summary["architecture"]["params"]
@@ -154,7 +154,7 @@ def test_branch_copies_once_and_refuses_another_run(runs, tmp_path):
 
     def branch_into(path):
         target = Run(path)
-        with target.locked(), source.reading():
+        with target.locked(create=True), source.reading():
             branch(source, target)
         return Run(path).manifest()
 
@@ -164,7 +164,7 @@ def test_branch_copies_once_and_refuses_another_run(runs, tmp_path):
     assert branch_into(tmp_path / "other") == copied  # again, as a second `train --out` does: nothing to copy
 
     stranger = Run(tmp_path / "stranger")
-    with stranger.locked(), stranger.writer("prepare", {"seed": 9}, inputs={}) as staged:
+    with stranger.locked(create=True), stranger.writer("prepare", {"seed": 9}, inputs={}) as staged:
         staged.json("prepare.json", {"another": "run"})
     with pytest.raises(UserError, match="stranger: already holds files from another run"):
         branch_into(tmp_path / "stranger")
