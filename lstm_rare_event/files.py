@@ -24,6 +24,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process lives: leftovers named after dead ones may be removed."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def to_jsonable(value):
     """Numbers and arrays from NumPy as plain JSON values; non-finite floats as null."""
     if isinstance(value, dict):

@@ -56,6 +56,7 @@ BACKTEST_TIMELINE_PNG = "backtest_timeline.png"
 BACKTEST_FOLDS_PNG = "backtest_folds.png"
 BACKTEST_WARNING_PNG = "backtest_warning.png"
 FOLDS = "folds"  # backtest's finished folds, for resuming
+BACKTEST_CONFIG = "config.json"  # in FOLDS: the arguments the folds were made with
 LOCK = ".lock"
 READ_LOCK = ".read.lock"
 STAGING = ".staging"
@@ -88,16 +89,6 @@ def plain_name(name: str, source) -> str:
     if not isinstance(name, str) or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
         raise UserError(f"{source}: {name!r} is not a plain file name inside the run directory")
     return name
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -327,12 +318,6 @@ class Run:
 
         self.check("train", [DETECTOR])
         return detectors.load(self.path / DETECTOR, rerun("train", self.path), **load_options)
-
-    def detector_name(self) -> str:
-        from lstm_rare_event import detectors
-
-        path = self.path / DETECTOR / "detector.json"
-        return Params(read_json(path), path, rerun("train", self.path)).text("detector", detectors.NAMES)
 
     def threshold(self) -> Threshold:
         self.check("threshold", [THRESHOLD_JSON])

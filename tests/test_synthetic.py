@@ -163,11 +163,12 @@ def test_cli_same_seed_gives_identical_bytes_and_other_seeds_differ(tmp_path):
     assert paths["a"].read_bytes() != paths["c"].read_bytes()
 
 
-def test_cli_rejects_too_few_rows_with_one_line_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("args, fragment", [(("--rows", "10"), "rows=10"), (("--seed", "-3"), "seed -3")])
+def test_cli_rejects_bad_sizes_and_seeds_with_one_line_and_writes_nothing(tmp_path, args, fragment):
     path = tmp_path / "demo.csv"
-    result = run_demo_data("--out", str(path), "--rows", "10")
+    result = run_demo_data("--out", str(path), *args)
     assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "rows=10" in result.stderr
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr
     assert not path.exists()
 
 
@@ -177,11 +178,3 @@ def test_cli_writes_gzip_for_a_gz_path(tmp_path):
     assert result.exit_code == 0, result.output
     assert path.read_bytes()[:2] == b"\x1f\x8b"
     assert pd.read_csv(path).shape == (200, 63)
-
-
-def test_cli_rejects_a_negative_seed_with_one_line(tmp_path):
-    path = tmp_path / "demo.csv"
-    result = run_demo_data("--out", str(path), "--seed", "-3")
-    assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "seed -3" in result.stderr
-    assert not path.exists()

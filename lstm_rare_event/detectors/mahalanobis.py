@@ -40,9 +40,13 @@ class MahalanobisDetector(Detector):
         can be negative where correlated sensors explain part of a deviation."""
         self._check_windows(windows)
         centred = np.asarray(windows.X[:, -1, :], dtype=np.float64) - self.mean_
-        contributions = centred * (centred @ self.precision_)
+        # Readings far outside the training range overflow to inf; callers refuse non-finite
+        # scores with a message, so NumPy's own warning would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            contributions = centred * (centred @ self.precision_)
+            distance = contributions.sum(axis=1)
         # Clipped at 0: rounding can leave a distance a hair below it, and scores must not be negative.
-        return np.maximum(contributions.sum(axis=1), 0.0), contributions
+        return np.maximum(distance, 0.0), contributions
 
     def state(self):
         values, arrays = super().state()

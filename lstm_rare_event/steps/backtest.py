@@ -33,13 +33,12 @@ from lstm_rare_event.preprocess.csv import read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
 from lstm_rare_event.preprocess.spans import as_duration, parse_span, span_text
 from lstm_rare_event.run import (
-    BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
+    BACKTEST_CONFIG, BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
     FOLDS, Run,
 )
 from lstm_rare_event.steps.threshold import ThresholdOptions
 from lstm_rare_event.tables import format_table
 
-CONFIG_JSON = "config.json"
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def _config(input_path, options: BacktestOptions, preprocess: PreprocessOptions,
 
 def _claim(out: Path, config: dict) -> None:
     """Same arguments: resume; other arguments into a used DIR: refuse."""
-    path = out / FOLDS / CONFIG_JSON
+    path = out / FOLDS / BACKTEST_CONFIG
     if path.exists():
         if read_json(path) != json.loads(dumps(config)):
             raise UserError(f"{out}: holds a backtest with other arguments or input; choose a new --out "

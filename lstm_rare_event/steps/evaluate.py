@@ -5,7 +5,8 @@ from __future__ import annotations
 from lstm_rare_event import log
 from lstm_rare_event.alarms import evaluation, metrics, plots
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, ROC_PR_PNG, THRESHOLD_JSON, TIMELINE_PNG, Run,
+    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, PREPARE_JSON, ROC_PR_PNG, SPLIT_FILES, THRESHOLD_JSON,
+    TIMELINE_PNG, Run,
 )
 from lstm_rare_event.steps.threshold import episode_rows, rule_text
 from lstm_rare_event.tables import format_table
@@ -15,7 +16,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT) -> 
     """Apply threshold.json to the test split; write evaluate.json and three figures; return the report."""
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", ["test.npz", "prepare.json"])
+        run.check("prepare", [SPLIT_FILES["test"], PREPARE_JSON])
         run.check("train", [DETECTOR])
         run.check("threshold", [THRESHOLD_JSON])
         chosen = run.threshold()

@@ -23,6 +23,7 @@ import pandas as pd
 
 from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import pid_alive
 from lstm_rare_event.preprocess.csv import Table, check_table, read_csv, read_error
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
 from lstm_rare_event.preprocess.windows import Windows
@@ -174,18 +175,8 @@ def _clean_partials(path: Path) -> None:
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.partial$")
     for leftover in path.parent.glob(f".{path.name}.*.partial"):
         match = pattern.match(leftover.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 @contextmanager

@@ -13,7 +13,9 @@ from lstm_rare_event import log
 from lstm_rare_event.alarms import evaluation, plots, thresholds
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, THRESHOLD_JSON, THRESHOLD_PNG, Run
+from lstm_rare_event.run import (
+    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, SPLIT_FILES, THRESHOLD_JSON, THRESHOLD_PNG, Run,
+)
 from lstm_rare_event.tables import format_table
 
 
@@ -50,7 +52,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", ["valid.npz", "prepare.json"])
+        run.check("prepare", [SPLIT_FILES["valid"], PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
         horizon = options.horizon if options.horizon is not None else default_horizon(run)
