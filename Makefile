@@ -45,6 +45,7 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/backtest_study.py
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

@@ -84,6 +84,10 @@ def speed_lines(results: dict) -> list[str]:
         lines.append(f"| `score` {label.replace('_', ' ')}, process wall s | {num(times['numpy'], 2)} "
                      f"| {num(times['keras'], 2)} (`--engine keras`) | {num(times['keras'] / times['numpy'], 1)}x faster |")
     lines.append(f"| `score` 1,000,000 rows, peak RSS MB | {num(s['score_million_rows_peak_rss_mb'], 0)} | | |")
+    bt = s.get("backtest_seconds")
+    if bt:
+        lines.append(f"| `backtest` whole file, daily folds from 40 %, lstm with warm start, s | {num(bt['lstm'], 1)} "
+                     f"| {num(bt['mahalanobis'], 1)} (mahalanobis) | {num(bt['lstm'] / bt['mahalanobis'], 1)}x slower |")
     return lines
 
 
@@ -117,6 +121,8 @@ def targets(results: dict) -> list[str]:
         ("`score` 1,000,000 rows <= 500 MB peak RSS", num(s["score_million_rows_peak_rss_mb"], 0),
          s["score_million_rows_peak_rss_mb"] <= 500),
         ("`prepare` whole file <= 2 s", num(s["prepare_seconds"]["defaults"], 2), s["prepare_seconds"]["defaults"] <= 2),
+        *([("`backtest` lstm, whole file from 40 %, <= 5 min", num(s["backtest_seconds"]["lstm"], 1),
+            s["backtest_seconds"]["lstm"] <= 300)] if "backtest_seconds" in s else []),
     ]
     return ["| target | measured | |", "| --- | --- | --- |"] + [f"| {a} | {b} | {met(c)} |" for a, b, c in rows]
 

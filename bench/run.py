@@ -151,6 +151,13 @@ def speed() -> dict:
             engine: median_wall("score", run_dir, path, "--out", tmp / f"s-{engine}.csv", "-q", "--engine", engine)
             for engine in ("numpy", "keras")
         }
+    log("speed: backtest of the whole file, daily folds from 40 %")
+    walk = ["--start", "40%", "--every", "1d", "-q", "--replicates", "100"]
+    backtest_seconds = {
+        detector: run("backtest", REAL, "--out", tmp / f"bt-{detector}", "--detector", detector, *walk,
+                      *(["--epochs", "2"] if QUICK and detector == "lstm" else []))["wall"]
+        for detector in ("mahalanobis", "lstm")
+    }
     big = tmp / "million.csv"
     log("speed: writing a 1,000,000-row file from the real rows")
     write_repeated(big, 1_000_000)
@@ -161,6 +168,7 @@ def speed() -> dict:
         "prepare_seconds": {"defaults": prepare_ours, "recipe_flags": prepare_recipe},
         "score_seconds": score,
         "score_million_rows_peak_rss_mb": rss,
+        "backtest_seconds": backtest_seconds,
         "repeats": REPEATS,
     }
 

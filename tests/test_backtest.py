@@ -66,7 +66,7 @@ def test_backtest_writes_results_figures_and_verdicts(history, tmp_path):
     for figure in ("backtest_timeline.png", "backtest_folds.png", "backtest_warning.png"):
         assert (out / figure).stat().st_size > 10_000
     rows = (out / "backtest.csv").read_text().splitlines()
-    assert rows[0] == "time,fold,detector,score,threshold,flag,episode,label"
+    assert rows[0] == "time,fold,detector,score,threshold,flag,episode,label,break_time"
     assert len(rows) - 1 == 2 * report["scored"]["windows"]
     assert "mahalanobis: warned" in result.stdout and "restart: warned" in result.stdout
 

@@ -191,6 +191,13 @@ class Preprocessor:
         self.interval_ = sampling_interval(table.time)
         return self
 
+    def refit(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
+        """A copy with the same layout and a scaler fitted on other training windows (a
+        walk-forward fold's)."""
+        fold = Preprocessor(self.options)
+        fold.features_, fold.interval_ = self.features_, self.interval_
+        return fold.fit_scaler(rows, train_ends)
+
     def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
         """Fit the scaler on the last row of every normal training window."""
         normal = train_ends[rows.y[train_ends] == 0]

@@ -174,9 +174,7 @@ class FoldStore:
 def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan, k: int,
               threshold: ThresholdOptions, interval_minutes: float, previous) -> tuple[object, np.ndarray, float]:
     train_i, valid_i, test_i = plan.train[k], plan.valid[k], plan.test[k]
-    fold_pre = Preprocessor(pre.options)
-    fold_pre.features_, fold_pre.interval_ = pre.features_, pre.interval_
-    fold_pre.fit_scaler(rows, ends[train_i])
+    fold_pre = pre.refit(rows, ends[train_i])
     train_w, valid_w, test_w = (fold_pre.windows(rows, ends[i]) for i in (train_i, valid_i, test_i))
     detector = detectors.create(name, **params)
     if previous is not None:
@@ -250,7 +248,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped)
         with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
-            _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, threshold.merge)
+            _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, event_time, threshold.merge)
             _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report)
     return report
 
@@ -364,7 +362,9 @@ def _num(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _write_csv(path: Path, pooled: dict, end_time, y, merge_minutes: float) -> None:
+def _write_csv(path: Path, pooled: dict, end_time, y, event_time, merge_minutes: float) -> None:
+    """One row per scored window and detector; ``break_time`` is the break a positive window
+    precedes (empty for normal windows), so results can be resampled by break event."""
     import pandas as pd
 
     frames = []
@@ -374,6 +374,7 @@ def _write_csv(path: Path, pooled: dict, end_time, y, merge_minutes: float) -> N
             "time": np.datetime_as_string(end_time[p["index"]], unit="s"), "fold": p["fold"] + 1,
             "detector": name, "score": p["score"], "threshold": p["threshold"], "flag": p["flag"].astype(int),
             "episode": ep.id, "label": y[p["index"]],
+            "break_time": np.where(y[p["index"]] == 1, np.datetime_as_string(event_time[p["index"]], unit="s"), ""),
         }))
     pd.concat(frames).to_csv(path, index=False, lineterminator="\n")
 
