@@ -193,17 +193,13 @@ def test_times_out_of_order_show_the_text_as_written(tmp_path):
         in message
 
 
-def test_real_format_stays_vectorized(tmp_path):
-    """100,000 rows of the real format and of naive ISO parse well under a second each."""
-    import time as clock
-
+def test_real_format_and_naive_iso_parse_100000_rows_without_offsets(tmp_path):
+    """The common formats take the vectorized path (speed is measured in `make bench`)."""
     n = 100_000
     times = pd.Timestamp("1999-05-01") + pd.to_timedelta(np.arange(n) * 2, unit="min")
     for text in ([f"{t.month}/{t.day}/{t:%y} {t.hour}:{t:%M}" for t in times], times.strftime("%Y-%m-%dT%H:%M:%S")):
         frame = pd.DataFrame({"time": pd.Series(text, dtype=str), "x1": np.zeros(n)})
-        start = clock.perf_counter()
         table = check_table(frame, "big.csv", ["x1"], labels="ignore")
-        assert clock.perf_counter() - start < 1.0
         assert table.utc_offset is None and table.time[-1] == times[-1].to_datetime64().astype("datetime64[s]")
 
 

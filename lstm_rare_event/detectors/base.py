@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
+from lstm_rare_event.files import Params, load_npz, save_npz, write_json
 from lstm_rare_event.preprocess.windows import Windows
 
 FORMAT = "lstm-rare-event/detector/1"

@@ -38,15 +38,3 @@ def as_duration(span, interval: np.timedelta64) -> np.timedelta64 | None:
     if span is None or isinstance(span, np.timedelta64):
         return span
     return interval * span
-
-
-def span_text(span) -> str:
-    if span is None:
-        return "all"
-    if isinstance(span, int):
-        return f"{span} rows"
-    seconds = int(span / np.timedelta64(1, "s"))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

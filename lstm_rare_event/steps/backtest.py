@@ -14,7 +14,6 @@ cut (1) is every fold's alarm line and pooled rankings compare like with like.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -31,7 +30,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
 from lstm_rare_event.preprocess.csv import read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
-from lstm_rare_event.preprocess.spans import as_duration, parse_span, span_text
+from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.run import (
     BACKTEST_CONFIG, BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
     FOLDS, Run,
