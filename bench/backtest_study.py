@@ -127,8 +127,11 @@ def main() -> int:
     data = first_part(0.6)
     out = {"selection": {"data": "first 60 % of the rows", "folds": "daily from 40 % of that part",
                          "horizon_minutes": float(HORIZON)}}
+    target = HERE / ("backtest-quick.json" if QUICK else "backtest.json")
     out["mahalanobis"] = study("mahalanobis", MAHALANOBIS, data)
+    target.write_text(json.dumps(out, indent=2) + "\n")  # a long study keeps what it has
     out["lstm"] = study("lstm", LSTM, data)
+    target.write_text(json.dumps(out, indent=2) + "\n")
     chosen = {det: [a for label, r in out[det].items() if r.get("kept") for a in r["args"]]
               for det in ("mahalanobis", "lstm")}
     out["chosen"] = chosen
@@ -137,7 +140,7 @@ def main() -> int:
     out["held_out"] = {k: final[k] for k in ("detectors", "bootstrap", "verdicts", "scored", "folds", "threshold")}
     for d in out["held_out"]["detectors"].values():
         d["episodes"].pop("breaks", None)
-    (HERE / ("backtest-quick.json" if QUICK else "backtest.json")).write_text(json.dumps(out, indent=2) + "\n")
+    target.write_text(json.dumps(out, indent=2) + "\n")
     from backtest_report import markdown
 
     (HERE / ("backtest-quick.md" if QUICK else "backtest.md")).write_text(markdown(out))
