@@ -10,19 +10,16 @@ early stopping that restores the best epoch's weights.
 replicas of all workers, so the same options give the same schedule (steps per epoch, learning
 rate per example) on one worker or several.
 
-Run one worker of a cluster with ``python -m lstm_rare_event.detectors.lstm_ae.distributed``
-(see ``_worker_main``); TF_CONFIG describes the cluster and this worker's place in it.
+Every worker of a cluster runs ``lstm-rare-event train RUN --distribute multi-worker``; TF_CONFIG
+describes the cluster and this worker's place in it, and only the chief writes.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -193,48 +190,3 @@ def fit_distributed(strategy, arch: Architecture, X_train: np.ndarray, X_valid: 
         # The validation loss is all-reduced, so every worker restores the same epoch.
         model.set_weights(best_weights)
     return model, history
-
-
-def _worker_main(argv=None) -> int:
-    """One worker of a multi-worker run: train on ``--data`` (an .npz with X_train and X_valid)
-    and write this worker's weights to ``OUT/weights-<type>-<index>.npz``; the chief also writes
-    ``OUT/model.npz`` (the NumPy engine's format) and ``OUT/history.json``."""
-    from lstm_rare_event.detectors.lstm_ae import numpy_engine
-
-    parser = argparse.ArgumentParser(prog="python -m lstm_rare_event.detectors.lstm_ae.distributed")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--arch", required=True, help="Architecture as JSON (Architecture.to_dict)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="multi-worker")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--patience", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    log.configure()
-    try:
-        strategy = make_strategy(args.strategy)
-        arch = Architecture.from_dict(json.loads(args.arch))
-        with np.load(args.data) as data:
-            X_train, X_valid = data["X_train"], data["X_valid"]
-        model, history = fit_distributed(
-            strategy, arch, X_train, X_valid, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-        )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    config = _tf_config(required=False)
-    task = config["task"] if config else {"type": "local", "index": 0}
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = model.get_weights()
-    numpy_engine.save_npz(args.out / f"weights-{task['type']}-{task['index']}.npz", arch, weights)
-    if is_chief():
-        numpy_engine.save_npz(args.out / numpy_engine.MODEL_NPZ, arch, weights)
-        (args.out / "history.json").write_text(json.dumps(history))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main())
