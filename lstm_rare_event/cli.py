@@ -7,9 +7,14 @@ stderr); 1 an unexpected internal error; 75 the run directory is busy (try again
 
 from __future__ import annotations
 
+import errno
 import functools
-from dataclasses import fields
+import os
+import signal
 import sys
+import threading
+import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -35,16 +40,63 @@ Exit codes:
   75 another step holds the run directory's lock past --wait (try again later)"""
 
 
+# Errors of the file system that are the input's or the environment's fault, not a bug: a path
+# that cannot be created or written (permissions, a regular file where a folder should be, a
+# read-only or full disk). They are one line naming the path, exit 2, whichever step hits them.
+ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EACCES", "EPERM", "ENOTDIR", "EISDIR", "ENOENT", "EEXIST", "ENOSPC",
+                                      "EDQUOT", "EROFS", "ENAMETOOLONG", "ELOOP", "EFBIG") if hasattr(errno, name))
+# Without a file name these are still the disk's fault (a write() that finds the disk full).
+NAMELESS_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG")
+                            if hasattr(errno, name))
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for an OSError that the input or the environment caused ("PATH: STRERROR"),
+    or None for anything else, which stays an internal error."""
+    if not isinstance(exc, OSError) or exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    if exc.filename is None:
+        return reason if exc.errno in NAMELESS_ERRNOS else None
+    return f"{os.fsdecode(exc.filename)}: {reason}"
+
+
+def _interrupt(signum, frame):
+    """SIGINT as Python's default handler does it, but raised from Python code: CPython 3.11's
+    default handler sets an exception without a value, which pandas' C parser drops when it
+    arrives inside a read, reporting "Error tokenizing data" instead of the interrupt."""
+    raise KeyboardInterrupt
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None):
+    log.warning(f"{category.__name__}: {message} ({Path(filename).name}:{lineno})")
+
+
 def command(group, name, example, extra_exit_codes=""):
     """A subcommand with --quiet and --debug, an example and exit codes in its help,
-    and user errors turned into one line on stderr and exit code 2."""
+    and user errors turned into one line on stderr and exit code 2.
+
+    Python warnings (NumPy, scikit-learn, matplotlib) are not shown: the messages that matter
+    are our own. With --debug they go to the log."""
 
     def decorate(func):
         @functools.wraps(func)
         def run(*args, quiet, debug, **kwargs):
             log.configure(quiet)
+            Writer.last_committed = False  # the interrupt message is about this command's commit
+            own_sigint = threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            if own_sigint:
+                signal.signal(signal.SIGINT, _interrupt)
             try:
-                return func(*args, **kwargs)
+                with warnings.catch_warnings():
+                    if debug:
+                        warnings.simplefilter("default")
+                        warnings.showwarning = _log_warning
+                    else:
+                        warnings.simplefilter("ignore")
+                    return func(*args, **kwargs)
             except UserError as exc:
                 if debug:
                     raise
@@ -59,8 +111,15 @@ def command(group, name, example, extra_exit_codes=""):
             except Exception as exc:  # noqa: BLE001 - last resort: no traceback without --debug
                 if debug:
                     raise
+                line = environment_error(exc)
+                if line is not None:
+                    click.echo(f"Error: {line}", err=True)
+                    sys.exit(UserError.exit_code)
                 click.echo(f"Internal error: {type(exc).__name__}: {exc} (re-run with --debug)", err=True)
                 sys.exit(1)
+            finally:
+                if own_sigint and signal.getsignal(signal.SIGINT) is _interrupt:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
 
         run = click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(run)
         run = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")(run)

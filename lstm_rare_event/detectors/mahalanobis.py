@@ -29,7 +29,8 @@ class MahalanobisDetector(Detector):
         """
         rows = np.asarray(normal(train).X[:, -1, :], dtype=np.float64)
         if len(rows) < 2:
-            raise UserError(f"the mahalanobis detector needs at least 2 normal training windows, got {len(rows)}")
+            none = " (no windows at all)" if len(train) == 0 else ""
+            raise UserError(f"the mahalanobis detector needs at least 2 normal training windows, got {len(rows)}{none}")
         self.n_features_ = rows.shape[1]
         self.mean_ = rows.mean(axis=0)
         self.precision_ = np.linalg.pinv(np.cov(rows, rowvar=False).reshape(self.n_features_, -1), hermitian=True)

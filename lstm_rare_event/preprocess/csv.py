@@ -92,8 +92,13 @@ def check_header(names, source) -> None:
         first[name] = i
 
 
-def read_error(path: Path, exc: Exception) -> UserError:
-    """Translate what pandas, gzip and zlib raise for a broken file into one line."""
+def read_error(path: Path, exc: Exception) -> UserError | KeyboardInterrupt:
+    """Translate what pandas, gzip and zlib raise for a broken file into one line. A Ctrl-C
+    that pandas' C parser reported as a failed read stays an interrupt."""
+    if isinstance(exc, pd.errors.ParserError) and "Calling read(nbytes) on source failed" in str(exc):
+        # The read callback raised an exception without a value, which the parser dropped: in
+        # CPython 3.11, the KeyboardInterrupt of the default SIGINT handler.
+        return KeyboardInterrupt()
     if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
         return UserError(f"{path}: the gzip data is truncated or corrupt ({exc})")
     if isinstance(exc, UnicodeDecodeError):

@@ -200,6 +200,8 @@ class Preprocessor:
 
     def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
         """Fit the scaler on the last row of every normal training window."""
+        if len(train_ends) == 0:
+            raise UserError("no windows in the training split to fit the scaler on")
         normal = train_ends[rows.y[train_ends] == 0]
         if normal.size == 0:
             raise UserError("no normal (y=0) windows in the training split to fit the scaler on")

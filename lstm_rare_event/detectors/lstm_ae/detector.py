@@ -121,29 +121,38 @@ class LstmDetector(Detector):
     def fit(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
         X_train = normal(train).X
         X_valid = normal(valid).X if valid is not None else np.empty((0, *train.X.shape[1:]), np.float32)
-        for what, X in (("train", X_train), ("validate", X_valid)):
+        for what, windows, X in (("train", train, X_train), ("validate", valid, X_valid)):
+            if windows is None or len(windows) == 0:
+                raise UserError(f"no windows to {what} the lstm detector on")
             if len(X) == 0:
                 raise UserError(f"no normal (y=0) windows to {what} the lstm detector on")
         arch = self.architecture(X_train.shape[1], X_train.shape[2])
-        from lstm_rare_event.detectors.lstm_ae import keras_model  # TensorFlow: seconds to import
+        check_size(arch)
+        keras_model = import_keras_model()  # TensorFlow: seconds to import
 
         o = self.options
         start = time.perf_counter()
-        if o.distribute == "none":
-            keras_model.set_seed(o.seed)
-            net = keras_model.build(arch)
-            self._apply_init(net, arch)
-            history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
-                                      learning_rate=o.learning_rate, patience=o.patience)
-        else:
-            if self._init_weights is not None:
-                raise UserError("--init-from and --distribute cannot be combined yet; train the warm start on "
-                                "one machine")
-            from lstm_rare_event.detectors.lstm_ae import distributed
+        try:
+            if o.distribute == "none":
+                keras_model.set_seed(o.seed)
+                net = keras_model.build(arch)
+                self._apply_init(net, arch)
+                history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
+                                          learning_rate=o.learning_rate, patience=o.patience)
+            else:
+                if self._init_weights is not None:
+                    raise UserError("--init-from and --distribute cannot be combined yet; train the warm start "
+                                    "on one machine")
+                from lstm_rare_event.detectors.lstm_ae import distributed
 
-            net, history = distributed.fit_distributed(
-                distributed.make_strategy(o.distribute), arch, X_train, X_valid, epochs=o.epochs,
-                batch_size=o.batch_size, learning_rate=o.learning_rate, patience=o.patience, seed=o.seed)
+                net, history = distributed.fit_distributed(
+                    distributed.make_strategy(o.distribute), arch, X_train, X_valid, epochs=o.epochs,
+                    batch_size=o.batch_size, learning_rate=o.learning_rate, patience=o.patience, seed=o.seed)
+        except (MemoryError, keras_model.tf.errors.ResourceExhaustedError):
+            raise UserError(f"the network is too large for this machine's memory ({spec.count_params(arch):,} "
+                            f"parameters, batches of {o.batch_size} windows of {arch.lookback} x "
+                            f"{arch.n_features}); use smaller --encoder/--decoder layers or a smaller "
+                            "--batch-size") from None
         weights = net.get_weights()
         if not np.isfinite(history["val_loss"]).any() or not all(np.isfinite(w).all() for w in weights):
             raise UserError("training diverged (the loss became NaN or infinite); "
@@ -211,6 +220,34 @@ class LstmDetector(Detector):
             raise UserError(f"{folder}: model.npz has {detector.arch_.n_features} features, detector.json "
                             f"{detector.n_features_}; {config.hint}")
         return detector
+
+
+# The recipe's network has about 25,000 parameters and the largest preset fits in megabytes; a
+# network of this size is a typing slip (--encoder 100000000), whose weights alone would not fit.
+MAX_PARAMS = 50_000_000
+TRAIN_EXTRA = "lstm-rare-event[train]"
+
+
+def check_size(arch: Architecture) -> None:
+    """Refuse an absurdly large network before TensorFlow tries (and fails) to allocate it."""
+    params = spec.count_params(arch)
+    if params > MAX_PARAMS:
+        raise UserError(f"the network would have {params:,} parameters (--encoder {','.join(map(str, arch.encoder))}"
+                        f" --decoder {','.join(map(str, arch.decoder))} on {arch.n_features} features), more than "
+                        f"{MAX_PARAMS:,}; use smaller layers")
+
+
+def import_keras_model(needs: str = "training the lstm detector",
+                       instead: str = "use --detector mahalanobis or restart, which need neither"):
+    """The Keras side, or one line saying what to install: scoring hosts may go without TensorFlow."""
+    try:
+        from lstm_rare_event.detectors.lstm_ae import keras_model
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("tensorflow", "keras"):
+            raise
+        raise UserError(f"{needs} needs TensorFlow and Keras, which are not installed ({exc.name}): "
+                        f"pip install '{TRAIN_EXTRA}', or {instead}") from None
+    return keras_model
 
 
 def _training_summary(options: LstmOptions, arch: Architecture, history: dict, n_train: int, n_valid: int,

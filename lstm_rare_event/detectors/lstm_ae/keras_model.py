@@ -92,6 +92,18 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN or infinite: a diverged run cannot
+    recover. Keras' own TerminateOnNaN prints on stdout, which is for results (even under -q);
+    this one logs on stderr, and train then refuses the model in one line."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            log.info("the loss became %s at batch %d; training stopped", float(loss), batch + 1)
+            self.model.stop_training = True
+
+
 def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int, batch_size: int,
         learning_rate: float, patience: int) -> dict[str, list[float]]:
     """Train to reconstruct the inputs with Adam and MSE; returns per-epoch loss, val_loss, seconds.
@@ -101,7 +113,7 @@ def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs:
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     progress = EpochLog(epochs)
-    callbacks = [progress, keras.callbacks.TerminateOnNaN()]  # a diverged run cannot recover
+    callbacks = [progress, StopOnNaN()]
     if patience > 0:
         stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
         callbacks.append(stopping)

@@ -155,10 +155,12 @@ class KerasModel:
     """The trained network evaluated by Keras from ``model.keras`` (imports TensorFlow)."""
 
     def __init__(self, path):
-        from lstm_rare_event.detectors.lstm_ae.keras_model import load_keras
+        from lstm_rare_event.detectors.lstm_ae.detector import import_keras_model
 
+        keras_model = import_keras_model("--engine keras", "use --engine numpy (the default), which gives the same "
+                                                          "scores within 1e-5")
         self.path = Path(path)
-        self._model = load_keras(self.path)
+        self._model = keras_model.load_keras(self.path)
         _, self.lookback, self.n_features = self._model.input_shape
 
     def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
