@@ -143,7 +143,7 @@ def test_ctrl_c_during_the_commit_is_delivered_after_it(runs, tmp_path, monkeypa
 
     def checkpoint(label):
         if label == "journal":
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # in this thread: delivered at once, deterministically
 
     monkeypatch.setattr(Writer, "checkpoint", staticmethod(checkpoint))
     result = invoke("threshold", run_dir, "--rule", "value", "--value", "1", "-q")
