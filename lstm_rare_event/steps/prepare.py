@@ -129,6 +129,8 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
         "n_features": len(table.features),
         "lookback": options.lookback,
         "interval_minutes": pre.interval_minutes,
+        # The data's own time zone, for figures: the last row's UTC offset (None: times without one).
+        "utc_offset_seconds": None if table.utc_offset is None else int(table.utc_offset[-1]),
         "time_gaps": int((np.diff(table.time) > pre.interval_).sum()),
         "rows_after_shift": len(rows),
         "windows": int(sum(len(w) for w in splits.values())),
