@@ -86,6 +86,7 @@ def cli():
       evaluate    measure alarms on the test split
       score       flag new data in batch (for cron and Make)
       compare     evaluated runs side by side, with bootstrap intervals
+      report      one self-contained HTML file about a run (and its latest scores)
       backtest    walk forward through history: refit, threshold and score fold by fold
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
@@ -414,6 +415,28 @@ def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engin
         click.echo(dumps(summary), nl=False)
     if fail_on_alert and summary["alarms"]:
         sys.exit(3)
+
+
+@command(cli, "report", "lstm-rare-event report run --out report.html\n"
+                       "  lstm-rare-event report run --scores scores.csv --out report.html -q   # nightly, for mail")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (atomically), outside the run directory.")
+@click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
+                   "and a figure of the scored period.")
+@click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
+def report_command(run_dir, out_path, scores_csv, as_json):
+    """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
+
+    The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
+    with every figure embedded (no network access needed to view it), and, with --scores,
+    the latest alarms. Sections appear for the steps the run has done.
+    """
+    from lstm_rare_event.steps import report
+
+    result = report.build_report(run_dir, out_path, scores_csv)
+    click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 
 @command(cli, "compare", "lstm-rare-event compare run run-mahalanobis")

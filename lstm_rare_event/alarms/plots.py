@@ -564,3 +564,45 @@ def fold_budget(fold_labels, false_episodes_per_day, budget: float, path, *, tit
     _declutter_xticks(fig, ax)
     fig.savefig(path)
     return fig
+
+
+# How many episodes the score figure names the sensors of (the latest ones), before the notes crowd.
+MAX_NAMED_EPISODES = 12
+
+
+def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), title: str = "",
+                 ylabel: str = "score", utc_offset_seconds: int | None = None) -> Figure:
+    """A scored period (``score``'s output): scores over time, the threshold, the alarm episodes
+    shaded, and the top sensors of each episode written at its start (the latest
+    MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
+
+    ``episodes``: (start, end) pairs; ``episode_sensors``: one list of sensor names per episode
+    (empty for detectors that name none).
+    """
+    from matplotlib import dates as mdates
+
+    fig = _figure(10, 5.5, layout="constrained")
+    ax = fig.add_subplot()
+    episodes = list(episodes)
+    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, title=title or "Scored period: alarm "
+                "episodes and the sensors behind them", ylabel=ylabel, utc_offset_seconds=utc_offset_seconds)
+    sensors = list(episode_sensors) + [[]] * max(0, len(episodes) - len(episode_sensors))
+    named = [(i, _local(episodes[i][0], utc_offset_seconds), sensors[i]) for i in range(len(episodes)) if sensors[i]]
+    named = named[-MAX_NAMED_EPISODES:]
+    if named:
+        low, high = ax.get_xlim()
+        width = max(high - low, 1e-9)
+        positions = [(mdates.date2num(when) - low) / width for _, when, _ in named]
+        top = ax.get_xaxis_transform()
+        for (i, when, names), level in zip(named, _lead_levels(positions, gap=0.14, levels=4)):
+            ax.annotate("\n".join(str(n) for n in names[:3]), xy=(mdates.date2num(when), 1.0), xycoords=top,
+                        xytext=(3, -6 - 34 * level), textcoords="offset points", fontsize=7, va="top",
+                        color="saddlebrown", zorder=6,
+                        bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
+                        **_PLAIN)
+        shown = f"brown: top sensors of the latest {len(named)} episodes" if len(named) < len(episodes) \
+            else "brown: top sensors of each episode"
+        ax.plot([], [], linestyle="none", marker="s", color="saddlebrown", label=shown)
+    _legend_below(fig, [ax], max_cols=3)
+    fig.savefig(path)
+    return fig
