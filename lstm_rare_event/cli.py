@@ -279,7 +279,8 @@ def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **option
 
 
 @command(cli, "inspect", "lstm-rare-event inspect run\n"
-                         "  lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59")
+                         "  lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59   "
+                         "# the 2019 recipe's earlier network, no run needed")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @architecture_options
 @click.option("--lookback", default=None, type=int, help="Rows per window (without RUN_DIR).")
@@ -320,7 +321,7 @@ threshold_options = options(
                       "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
                       "validation recall --target; median-positive: median score of validation positives."),
     click.option("--value", type=float, default=None,
-                 help="--rule value: the threshold (0.3 with the recipe's run and --error last)"),
+                 help="--rule value: the threshold; warns when it flags over 10% of validation windows"),
     click.option("--beta", type=float, default=None,
                  help="--rule max-f: weight of recall over precision  [default: 1]"),
     click.option("--target", type=float, default=None,
@@ -339,7 +340,9 @@ def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOption
     return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
 
 
-@command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60")
+@command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60\n"
+                           "  lstm-rare-event threshold recipe-run --rule value --value 0.3   # reproduce the 2019 "
+                           "recipe (on the recipe's prepare and train, see their --help)")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @threshold_options
 @engine_option
