@@ -144,6 +144,14 @@ def options(*decorators):
     return apply
 
 
+read_options = options(
+    click.option("--sep", default=",", show_default=True,
+                 help="Column separator of a CSV input: ',', ';', 'tab' (historian exports). Parquet files "
+                      "(.parquet, needs the [parquet] extra) need none."),
+    click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True,
+                 help="Decimal mark of the numbers: ',' for exports such as --sep ';' --decimal ','."),
+)
+
 P = PrepareOptions
 preprocess_options = options(
     click.option("--shift", default=P.shift, show_default=True, type=int,
@@ -169,6 +177,7 @@ preprocess_options = options(
 @click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
+@read_options
 @preprocess_options
 @click.option("--split", type=click.Choice(SPLIT_KINDS), default=P.split, show_default=True,
               help="time: train/valid/test in time order; random: the recipe's shuffled split (leaks "
@@ -181,16 +190,17 @@ preprocess_options = options(
               help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
-def prepare_command(input_csv, out_dir, as_json, wait, **options):
+def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
     """Read a sheet-break CSV, shift labels ahead, window, split and scale.
 
-    INPUT is a CSV (plain or .gz) with a `time` column, a 0/1 label column `y` and
-    numeric sensor columns. Writes train/valid/test windows, the fitted preprocessor and
+    INPUT is a CSV (plain or .gz; --sep and --decimal for other separators and decimal
+    commas) or a Parquet file, with a `time` column, a 0/1 label column `y` and numeric
+    sensor columns. Writes train/valid/test windows, the fitted preprocessor and
     prepare.json into --out; nothing is written when the input is rejected.
     """
     from lstm_rare_event.steps import prepare
 
-    prepared = prepare.prepare(input_csv, PrepareOptions(**options))
+    prepared = prepare.prepare(input_csv, PrepareOptions(**options), sep=sep, decimal=decimal)
     prepare.save(prepared, out_dir, wait=wait)
     info = prepared.info
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
@@ -482,13 +492,14 @@ B = BacktestOptions
               help="lstm: start each fold from the previous fold's weights.")
 @click.option("--replicates", default=B.replicates, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates for the intervals (break events and normal days resampled).")
+@read_options
 @preprocess_options
 @lstm_options
 @threshold_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
 def backtest_command(input_csv, out_dir, detector_names, start, every, train_window, valid_window, warm_start,
-                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, **options):
+                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, sep, decimal, **options):
     """Walk forward through a labelled CSV as a retrain-and-score deployment would.
 
     From --start, every --every: each detector is fitted on --train-window of rows before
@@ -511,7 +522,8 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
         raise UserError(f"--{next(iter(lstm)).replace('_', '-')} applies to the lstm detector, which --detector "
                         "does not include")
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
-                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait)
+                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait, sep=sep,
+                               decimal=decimal)
     click.echo(dumps(report), nl=False) if as_json else click.echo(backtest.backtest_text(report))
 
 

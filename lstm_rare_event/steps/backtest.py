@@ -200,12 +200,14 @@ def _fold_problem(plan: Plan, k: int, y: np.ndarray) -> str | None:
 
 def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
              preprocess: PreprocessOptions = PreprocessOptions(), params: dict | None = None,
-             threshold: ThresholdOptions = ThresholdOptions(), wait: float = DEFAULT_WAIT) -> dict:
-    """Walk forward through ``input_path``; write the results into ``out_dir``; return backtest.json."""
+             threshold: ThresholdOptions = ThresholdOptions(), wait: float = DEFAULT_WAIT, sep: str = ",",
+             decimal: str = ".") -> dict:
+    """Walk forward through ``input_path`` (CSV read with ``sep`` and ``decimal``, or Parquet);
+    write the results into ``out_dir``; return backtest.json."""
     params = {name: dict((params or {}).get(name, {})) for name in options.detectors}
     for name in options.detectors:
         detectors.create(name, **params[name])  # bad options fail before any work
-    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required")
+    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required", sep=sep, decimal=decimal)
     pre = Preprocessor(preprocess).fit_layout(table)
     rows = pre.rows(table)
     ends = pre.window_ends(rows)

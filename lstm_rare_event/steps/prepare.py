@@ -90,9 +90,10 @@ def time_cuts(n_rows: int, fractions) -> list[int]:
     return [int(round(n_rows * fractions[0])), int(round(n_rows * (fractions[0] + fractions[1])))]
 
 
-def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
-    """Read ``path`` and build scaled windows for train, valid and test (nothing is written)."""
-    table = read_table(path, options.features, options.drop, labels="required")
+def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".") -> Prepared:
+    """Read ``path`` (CSV read with ``sep`` and ``decimal``, or Parquet) and build scaled windows
+    for train, valid and test (nothing is written)."""
+    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal)
     if options.last is not None:
         table = most_recent(table, parse_span(options.last, "--last"))
     if len(table) < options.lookback:
