@@ -101,3 +101,12 @@ def test_parquet_without_pyarrow_is_exit_2_naming_the_extra(frame, tmp_path, mon
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     fails(2, "prepare", path, "--out", tmp_path / "run", fragment="pip install 'lstm-rare-event[parquet]'")
+
+
+def test_parquet_chunks_read_as_score_reads_csv_chunks(frame, tmp_path):
+    pytest.importorskip("pyarrow", reason="the [parquet] extra (pyarrow) is not installed")
+    from lstm_rare_event.steps.score import read_chunks
+
+    path = tmp_path / "export.parquet"
+    frame.assign(time=pd.to_datetime(frame["time"], format="%m/%d/%y %H:%M")).to_parquet(path)
+    assert sum(len(c) for c in read_chunks(path, 64)) == len(frame)

@@ -97,11 +97,36 @@ def read_parquet(path, chunk_rows: int | None = None):
         check_header(handle.schema_arrow.names, path)
         if chunk_rows is None:
             return _parquet_frame(handle.read().to_pandas())
-        return (_parquet_frame(batch.to_pandas()) for batch in handle.iter_batches(batch_size=chunk_rows))
+        return _Chunks(_parquet_frame(batch.to_pandas()) for batch in handle.iter_batches(batch_size=chunk_rows))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow's errors vary by version
         raise UserError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+
+
+class _Chunks:
+    """An iterator of DataFrames usable as pandas' chunked reader is (``with reader:``, ``next``)."""
+
+    def __init__(self, frames):
+        self._frames = iter(frames)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        return next(self._frames)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
 
 
 def _parquet_frame(frame: pd.DataFrame) -> pd.DataFrame:
