@@ -253,7 +253,8 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
             _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, threshold.merge)
-            _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report)
+            _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report,
+                     utc_offset_seconds=None if table.utc_offset is None else int(table.utc_offset[-1]))
     return report
 
 
@@ -378,7 +379,7 @@ def _write_csv(path: Path, pooled: dict, end_time, y, merge_minutes: float) -> N
 
 
 def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, threshold: ThresholdOptions,
-             report: dict) -> None:
+             report: dict, utc_offset_seconds: int | None = None) -> None:
     boundaries = [(c, "fold boundary") for c in plan.cuts[:-1]]
     first = next(iter(pooled))
     p = pooled[first]
@@ -391,7 +392,7 @@ def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, t
                          breaks=[{"time": b, "warned": bool(ok), "lead_minutes": None if np.isnan(m) else float(m)}
                                  for b, ok, m in zip(breaks, warned, lead)],
                          boundaries=boundaries, title=f"Backtest, {first}: score / fold threshold",
-                         ylabel="score / threshold")
+                         ylabel="score / threshold", utc_offset_seconds=utc_offset_seconds)
     budget = threshold.params.get("target") if threshold.rule == "alarms-per-day" else None
     per_fold = {name: np.array([f["false_episodes_per_day"] if f["false_episodes_per_day"] is not None else np.nan
                                 for f in report["detectors"][name]["folds"]], dtype=float) for name in pooled}

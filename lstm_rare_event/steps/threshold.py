@@ -80,7 +80,6 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
-            log.warning(warning)
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
                         "horizon": horizon, "engine": engine}
@@ -95,6 +94,8 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
                                   title=f"Validation: {detector.name} score, --rule {rule_text(summary)}",
                                   xlabel=f"threshold on the {detector.name} score",
                                   alarms_label="false alarm episodes per day")
+    if warning:  # once the threshold is saved
+        log.warning(warning)
     return summary
 
 
