@@ -20,7 +20,7 @@ $(BIN)/python:
 # The stamp is remade when the package metadata changes, so a new dependency gets installed.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,parquet]'
 	touch $@
 
 test: $(VENV)/.installed
@@ -34,14 +34,15 @@ demo: $(VENV)/.installed
 	$(CLI) train $(DEMO)/run --seed $(SEED) $(DEMO_TRAIN)
 	$(CLI) inspect $(DEMO)/run
 	$(CLI) threshold $(DEMO)/run
-	$(CLI) evaluate $(DEMO)/run
 	$(CLI) train $(DEMO)/run --detector mahalanobis --out $(DEMO)/run-mahalanobis
 	$(CLI) threshold $(DEMO)/run-mahalanobis -q
 	$(CLI) evaluate $(DEMO)/run-mahalanobis -q > /dev/null
+	$(CLI) evaluate $(DEMO)/run --reference $(DEMO)/run-mahalanobis
 	$(CLI) compare $(DEMO)/run $(DEMO)/run-mahalanobis
 	$(CLI) demo-data --out $(DEMO)/new-day.csv --rows 720 --seed $(NEW_SEED)
 	$(CLI) score $(DEMO)/run $(DEMO)/new-day.csv --out $(DEMO)/scores.csv
-	@echo "Figures and files: $(DEMO)/run and $(DEMO)/run-mahalanobis; alarms of the new day: $(DEMO)/scores.csv"
+	$(CLI) report $(DEMO)/run --scores $(DEMO)/scores.csv --out $(DEMO)/report.html
+	@echo "Report: $(DEMO)/report.html; figures and files: $(DEMO)/run and $(DEMO)/run-mahalanobis; alarms of the new day: $(DEMO)/scores.csv"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py

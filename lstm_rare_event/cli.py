@@ -145,6 +145,7 @@ def cli():
       evaluate    measure alarms on the test split
       score       flag new data in batch (for cron and Make)
       compare     evaluated runs side by side, with bootstrap intervals
+      report      one self-contained HTML file about a run (and its latest scores)
       backtest    walk forward through history: refit, threshold and score fold by fold
 
     Run `lstm-rare-event COMMAND --help` for each step's options and an example.
@@ -202,6 +203,14 @@ def options(*decorators):
     return apply
 
 
+read_options = options(
+    click.option("--sep", default=",", show_default=True,
+                 help="Column separator of a CSV input: ',', ';', 'tab' (historian exports). Parquet files "
+                      "(.parquet, needs the [parquet] extra) need none."),
+    click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True,
+                 help="Decimal mark of the numbers: ',' for exports such as --sep ';' --decimal ','."),
+)
+
 P = PrepareOptions
 preprocess_options = options(
     click.option("--shift", default=P.shift, show_default=True, type=int,
@@ -227,6 +236,7 @@ preprocess_options = options(
 @click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
+@read_options
 @preprocess_options
 @click.option("--split", type=click.Choice(SPLIT_KINDS), default=P.split, show_default=True,
               help="time: train/valid/test in time order; random: the recipe's shuffled split (leaks "
@@ -239,16 +249,17 @@ preprocess_options = options(
               help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
-def prepare_command(input_csv, out_dir, as_json, wait, **options):
+def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
     """Read a sheet-break CSV, shift labels ahead, window, split and scale.
 
-    INPUT is a CSV (plain or .gz) with a `time` column, a 0/1 label column `y` and
-    numeric sensor columns. Writes train/valid/test windows, the fitted preprocessor and
+    INPUT is a CSV (plain or .gz; --sep and --decimal for other separators and decimal
+    commas) or a Parquet file, with a `time` column, a 0/1 label column `y` and numeric
+    sensor columns. Writes train/valid/test windows, the fitted preprocessor and
     prepare.json into --out; nothing is written when the input is rejected.
     """
     from lstm_rare_event.steps import prepare
 
-    prepared = prepare.prepare(input_csv, PrepareOptions(**options))
+    prepared = prepare.prepare(input_csv, PrepareOptions(**options), sep=sep, decimal=decimal)
     prepare.save(prepared, out_dir, wait=wait)
     info = prepared.info
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
@@ -337,7 +348,8 @@ def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **option
 
 
 @command(cli, "inspect", "lstm-rare-event inspect run\n"
-                         "  lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59")
+                         "  lstm-rare-event inspect --arch article-2019-05 --lookback 5 --features 59   "
+                         "# the 2019 recipe's earlier network, no run needed")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @architecture_options
 @click.option("--lookback", default=None, type=int, help="Rows per window (without RUN_DIR).")
@@ -378,7 +390,7 @@ threshold_options = options(
                       "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
                       "validation recall --target; median-positive: median score of validation positives."),
     click.option("--value", type=float, default=None,
-                 help="--rule value: the threshold (0.3 with the recipe's run and --error last)"),
+                 help="--rule value: the threshold; warns when it flags over 10% of validation windows"),
     click.option("--beta", type=float, default=None,
                  help="--rule max-f: weight of recall over precision  [default: 1]"),
     click.option("--target", type=float, default=None,
@@ -397,7 +409,9 @@ def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOption
     return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
 
 
-@command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60")
+@command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60\n"
+                           "  lstm-rare-event threshold recipe-run --rule value --value 0.3   # reproduce the 2019 "
+                           "recipe (on the recipe's prepare and train, see their --help)")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @threshold_options
 @engine_option
@@ -414,30 +428,33 @@ def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine
 
     options = threshold_from(rule, value, beta, target, merge, horizon)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait)
-    flagged = summary["validation"]["confusion"]
-    share = (flagged["tp"] + flagged["fp"]) / max(summary["validation"]["n_windows"], 1)
-    if rule == "value" and share > 0.1:
-        log.warning(f"--value {value:g} flags {share:.0%} of validation windows; "
-                    "the default --rule alarms-per-day keeps false alarms within a budget")
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
-@command(cli, "evaluate", "lstm-rare-event evaluate run --json")
+@command(cli, "evaluate", "lstm-rare-event evaluate run\n"
+                          "  lstm-rare-event evaluate run --reference run-mahalanobis --json")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reference", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="A run trained on the same prepared split (train --out): the verdict says whether this "
+                   "run's detector ranks breaks better (paired bootstrap interval).")
 @engine_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print evaluate.json instead of the tables.")
-def evaluate_command(run_dir, engine, wait, as_json):
-    """Measure the alarms of threshold.json on the test split.
+def evaluate_command(run_dir, reference, engine, wait, as_json):
+    """Measure the alarms of threshold.json on the test split, and say what they mean.
 
     Per window: confusion matrix, precision, recall, F1, false-positive rate, ROC-AUC
     and PR-AUC. Per break: breaks warned by an alarm episode within the horizon, lead
     time, false alarm episodes per day, and the same at 1 and 5 false episodes per day
-    (thresholds chosen on validation). Writes evaluate.json and three figures.
+    (thresholds chosen on validation). Ends with a verdict: whether the scores rank
+    breaks better than chance (bootstrap interval by break event), whether the alarm
+    budget held on test (within 1.5x), how many breaks were warned and how early, whether
+    the detector beats --reference, and a warning on drift (validation loss over 2x the
+    training loss). Writes evaluate.json and three figures.
     """
     from lstm_rare_event.steps import evaluate
 
-    report = evaluate.run_evaluate(run_dir, engine, wait=wait)
+    report = evaluate.run_evaluate(run_dir, engine, wait=wait, reference=reference)
     click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate.evaluate_text(report))
 
 
@@ -470,6 +487,28 @@ def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engin
         click.echo(dumps(summary), nl=False)
     if fail_on_alert and summary["alarms"]:
         sys.exit(3)
+
+
+@command(cli, "report", "lstm-rare-event report run --out report.html\n"
+                       "  lstm-rare-event report run --scores scores.csv --out report.html -q   # nightly, for mail")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (atomically), outside the run directory.")
+@click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
+                   "and a figure of the scored period.")
+@click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
+def report_command(run_dir, out_path, scores_csv, as_json):
+    """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
+
+    The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
+    with every figure embedded (no network access needed to view it), and, with --scores,
+    the latest alarms. Sections appear for the steps the run has done.
+    """
+    from lstm_rare_event.steps import report
+
+    result = report.build_report(run_dir, out_path, scores_csv)
+    click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 
 @command(cli, "compare", "lstm-rare-event compare run run-mahalanobis")
@@ -512,13 +551,14 @@ B = BacktestOptions
               help="lstm: start each fold from the previous fold's weights.")
 @click.option("--replicates", default=B.replicates, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates for the intervals (break events and normal days resampled).")
+@read_options
 @preprocess_options
 @lstm_options
 @threshold_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
 def backtest_command(input_csv, out_dir, detector_names, start, every, train_window, valid_window, warm_start,
-                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, **options):
+                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, sep, decimal, **options):
     """Walk forward through a labelled CSV as a retrain-and-score deployment would.
 
     From --start, every --every: each detector is fitted on --train-window of rows before
@@ -541,7 +581,8 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
         raise UserError(f"--{next(iter(lstm)).replace('_', '-')} applies to the lstm detector, which --detector "
                         "does not include")
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
-                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait)
+                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait, sep=sep,
+                               decimal=decimal)
     click.echo(dumps(report), nl=False) if as_json else click.echo(backtest.backtest_text(report))
 
 

@@ -207,7 +207,8 @@ def loss_curve(history: dict, path, best_epoch: int | None = None, title: str = 
 
 
 def threshold_curve(thresholds, precision, recall, chosen: float, path, *, false_alarms_per_day=None,
-                    budget: float | None = None, title: str = "") -> Figure:
+                    budget: float | None = None, title: str = "", xlabel: str = "threshold on the reconstruction error",
+                    alarms_label: str = "false alarms per day") -> Figure:
     """Precision and recall on validation against the threshold, the chosen one marked:
     the recipe's key figure, from which it read off its threshold.
 
@@ -226,7 +227,7 @@ def threshold_curve(thresholds, precision, recall, chosen: float, path, *, false
     ax.set_xscale(scale)
     if scale == "log":
         _tidy_log_ticks(ax.xaxis, np.append(thresholds, chosen))
-    ax.set_xlabel("threshold on the reconstruction error")
+    ax.set_xlabel(str(xlabel), **_PLAIN)
     ax.set_ylabel("validation precision / recall")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(str(title or "Validation precision and recall by threshold"), **_PLAIN)
@@ -236,11 +237,11 @@ def threshold_curve(thresholds, precision, recall, chosen: float, path, *, false
         alarms = np.asarray(false_alarms_per_day, dtype=float)
         twin = ax.twinx()
         axes.append(twin)
-        twin.plot(thresholds, alarms, color="tab:purple", label="false alarms per day")
+        twin.plot(thresholds, alarms, color="tab:purple", label=str(alarms_label))
         if budget is not None:
             twin.axhline(budget, color="tab:purple", linestyle=":", label=f"budget {budget:g} false alarms/day")
         _count_scale(twin.yaxis, alarms, budget)
-        twin.set_ylabel("false alarms per day", color="tab:purple")
+        twin.set_ylabel(str(alarms_label), color="tab:purple", **_PLAIN)
         finite = np.isfinite(thresholds)
         if finite.any() and np.isfinite(chosen):
             gap = np.abs(np.log(np.maximum(thresholds, 1e-300) / chosen)) if scale == "log" and chosen > 0 \
@@ -305,27 +306,68 @@ def _lead_levels(positions: list[float], gap: float = 0.07, levels: int = 3) -> 
     return chosen
 
 
+def offset_text(utc_offset_seconds: int | None) -> str:
+    """'UTC+02:00' for 7200 seconds; '' for None (times without a time zone)."""
+    if utc_offset_seconds is None:
+        return ""
+    sign = "-" if utc_offset_seconds < 0 else "+"
+    minutes = abs(int(utc_offset_seconds)) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _local(when, utc_offset_seconds: int | None) -> np.datetime64:
+    t = np.datetime64(when, "s")
+    return t if utc_offset_seconds is None else t + np.timedelta64(int(utc_offset_seconds), "s")
+
+
+def _break_at_gaps(times: np.ndarray, values: np.ndarray):
+    """The line lifted over gaps in time (more than 3 times the usual step): no diagonal across downtime."""
+    if times.size < 3:
+        return times, values
+    steps = np.diff(times).astype(np.int64)
+    usual = np.median(steps[steps > 0]) if (steps > 0).any() else 0
+    gaps = np.flatnonzero(steps > 3 * usual) + 1 if usual > 0 else np.zeros(0, dtype=int)
+    if gaps.size == 0:
+        return times, values
+    return np.insert(times, gaps, np.datetime64("NaT", "s")), np.insert(values.astype(float), gaps, np.nan)
+
+
 def alarm_timeline(end_time, scores, threshold, path, *, episodes=(), breaks=(), boundaries=(), title: str = "",
-                   ylabel: str = "score") -> Figure:
+                   ylabel: str = "score", utc_offset_seconds: int | None = None) -> Figure:
     """Scores over time with the threshold, the alarm episodes shaded, the breaks (warned ones
     in green with their lead time, missed ones in red) and fold or split boundaries.
 
     ``end_time``: datetime64 (N,); ``scores``: (N,); ``threshold``: a float, or None for no line;
     ``episodes``: (start, end) datetime64 pairs; ``breaks``: dicts {"time", "warned", "lead_minutes"};
-    ``boundaries``: (time, label) pairs.
+    ``boundaries``: (time, label) pairs. ``utc_offset_seconds``: the times are in UTC and are
+    drawn in the data's own time zone (UTC plus this offset), named on the axis.
     """
+    fig = _figure(10, 5, layout="constrained")
+    ax = fig.add_subplot()
+    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, breaks=breaks, boundaries=boundaries,
+                title=title, ylabel=ylabel, utc_offset_seconds=utc_offset_seconds)
+    _legend_below(fig, [ax], max_cols=3)
+    fig.savefig(path)
+    return fig
+
+
+def _alarm_axes(fig, ax, end_time, scores, threshold, *, episodes=(), breaks=(), boundaries=(), title: str = "",
+                ylabel: str = "score", utc_offset_seconds: int | None = None) -> None:
+    """Draw :func:`alarm_timeline`'s content on ``ax`` (no legend, no saving)."""
     from matplotlib import dates as mdates
     from matplotlib.collections import PolyCollection
 
-    fig = _figure(10, 5, layout="constrained")
-    ax = fig.add_subplot()
+    off = utc_offset_seconds
     times = np.asarray(end_time).astype("datetime64[s]")
+    if off is not None:
+        times = times + np.timedelta64(int(off), "s")
     scores = np.asarray(scores, dtype=float)
-    episodes = [(np.datetime64(s, "s"), np.datetime64(e, "s")) for s, e in episodes]
-    breaks = [dict(b, time=np.datetime64(b["time"], "s")) for b in breaks]
-    boundaries = [(np.datetime64(when, "s"), str(label)) for when, label in boundaries]
+    episodes = [(_local(s, off), _local(e, off)) for s, e in episodes]
+    breaks = [dict(b, time=_local(b["time"], off)) for b in breaks]
+    boundaries = [(_local(when, off), str(label)) for when, label in boundaries]
 
-    ax.plot(times, scores, color="tab:blue", linewidth=0.7 if scores.size <= 5000 else 0.4, marker="." if scores.size <= 300 else None,
+    line_t, line_s = _break_at_gaps(times, scores)
+    ax.plot(line_t, line_s, color="tab:blue", linewidth=0.7 if scores.size <= 5000 else 0.4, marker="." if scores.size <= 300 else None,
             markersize=4, label=f"{ylabel} per window")
     if scores.size == 0:
         ax.text(0.5, 0.5, "no windows", transform=ax.transAxes, ha="center", va="center", **_PLAIN)
@@ -386,14 +428,12 @@ def alarm_timeline(end_time, scores, threshold, path, *, episodes=(), breaks=(),
                     color="0.3", **_PLAIN)
 
     _date_axis(ax)
-    ax.set_xlabel("window end time")
+    zone = offset_text(off)
+    ax.set_xlabel(f"window end time ({zone})" if zone else "window end time")
     ax.set_ylabel(str(ylabel), **_PLAIN)
     # Room above the axes for the break markers drawn on its top edge.
     ax.set_title(str(title or "Scores, alarm episodes and breaks"), pad=12 if breaks else 6, **_PLAIN)
     ax.grid(True, alpha=0.3)
-    _legend_below(fig, [ax], max_cols=3)
-    fig.savefig(path)
-    return fig
 
 
 def roc_pr(curves: dict | None, roc_auc: float, pr_auc: float, base_rate: float, path, *,
@@ -426,7 +466,7 @@ def roc_pr(curves: dict | None, roc_auc: float, pr_auc: float, base_rate: float,
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
-        _legend(ax, loc="lower right" if ax is roc else "upper right", fontsize="small")
+        _legend(ax, loc="lower right" if ax is roc else "best", fontsize="small")
     fig.suptitle(str(title or "Test split: reconstruction error as a score"), **_PLAIN)
     fig.tight_layout()
     fig.savefig(path)
@@ -522,5 +562,47 @@ def fold_budget(fold_labels, false_episodes_per_day, budget: float, path, *, tit
     ax.grid(True, axis="y", alpha=0.3)
     _legend_below(fig, [ax], max_cols=3)
     _declutter_xticks(fig, ax)
+    fig.savefig(path)
+    return fig
+
+
+# How many episodes the score figure names the sensors of (the latest ones), before the notes crowd.
+MAX_NAMED_EPISODES = 12
+
+
+def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), title: str = "",
+                 ylabel: str = "score", utc_offset_seconds: int | None = None) -> Figure:
+    """A scored period (``score``'s output): scores over time, the threshold, the alarm episodes
+    shaded, and the top sensors of each episode written at its start (the latest
+    MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
+
+    ``episodes``: (start, end) pairs; ``episode_sensors``: one list of sensor names per episode
+    (empty for detectors that name none).
+    """
+    from matplotlib import dates as mdates
+
+    fig = _figure(10, 5.5, layout="constrained")
+    ax = fig.add_subplot()
+    episodes = list(episodes)
+    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, title=title or "Scored period: alarm "
+                "episodes and the sensors behind them", ylabel=ylabel, utc_offset_seconds=utc_offset_seconds)
+    sensors = list(episode_sensors) + [[]] * max(0, len(episodes) - len(episode_sensors))
+    named = [(i, _local(episodes[i][0], utc_offset_seconds), sensors[i]) for i in range(len(episodes)) if sensors[i]]
+    named = named[-MAX_NAMED_EPISODES:]
+    if named:
+        low, high = ax.get_xlim()
+        width = max(high - low, 1e-9)
+        positions = [(mdates.date2num(when) - low) / width for _, when, _ in named]
+        top = ax.get_xaxis_transform()
+        for (i, when, names), level in zip(named, _lead_levels(positions, gap=0.14, levels=4)):
+            ax.annotate("\n".join(str(n) for n in names[:3]), xy=(mdates.date2num(when), 1.0), xycoords=top,
+                        xytext=(3, -6 - 34 * level), textcoords="offset points", fontsize=7, va="top",
+                        color="saddlebrown", zorder=6,
+                        bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
+                        **_PLAIN)
+        shown = f"brown: top sensors of the latest {len(named)} episodes" if len(named) < len(episodes) \
+            else "brown: top sensors of each episode"
+        ax.plot([], [], linestyle="none", marker="s", color="saddlebrown", label=shown)
+    _legend_below(fig, [ax], max_cols=3)
     fig.savefig(path)
     return fig

@@ -59,16 +59,138 @@ def _compression(path: Path) -> str | None:
         return "gzip" if handle.read(2) == GZIP_MAGIC else None
 
 
-def read_csv(path, chunk_rows: int | None = None):
-    """The raw table (or an iterator of chunks), strings as read, with readable errors."""
+PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_EXTRA = "pip install 'lstm-rare-event[parquet]'"
+# --sep names a shell user can type for a tab.
+TAB_NAMES = ("tab", "\\t", "\t")
+
+
+def separator(sep: str) -> str:
+    """``--sep``: one character; 'tab' or '\\t' for a tab."""
+    sep = "\t" if sep in TAB_NAMES else sep
+    if not isinstance(sep, str) or len(sep) != 1 or sep in "\r\n\"":
+        raise UserError(f"--sep {sep!r}: expected one character such as ',', ';' or tab")
+    return sep
+
+
+def _decimal(decimal: str) -> str:
+    if decimal not in (".", ","):
+        raise UserError(f"--decimal {decimal!r}: expected '.' or ','")
+    return decimal
+
+
+def is_parquet(path) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def read_parquet(path, chunk_rows: int | None = None):
+    """A Parquet file (a historian export) as read_csv's raw table, or an iterator of chunks:
+    times as ISO 8601 text (with the UTC offset for zoned timestamps), numbers as they are."""
+    path = Path(path)
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow, the optional extra [parquet]: {PARQUET_EXTRA}") \
+            from None
+    try:
+        handle = pq.ParquetFile(path)
+        check_header(handle.schema_arrow.names, path)
+        if chunk_rows is None:
+            return _parquet_frame(handle.read().to_pandas())
+        return _Chunks(_parquet_frame(batch.to_pandas()) for batch in handle.iter_batches(batch_size=chunk_rows))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors vary by version
+        raise UserError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+
+
+class _Chunks:
+    """An iterator of DataFrames usable as pandas' chunked reader is (``with reader:``, ``next``)."""
+
+    def __init__(self, frames):
+        self._frames = iter(frames)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        return next(self._frames)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
+def _parquet_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    if TIME in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[TIME]):
+        times = frame[TIME]
+        text = times.map(lambda t: t.isoformat()) if getattr(times.dt, "tz", None) is not None \
+            else times.dt.strftime("%Y-%m-%dT%H:%M:%S")
+        frame = frame.assign(**{TIME: text.astype(str)})
+    elif TIME in frame.columns:
+        frame = frame.assign(**{TIME: frame[TIME].astype(str)})
+    return frame
+
+
+def _first_lines(path: Path, n: int = 2) -> list[str]:
+    opener = gzip.open if _compression(path) == "gzip" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as handle:
+            return [handle.readline().rstrip("\r\n") for _ in range(n)]
+    except (OSError, EOFError, zlib.error):
+        return []
+
+
+def _format_hint(path: Path, sep: str, decimal: str) -> str | None:
+    """The --sep (and --decimal) that would read ``path``, when its first lines say so."""
+    lines = _first_lines(path)
+    header = lines[0] if lines else ""
+    data = lines[1] if len(lines) > 1 else ""
+    for char, name, option in ((";", "semicolon", "--sep ';'"), ("\t", "tab", "--sep tab"), ("|", "pipe", "--sep '|'")):
+        if char != sep and char in header and sep not in header:
+            comma = decimal != "," and any(DECIMAL_COMMA.match(field.strip()) for field in data.split(char))
+            return f"looks {name}-separated; try {option}{' --decimal ' + repr(',') if comma else ''}"
+    if sep != "," and decimal != "," and any(DECIMAL_COMMA.match(field.strip()) for field in data.split(sep)):
+        return "numbers have a decimal comma (like 1,5); try --decimal ','"
+    return None
+
+
+DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str = "."):
+    """The raw table (or an iterator of chunks), strings as read, with readable errors.
+
+    ``sep`` and ``decimal``: historian exports are often tab-separated, or semicolon-separated
+    with a decimal comma (``sep=";", decimal=","``). A ``.parquet`` file is read with pyarrow."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    if is_parquet(path):
+        return read_parquet(path, chunk_rows)
+    sep, decimal = separator(sep), _decimal(decimal)
+    if sep == decimal:
+        raise UserError(f"--sep and --decimal are both {sep!r}; a decimal comma needs another separator "
+                        "(--sep ';' --decimal ',')")
     options = dict(compression=_compression(path), encoding="utf-8-sig", keep_default_na=False,
-                   skipinitialspace=True)
+                   skipinitialspace=True, sep=sep)
     try:
-        raw = pd.read_csv(path, dtype={TIME: str}, chunksize=chunk_rows, **options)
-        check_header(pd.read_csv(path, header=None, nrows=1, dtype=str, **options).iloc[0].tolist(), path)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, **options).iloc[0].tolist()
+        hint = _format_hint(path, sep, decimal)
+        if hint and len(header) == 1:
+            raise UserError(f"{path}: one column only when read with --sep {sep!r} ({_show(header[0])}); {hint}")
+        if hint and hint.startswith("numbers"):
+            raise UserError(f"{path}: {hint}")
+        raw = pd.read_csv(path, dtype={TIME: str}, chunksize=chunk_rows, decimal=decimal, **options)
+        check_header(header, path)
         return raw
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; expected a CSV header line with time, y and sensor columns") from None
@@ -339,9 +461,10 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
         )
 
 
-def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required") -> Table:
-    """Read and check a whole sheet-break CSV file."""
-    raw = read_csv(path)
+def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required", sep: str = ",",
+               decimal: str = ".") -> Table:
+    """Read and check a whole sheet-break CSV file (or Parquet file)."""
+    raw = read_csv(path, sep=sep, decimal=decimal)
     if raw.empty:
         raise UserError(f"{path}: no data rows, only a header")
     chosen = select_features(raw.columns, path, features, drop)

@@ -15,7 +15,6 @@ cut (1) is every fold's alarm line and pooled rankings compare like with like.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms import episodes, metrics, plots, thresholds
+from lstm_rare_event.alarms import verdict as verdicts
 from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
 from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.errors import UserError
@@ -197,12 +197,14 @@ def _fold_problem(plan: Plan, k: int, y: np.ndarray) -> str | None:
 
 def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
              preprocess: PreprocessOptions = PreprocessOptions(), params: dict | None = None,
-             threshold: ThresholdOptions = ThresholdOptions(), wait: float = DEFAULT_WAIT) -> dict:
-    """Walk forward through ``input_path``; write the results into ``out_dir``; return backtest.json."""
+             threshold: ThresholdOptions = ThresholdOptions(), wait: float = DEFAULT_WAIT, sep: str = ",",
+             decimal: str = ".") -> dict:
+    """Walk forward through ``input_path`` (CSV read with ``sep`` and ``decimal``, or Parquet);
+    write the results into ``out_dir``; return backtest.json."""
     params = {name: dict((params or {}).get(name, {})) for name in options.detectors}
     for name in options.detectors:
         detectors.create(name, **params[name])  # bad options fail before any work
-    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required")
+    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required", sep=sep, decimal=decimal)
     pre = Preprocessor(preprocess).fit_layout(table)
     rows = pre.rows(table)
     ends = pre.window_ends(rows)
@@ -248,7 +250,8 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
             _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, event_time, threshold.merge)
-            _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report)
+            _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report,
+                     utc_offset_seconds=None if table.utc_offset is None else int(table.utc_offset[-1]))
     return report
 
 
@@ -322,7 +325,8 @@ def _report(pooled: dict, plan: Plan, end_time, y, event_time, interval_minutes:
         "detectors": per,
         "bootstrap": boot,
     }
-    report["verdicts"] = {name: verdict(name, report) for name in names}
+    report["verdict"] = {name: verdict_of(name, report) for name in names}
+    report["verdicts"] = {name: verdicts.one_line(report["verdict"][name], name) for name in names}
     return to_jsonable(report)
 
 
@@ -332,33 +336,29 @@ def _roc(y, score) -> float:
     return float(roc_auc_score(y, score))
 
 
-def verdict(name: str, report: dict) -> str:
-    """One line an operator can act on."""
+def verdict_of(name: str, report: dict) -> dict:
+    """The verdict (:mod:`lstm_rare_event.alarms.verdict`) on one detector's pooled folds."""
     d = report["detectors"][name]
-    e, b = d["episodes"], d["budget"]
-    line = (f"{name}: warned {e['warned']} of {e['n_breaks']} breaks {e['horizon_minutes']:g} min ahead at "
-            f"{_num(e['false_episodes_per_day'])} false alarms/day")
-    if b["promised"] is not None:
-        held = b["measured"] is not None and b["measured"] <= 1.5 * b["promised"]
-        line += f" (budget {b['promised']:g}{'' if held else ', broken'})"
     boot = report.get("bootstrap")
+    roc, references = None, {}
     if boot:
         roc = boot["detectors"][name]["roc_auc"]
-        line += f"; ROC-AUC {roc['estimate']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}]"
         for diff in boot["differences"]:
             if name not in (diff["a"], diff["b"]):
                 continue
-            other = diff["b"] if diff["a"] == name else diff["a"]
             r = diff["roc_auc"]
-            sign = 1 if diff["a"] == name else -1
-            low, high = sorted((sign * r["low"], sign * r["high"]))
-            word = "no different from" if not r["excludes_zero"] else ("better than" if low > 0 else "worse than")
-            line += f"; {word} {other}, paired ROC-AUC interval [{low:.2f}, {high:.2f}]"
-    return line
+            if diff["a"] == name:
+                references[diff["b"]] = r
+            else:  # b - a: turn it round to this detector minus the other
+                references[diff["a"]] = {"estimate": -r["estimate"], "low": -r["high"], "high": -r["low"],
+                                         "excludes_zero": r["excludes_zero"]}
+    return verdicts.verdict(roc=roc, promised=d["budget"]["promised"], measured=d["budget"]["measured"],
+                            episodes=d["episodes"], references=references)
 
 
-def _num(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+def verdict(name: str, report: dict) -> str:
+    """One line an operator can act on, worded as evaluate's verdict."""
+    return verdicts.one_line(verdict_of(name, report), name)
 
 
 def _write_csv(path: Path, pooled: dict, end_time, y, event_time, merge_minutes: float) -> None:
@@ -379,7 +379,7 @@ def _write_csv(path: Path, pooled: dict, end_time, y, event_time, merge_minutes:
 
 
 def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, threshold: ThresholdOptions,
-             report: dict) -> None:
+             report: dict, utc_offset_seconds: int | None = None) -> None:
     boundaries = [(c, "fold boundary") for c in plan.cuts[:-1]]
     first = next(iter(pooled))
     p = pooled[first]
@@ -392,7 +392,7 @@ def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, t
                          breaks=[{"time": b, "warned": bool(ok), "lead_minutes": None if np.isnan(m) else float(m)}
                                  for b, ok, m in zip(breaks, warned, lead)],
                          boundaries=boundaries, title=f"Backtest, {first}: score / fold threshold",
-                         ylabel="score / threshold")
+                         ylabel="score / threshold", utc_offset_seconds=utc_offset_seconds)
     budget = threshold.params.get("target") if threshold.rule == "alarms-per-day" else None
     per_fold = {name: np.array([f["false_episodes_per_day"] if f["false_episodes_per_day"] is not None else np.nan
                                 for f in report["detectors"][name]["folds"]], dtype=float) for name in pooled}

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lstm_rare_event import log
-from lstm_rare_event.alarms import evaluation, metrics, plots
+from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, verdict
+from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, PREPARE_JSON, ROC_PR_PNG, SPLIT_FILES, THRESHOLD_JSON,
-    TIMELINE_PNG, Run,
+    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, HISTORY_CSV, PREPARE_JSON, ROC_PR_PNG, SPLIT_FILES,
+    THRESHOLD_JSON, TIMELINE_PNG, Run,
 )
 from lstm_rare_event.steps.threshold import episode_rows, rule_text
 from lstm_rare_event.tables import format_table
 
 
-def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT) -> dict:
-    """Apply threshold.json to the test split; write evaluate.json and three figures; return the report."""
+REPLICATES = 1000
+
+
+def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, reference=None,
+                 replicates: int = REPLICATES) -> dict:
+    """Apply threshold.json to the test split; write evaluate.json and three figures; return the report.
+
+    ``reference``: another run directory trained on the same prepared split (``train --out``);
+    the verdict then says whether this run's detector ranks breaks better than its detector.
+    """
     run = Run(run_dir)
     with run.locked(wait):
         run.check("prepare", [SPLIT_FILES["test"], PREPARE_JSON])
@@ -34,16 +47,93 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT) -> 
             "interval_minutes": interval,
             **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
         }
+        reference_scores = _reference_scores(run, reference, test) if reference is not None else None
+        report["verdict"] = _verdict(run, detector.name, scores, test, chosen, report, reference_scores,
+                                     replicates)
         windows = report["windows"]
         log.info(f"writing {EVALUATE_JSON}, {TIMELINE_PNG}, {ROC_PR_PNG} and {HISTOGRAM_PNG}")
         with run.writer("evaluate", {"engine": engine}) as out:
             out.json(EVALUATE_JSON, report)
-            plots.error_timeline(test.end_time, scores, test.y, metrics.break_times(test.y, test.event_time),
-                                 chosen.value, out.path(TIMELINE_PNG))
+            ep = episodes.find_episodes(test.end_time, scores > chosen.value, chosen.merge_minutes)
+            plots.alarm_timeline(test.end_time, scores, chosen.value, out.path(TIMELINE_PNG),
+                                 episodes=list(zip(ep.start, ep.end)),
+                                 breaks=[{"time": b["event_time"], "warned": b["warned"],
+                                          "lead_minutes": b["lead_minutes"]} for b in report["episodes"]["breaks"]],
+                                 title=f"Test split: {detector.name} scores, alarm episodes and breaks "
+                                       f"(warned within {chosen.horizon_minutes:g} min)",
+                                 utc_offset_seconds=_utc_offset(run))
             plots.roc_pr(metrics.curves(test.y, scores), windows["roc_auc"], windows["pr_auc"], windows["base_rate"],
-                         out.path(ROC_PR_PNG))
+                         out.path(ROC_PR_PNG), title=f"Test split: {detector.name} score",
+                         operating_point={"fpr": windows["false_positive_rate"], "tpr": windows["recall"],
+                                          "precision": windows["precision"], "recall": windows["recall"]})
             plots.error_histogram(scores, test.y, chosen.value, out.path(HISTOGRAM_PNG))
     return report
+
+
+def _utc_offset(run: Run) -> int | None:
+    """The data's own UTC offset in seconds (prepare.json), None for times without one."""
+    value = run.prepare_info().data.get("utc_offset_seconds")
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
+    """(name, test scores) of the detector in ``reference``, which must share this run's test split."""
+    other = Run(reference)
+    with other.reading():
+        other.check("train", [DETECTOR])
+        mine = run.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
+        theirs = other.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
+        if mine is None or mine != theirs:
+            raise UserError(f"--reference {other.path}: its test split differs from {run.path}'s; give a run made "
+                            "from the same prepare (train --out)")
+        detector = other.detector()
+        log.info(f"reference {detector.name} ({other.path}): scores of {len(test):,} test windows")
+        return detector.name, detector.score(test)
+
+
+def _drift(run: Run) -> dict | None:
+    """The drift warning from the training history (detectors that have one), with the sensors
+    whose scaled last-row mean moved most from the training to the validation windows."""
+    if HISTORY_CSV not in run.files_of("train"):
+        return None
+    import pandas as pd
+
+    run.check("train", [HISTORY_CSV])
+    history = pd.read_csv(run.path / HISTORY_CSV)
+    if history.empty or not {"loss", "val_loss"} <= set(history.columns):
+        return None
+    last = history.iloc[-1]
+    loss, val_loss = float(last["loss"]), float(last["val_loss"])
+    if verdict.drift(loss, val_loss) is None:
+        return None
+    train, valid = run.split("train"), run.split("valid")
+    features = run.prepare_info().data.get("features") or [f"sensor {i + 1}" for i in range(train.X.shape[2])]
+    shifts = verdict.sensor_shifts(train.X[train.y == 0, -1, :], valid.X[valid.y == 0, -1, :], features)
+    return verdict.drift(loss, val_loss, shifts)
+
+
+def _verdict(run: Run, name: str, scores, test, chosen, report: dict, reference_scores, replicates: int) -> dict:
+    both = 0 < int(np.sum(test.y == 1)) < len(test.y)
+    roc, references, boot = None, {}, None
+    if both:
+        named = {name: scores}
+        if reference_scores is not None:
+            other = reference_scores[0] if reference_scores[0] != name else f"{reference_scores[0]} (reference)"
+            named[other] = reference_scores[1]
+        boot = bootstrap_metrics(test.y, named, event_groups(test.y, test.event_time, test.end_time),
+                                 n=replicates, seed=0)
+        roc = boot["detectors"][name]["roc_auc"]
+        references = {d["b"]: d["roc_auc"] for d in boot["differences"]}
+    promised = chosen.params.get("target") if chosen.rule == "alarms-per-day" else None
+    result = verdict.verdict(roc=roc, promised=promised, measured=report["episodes"]["false_episodes_per_day"],
+                             episodes=report["episodes"], references=references, drift_=_drift(run))
+    if boot is not None:
+        result["bootstrap"] = {"replicates": boot["replicates"], "seed": boot["seed"], "blocks": boot["blocks"]}
+    return to_jsonable(result)
+
+
+def verdict_text(report: dict) -> str:
+    return "\n".join(report.get("verdict", {}).get("lines", []))
 
 
 def evaluate_text(report: dict) -> str:
@@ -69,12 +159,13 @@ def evaluate_text(report: dict) -> str:
         *episode_rows(report["episodes"]),
     ])
     rows = report["alarm_budgets"]["rows"]
+    tail = f"\n\nVerdict:\n{verdict_text(report)}" if report.get("verdict", {}).get("lines") else ""
     if not rows:
-        return main
+        return main + tail
     budgets = format_table([
         ["budget / day", "threshold", "false episodes / day on test", "breaks warned", "mean lead, min"],
         *[[r["alarms_per_day"], r["value"], r["false_episodes_per_day"], f"{r['warned']} of {r['n_breaks']}",
            r["mean_lead_minutes"]] for r in rows],
     ])
     return (f"{main}\n\nAlarm budgets (thresholds chosen on validation with --rule alarms-per-day, "
-            f"applied to test):\n{budgets}")
+            f"applied to test):\n{budgets}{tail}")

@@ -90,9 +90,10 @@ def time_cuts(n_rows: int, fractions) -> list[int]:
     return [int(round(n_rows * fractions[0])), int(round(n_rows * (fractions[0] + fractions[1])))]
 
 
-def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
-    """Read ``path`` and build scaled windows for train, valid and test (nothing is written)."""
-    table = read_table(path, options.features, options.drop, labels="required")
+def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".") -> Prepared:
+    """Read ``path`` (CSV read with ``sep`` and ``decimal``, or Parquet) and build scaled windows
+    for train, valid and test (nothing is written)."""
+    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal)
     if options.last is not None:
         table = most_recent(table, parse_span(options.last, "--last"))
     if len(table) < options.lookback:
@@ -129,6 +130,8 @@ def prepare(path, options: PrepareOptions = PrepareOptions()) -> Prepared:
         "n_features": len(table.features),
         "lookback": options.lookback,
         "interval_minutes": pre.interval_minutes,
+        # The data's own time zone, for figures: the last row's UTC offset (None: times without one).
+        "utc_offset_seconds": None if table.utc_offset is None else int(table.utc_offset[-1]),
         "time_gaps": int((np.diff(table.time) > pre.interval_).sum()),
         "rows_after_shift": len(rows),
         "windows": int(sum(len(w) for w in splits.values())),

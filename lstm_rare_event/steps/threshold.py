@@ -10,8 +10,11 @@ import math
 from dataclasses import dataclass, field
 
 from lstm_rare_event import log
+import numpy as np
+
 from lstm_rare_event.alarms import evaluation, plots, thresholds
-from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
+from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES, false_episodes_by_cut
+from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import (
     DEFAULT_WAIT, DETECTOR, PREPARE_JSON, SPLIT_FILES, THRESHOLD_JSON, THRESHOLD_PNG, Run,
@@ -74,14 +77,45 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
         }
+        warning = value_warning(options.rule, chosen["value"], summary["validation"])
+        if warning:
+            summary["warning"] = warning
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
                         "horizon": horizon, "engine": engine}
         with run.writer("threshold", step_options) as out:
             out.json(THRESHOLD_JSON, summary)
-            plots.threshold_curve(*thresholds.precision_recall_by_threshold(scored.scores, valid.y),
-                                  chosen["value"], out.path(THRESHOLD_PNG), title=f"Validation: --rule {options.rule}")
+            cuts, precision, recall = thresholds.precision_recall_by_threshold(scored.scores, valid.y)
+            per_day = false_episodes_by_cut(scored.scores, scored.end_time, scored.break_times, options.merge, horizon,
+                                            cuts) / max(days_covered(len(valid), interval), 1e-12)
+            plots.threshold_curve(cuts, precision, recall, chosen["value"], out.path(THRESHOLD_PNG),
+                                  false_alarms_per_day=per_day,
+                                  budget=options.params.get("target") if options.rule == "alarms-per-day" else None,
+                                  title=f"Validation: {detector.name} score, --rule {rule_text(summary)}",
+                                  xlabel=f"threshold on the {detector.name} score",
+                                  alarms_label="false alarm episodes per day")
+    if warning:  # once the threshold is saved
+        log.warning(warning)
     return summary
+
+
+# --rule value warns when its threshold flags more than this share of the validation windows.
+VALUE_WARNING_SHARE = 0.1
+
+
+def value_warning(rule: str, value: float, validation: dict) -> str | None:
+    """With ``--rule value``: a warning when the value flags more than VALUE_WARNING_SHARE of the
+    validation windows (a fixed value from another run or detector rarely fits this one)."""
+    if rule != "value":
+        return None
+    c = validation["confusion"]
+    share = (c["tp"] + c["fp"]) / max(validation["n_windows"], 1)
+    if share <= VALUE_WARNING_SHARE:
+        return None
+    per_day = validation["episodes"].get("false_episodes_per_day")
+    rate = f", {per_day:.3g} false alarm episodes per day" if per_day is not None and np.isfinite(per_day) else ""
+    return (f"--value {value:g} flags {share:.0%} of validation windows{rate}; the default --rule alarms-per-day "
+            "keeps false alarms within a budget")
 
 
 def rule_text(chosen: dict) -> str:

@@ -1,0 +1,142 @@
+"""report: one self-contained HTML file, every figure embedded and loading in a real browser;
+the scores figure from score's CSV."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import copy_run, fails, ok
+
+from lstm_rare_event.steps import report
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+IMG = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs, tmp_path_factory, new_csv):
+    """An evaluated lstm run and its scores of another day."""
+    base = tmp_path_factory.mktemp("report")
+    run = copy_run(runs["lstm"], base)
+    ok("evaluate", run, "-q")
+    scores = base / "scores.csv"
+    ok("score", run, new_csv, "--out", scores, "-q")
+    return run, scores
+
+
+def figures_of(text: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in IMG.findall(text)]
+
+
+def test_the_report_is_one_self_contained_file(evaluated, tmp_path):
+    run, scores = evaluated
+    out = tmp_path / "out" / "report.html"
+    result = ok("report", run, "--out", out, "--scores", scores, "-q")
+    assert "figures" in result.stdout
+    text = out.read_text()
+    for heading in ("Latest alarms", "Data", "Options", "Detector", "Threshold", "Evaluation"):
+        assert f">{heading}" in text
+    assert "Verdict." in text and "than chance" in text
+    pngs = figures_of(text)
+    # loss, threshold, timeline, ROC/PR, histogram, scored period
+    assert len(pngs) == 6 and all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert text.count("<img") == 6
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched from the network
+    assert list(out.parent.iterdir()) == [out]  # written atomically: no partial file left
+
+
+def test_a_run_without_evaluation_has_the_sections_it_can(runs, tmp_path):
+    out = tmp_path / "r.html"
+    result = report.build_report(runs["mahalanobis"], out)
+    assert result["sections"] == ["data", "options", "detector", "threshold"] and result["figures"] == 1
+
+
+def test_report_refuses_an_output_inside_the_run(runs, tmp_path):
+    run = copy_run(runs["restart"], tmp_path)
+    fails(2, "report", run, "--out", run / "report.html", fragment="inside the run directory")
+    assert not (run / "report.html").exists()
+
+
+def test_report_refuses_a_file_that_is_not_a_scores_csv(evaluated, tmp_path):
+    run, _ = evaluated
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    fails(2, "report", run, "--out", tmp_path / "r.html", "--scores", bad, fragment="missing column(s) time")
+    assert not (tmp_path / "r.html").exists()
+
+
+def _browser():
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_every_figure_loads_in_headless_chromium(evaluated, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip(f"no Chromium binary found ({', '.join(BROWSERS)} not on PATH); `.ci/run` installs it")
+    run, scores = evaluated
+    out = tmp_path / "report.html"
+    ok("report", run, "--out", out, "--scores", scores, "-q")
+    # A probe appended to a copy: after load, how many images decoded (naturalWidth > 0).
+    probe = tmp_path / "probe.html"
+    probe.write_text(out.read_text().replace("</body>", (
+        "<script>window.addEventListener('load', function () {"
+        " var imgs = Array.from(document.images);"
+        " var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;"
+        " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script></body>")))
+    done = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                           probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-images="(\d+)/(\d+)"', done.stdout)
+    assert found, f"no probe result from {browser}: {done.stderr[-2000:]}"
+    assert found.group(1) == found.group(2) == "6"
+
+
+# -- the scores figure --------------------------------------------------------------------
+
+def _scores_csv(path, times):
+    n = len(times)
+    score = np.full(n, 0.2)
+    score[[3, 4, 20]] = [2.0, 3.0, 1.5]
+    frame = pd.DataFrame({"time": times, "score": score, "flag": (score > 1).astype(int),
+                          "sensor_1": ["x5"] * n, "share_1": [0.6] * n, "sensor_2": ["x7"] * n, "share_2": [0.3] * n,
+                          "sensor_3": ["x9"] * n, "share_3": np.r_[[0.1] * 20, [0.7] * (n - 20)]})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_scored_episodes_and_their_top_sensors(tmp_path):
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
+    scores = report.read_scores(_scores_csv(tmp_path / "s.csv", times))
+    rows = report.scored_episodes(scores, merge_minutes=30)
+    # flagged at minutes 6, 8 (one episode) and 40 (another: 32 min after 8)
+    assert [(str(r["start"]), r["windows"], r["peak"]) for r in rows] == [
+        ("2024-03-01T00:06:00", 2, 3.0), ("2024-03-01T00:40:00", 1, 1.5)]
+    assert rows[0]["sensors"] == ["x5", "x7", "x9"] and rows[1]["sensors"] == ["x9", "x5", "x7"]
+
+
+def test_plot_scores_in_the_data_time_zone(tmp_path):
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00+02:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
+    fig = report.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", threshold=1.0)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "x5\nx7\nx9" in texts and "x9\nx5\nx7" in texts
+    # drawn as written (00:00 local), not converted to UTC (22:00 the day before)
+    from matplotlib import dates as mdates
+
+    left = mdates.num2date(ax.lines[0].get_xdata(orig=False)[0])
+    assert (left.day, left.hour) == (1, 0)
+
+
+def test_plot_scores_of_times_without_offset_shifted_to_the_data_zone(tmp_path):
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
+    fig = report.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", utc_offset_seconds=-5 * 3600)
+    assert fig.axes[0].get_xlabel() == "window end time (UTC-05:00)"
