@@ -9,6 +9,7 @@ columns differently or carry extra columns. Every problem becomes a one-line
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import zlib
 from pathlib import Path
@@ -59,16 +60,37 @@ def _compression(path: Path) -> str | None:
         return "gzip" if handle.read(2) == GZIP_MAGIC else None
 
 
+class Buffer(io.BytesIO):
+    """A whole input held in memory (standard input), named in messages by ``name``."""
+
+    def __init__(self, data: bytes, name: str = "stdin"):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reopened(self) -> io.BytesIO:
+        return io.BytesIO(self.getvalue())
+
+
 def read_csv(path, chunk_rows: int | None = None):
-    """The raw table (or an iterator of chunks), strings as read, with readable errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    options = dict(compression=_compression(path), encoding="utf-8-sig", keep_default_na=False,
+    """The raw table (or an iterator of chunks), strings as read, with readable errors.
+    ``path`` may be a :class:`Buffer` (standard input)."""
+    if isinstance(path, Buffer):
+        compression = "gzip" if path.getvalue()[:2] == GZIP_MAGIC else None
+        source = path.reopened
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: file not found")
+        compression = _compression(path)
+        source = lambda: path  # noqa: E731
+    options = dict(compression=compression, encoding="utf-8-sig", keep_default_na=False,
                    skipinitialspace=True)
     try:
-        raw = pd.read_csv(path, dtype={TIME: str}, chunksize=chunk_rows, **options)
-        check_header(pd.read_csv(path, header=None, nrows=1, dtype=str, **options).iloc[0].tolist(), path)
+        raw = pd.read_csv(source(), dtype={TIME: str}, chunksize=chunk_rows, **options)
+        check_header(pd.read_csv(source(), header=None, nrows=1, dtype=str, **options).iloc[0].tolist(), path)
         return raw
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; expected a CSV header line with time, y and sensor columns") from None
