@@ -319,3 +319,10 @@ def test_output_header_must_match(runs, plant, prev_csv, tmp_path):
                     tmp_path / "state.json", "--out", out)
     assert result.exit_code == 2 and "header" in result.stderr, result.output
     assert out.read_text() == "time,something,else\n"
+
+
+def test_examples_crontab_scores_every_two_minutes_by_absolute_path():
+    lines = [line for line in (ROOT / "examples" / "crontab").read_text().splitlines() if line.startswith("*/2 ")]
+    assert len(lines) == 1
+    assert "/srv/paper/.venv/bin/lstm-rare-event score" in lines[0] and "--state" in lines[0]
+    assert "Deployment" in (ROOT / "README.md").read_text()
