@@ -1,4 +1,6 @@
-"""The ``score`` step: flag new data with a trained run, in bounded memory.
+"""The ``score`` step's pieces: the run loaded once (:class:`Scorer`), the output's columns and
+top sensors, chunked reading and the output checks. The scoring itself, batch and stateful,
+is :mod:`lstm_rare_event.steps.stream`.
 
 New rows go through the run's own :class:`Preprocessor` (the same code path as ``prepare``),
 the run's detector scores every window, and a window is flagged when its score is above the
@@ -21,20 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
-from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import pid_alive
-from lstm_rare_event.preprocess.csv import Table, check_table, read_csv, read_error
+from lstm_rare_event.preprocess.csv import read_csv, read_error
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
-from lstm_rare_event.preprocess.windows import Windows
 from lstm_rare_event.run import DETECTOR, MANIFEST, PREPROCESSOR, THRESHOLD_JSON, Run
 
 CHUNK_ROWS = 50_000
 TOP_SENSORS = 3
-BATCH = 4096  # windows scored at a time: bounds memory
 
 
 @dataclass(frozen=True)
@@ -81,28 +79,6 @@ def output_columns(n_features: int, has_contributions: bool = True, held: bool =
     k = min(TOP_SENSORS, n_features) if has_contributions else 0
     return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []),
             *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
-
-
-def score_windows(scorer: Scorer, windows, source=None) -> dict:
-    """The output columns for ``windows`` (read from ``source``, named in errors)."""
-    try:
-        scores, contributions = scorer.detector.explain(windows)
-    except UserError as exc:
-        if source is None:
-            raise
-        raise UserError(f"{source}: {exc}") from None
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
-        raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
-                        f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
-    columns = {"time": np.datetime_as_string(windows.end_time, unit="s"), "score": scores,
-               "flag": flag(scores, scorer.threshold).astype(np.int8)}
-    if contributions is not None:
-        names, shares = top_sensors(contributions, scorer.preprocessor.features_)
-        for i in range(names.shape[1]):
-            columns[f"sensor_{i + 1}"] = names[:, i]
-            columns[f"share_{i + 1}"] = shares[:, i]
-    return columns
 
 
 def read_chunks(path, chunk_rows: int):
@@ -166,12 +142,3 @@ def score_file(run_dir, input_path, out_path, chunk_rows: int = CHUNK_ROWS, engi
     from lstm_rare_event.steps.stream import ScoreOptions, score
 
     return score(run_dir, input_path, out_path, ScoreOptions(chunk_rows=chunk_rows, engine=engine))
-
-
-def summary_line(summary: dict) -> str:
-    alarms = summary["alarms"]
-    plural = "" if alarms == 1 else "s"
-    line = f"scored {summary['windows']:,} windows ({summary['rows']:,} rows): {alarms:,} alarm{plural}"
-    if alarms:
-        line += f", first {summary['first_alarm']}, last {summary['last_alarm']}"
-    return f"{line} -> {summary['output']}"
