@@ -458,34 +458,62 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
     click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate.evaluate_text(report))
 
 
-@command(cli, "score", "lstm-rare-event score run today.csv --out scores.csv --fail-on-alert -q",
-         extra_exit_codes="\n  3  --fail-on-alert and at least one window flagged (scores.csv is written)")
+@command(cli, "score", "lstm-rare-event score run today.csv --out scores.csv --fail-on-alert -q\n"
+                       "  lstm-rare-event score run today.csv --state score.state --history yesterday.csv "
+                       "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron",
+         extra_exit_codes="\n  3  --fail-on-alert and an alarm episode opened (scores.csv is written); with "
+                          "--state, only a\n     call that opens a new episode (an ongoing one is not alerted again)\n"
+                          "  75 also: another call holds --state's lock past --wait")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV to write: time, score, flag, then the three sensors with the largest share of "
-                   "the score (sensor_1, share_1, ...) for detectors that name sensors.")
-@click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when any window is flagged.")
+@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="CSV to write (- for stdout): time, score, flag, episode (alarm episode id counting from 1, "
+                   "0 when not flagged), opened (1 where the window opened an episode), held (--missing hold), "
+                   "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
+                   "detectors that name sensors. With --state, new windows are appended.")
+@click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Score only what is new since the last call with this state file (created if missing): "
+                   "rows already seen are skipped, new windows appended to --out, the open alarm episode "
+                   "carried over. Locked (STATE.lock) while a call runs.")
+@click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
+              help="Rows before INPUT (e.g. yesterday's file), used only as context: detrending baselines "
+                   "and the first windows' earlier rows; no output rows. With --state, read only when the "
+                   "state is created.")
+@click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when an alarm episode opens.")
+@click.option("--missing", type=click.Choice(["error", "hold"]), default="error", show_default=True,
+              help="An empty cell: error (exit 2 naming row and column), or hold the sensor's last value "
+                   "and mark the windows with it (held column).")
+@click.option("--drift-sd", default=10.0, show_default=True, type=float,
+              help="Warn when a sensor of the new rows lies more than this many training standard deviations "
+                   "from its training mean (after detrending).")
+@click.option("--adopt", is_flag=True,
+              help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
+                   "its rows, last scored time and open episode.")
 @click.option("--chunk-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
 @engine_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def score_command(run_dir, input_csv, out_path, fail_on_alert, chunk_rows, engine, as_json):
-    """Flag new data in batch with a trained run (for cron and Make).
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stderr with --out -).")
+def score_command(run_dir, input_csv, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
+                  chunk_rows, engine, wait, as_json):
+    """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
-    INPUT has the training file's columns (`y` is optional; with it, break rows are
-    dropped as in prepare). The run's preprocessor, detector and threshold are applied as
-    saved; a window is flagged when its score is above the threshold. One summary line
-    goes to stderr, as a warning when there are alarms, so that with --quiet only alarms
-    and errors print anything. On an error nothing is written.
+    INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
+    rows are dropped as in prepare). The run's preprocessor, detector and threshold are
+    applied as saved; a window is flagged when its score is above the threshold, and flagged
+    windows less than the threshold's merge gap apart are one alarm episode. One summary
+    line goes to stderr, as a warning when an episode opens, so that with --quiet only
+    alerts, data warnings and errors print anything. On an error nothing is written.
     """
-    from lstm_rare_event.steps import score
+    from lstm_rare_event.steps import stream
 
-    summary = score.score_file(run_dir, input_csv, out_path, chunk_rows=chunk_rows, engine=engine)
-    (log.warning if summary["alarms"] else log.info)(score.summary_line(summary))
+    options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
+                                  wait=wait, adopt=adopt)
+    summary = stream.score(run_dir, input_csv, out_path, options, history=history, state_path=state_path)
+    (log.warning if summary["episodes_opened"] else log.info)(stream.summary_line(summary))
     if as_json:
-        click.echo(dumps(summary), nl=False)
-    if fail_on_alert and summary["alarms"]:
+        click.echo(dumps(summary), nl=False, err=str(out_path) == "-")
+    if fail_on_alert and summary["episodes_opened"]:
         sys.exit(3)
 
 

@@ -6,17 +6,39 @@ import sys
 LOGGER = logging.getLogger("lstm_rare_event")
 
 
+class _IsoFormatter(logging.Formatter):
+    """``2024-05-01T02:14:00+02:00 message``: local time with its UTC offset, to the second."""
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+        from datetime import datetime
+
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")
+
+
+# On a terminal a person reads the lines as they come; in cron mail and log files each line
+# says when it was written.
+_TERMINAL = logging.Formatter("%(message)s")
+_STAMPED = _IsoFormatter("%(asctime)s %(message)s")
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def configure(quiet: bool = False) -> None:
     """Info lines on stderr; ``quiet`` keeps only warnings and errors."""
     handler = next((h for h in LOGGER.handlers if getattr(h, "_lstm_rare_event", False)), None)
     if handler is None:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
         handler._lstm_rare_event = True
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
     # Click's CliRunner swaps sys.stderr per invocation; follow it.
     handler.setStream(sys.stderr)
+    handler.setFormatter(_TERMINAL if _is_terminal(sys.stderr) else _STAMPED)
     LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
 
 

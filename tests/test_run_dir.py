@@ -248,7 +248,7 @@ def test_a_dead_scores_partial_file_is_removed_by_the_next_score(runs, new_csv, 
     other.write_text("")
     ok("score", runs["restart"], new_csv, "--out", tmp_path / "scores.csv", "-q")
     assert not leftover.exists() and alive.exists() and other.exists()
-    assert (tmp_path / "scores.csv").read_text().startswith("time,score,flag\n")
+    assert (tmp_path / "scores.csv").read_text().startswith("time,score,flag,episode,opened\n")
 
 
 @pytest.mark.parametrize("content, fragment", [

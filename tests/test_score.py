@@ -89,8 +89,11 @@ def test_top_sensors_names_the_largest_shares_first():
 def test_top_sensors_with_fewer_features_than_k():
     names, shares = top_sensors(np.array([[1.0, 3.0]]), ["a", "b"], k=3)
     assert names.tolist() == [["b", "a"]] and shares.tolist() == [[0.75, 0.25]]
-    assert output_columns(2) == ["time", "score", "flag", "sensor_1", "share_1", "sensor_2", "share_2"]
-    assert output_columns(2, has_contributions=False) == ["time", "score", "flag"]
+    assert output_columns(2) == ["time", "score", "flag", "episode", "opened", "sensor_1", "share_1", "sensor_2",
+                                 "share_2"]
+    assert output_columns(2, has_contributions=False) == ["time", "score", "flag", "episode", "opened"]
+    assert output_columns(2, has_contributions=False, held=True) == ["time", "score", "flag", "episode", "opened",
+                                                                     "held"]
 
 
 @pytest.mark.parametrize("which", ["lstm", "mahalanobis", "restart", "gaps"])
@@ -119,8 +122,8 @@ def test_output_columns_flags_and_attribution(runs, unlabelled_csv, tmp_path, wh
     result = score(run_dir, unlabelled_csv, out)
     assert result.exit_code == 0, result.output
     scores = read_scores(out)
-    assert list(scores.columns) == ["time", "score", "flag", "sensor_1", "share_1", "sensor_2", "share_2",
-                                    "sensor_3", "share_3"]
+    assert list(scores.columns) == ["time", "score", "flag", "episode", "opened", "sensor_1", "share_1", "sensor_2",
+                                    "share_2", "sensor_3", "share_3"]
     # One window per row that ends lookback rows without a time gap, at that row's time.
     time = pd.to_datetime(pd.read_csv(unlabelled_csv, usecols=["time"]).time, format="%m/%d/%y %H:%M")
     time = time.to_numpy().astype("datetime64[s]")
@@ -144,7 +147,7 @@ def test_restart_names_no_sensor(runs, new_csv, tmp_path):
     out = tmp_path / "scores.csv"
     result = score(runs["restart"], new_csv, out, "--json", "-q")
     assert result.exit_code == 0, result.output
-    assert list(read_scores(out).columns) == ["time", "score", "flag"]
+    assert list(read_scores(out).columns) == ["time", "score", "flag", "episode", "opened"]
     assert json.loads(result.stdout)["sensors"] == "none: the restart detector uses no sensor"
 
 
@@ -193,9 +196,9 @@ def test_fail_on_alert_exit_codes(runs, new_csv, tmp_path):
 def test_quiet_prints_only_alarms_and_json_goes_to_stdout(runs, new_csv, tmp_path):
     alarming, quiet = with_threshold(runs["lstm"], tmp_path, 0), with_threshold(runs["lstm"], tmp_path, 1e9)
     out = tmp_path / "scores.csv"
-    calm = score(quiet, new_csv, out, "-q")
+    calm = score(quiet, new_csv, out, "-q", "--drift-sd", 1000)  # the synthetic sensors drift past 10 SD
     assert calm.exit_code == 0 and calm.stderr == "" and calm.stdout == ""
-    loud = score(alarming, new_csv, out, "-q", "--json")
+    loud = score(alarming, new_csv, out, "-q", "--json", "--drift-sd", 1000)
     assert len(loud.stderr.strip().splitlines()) == 1 and "alarms" in loud.stderr
     summary = json.loads(loud.stdout)
     scores = read_scores(out)

@@ -44,7 +44,10 @@ class MahalanobisDetector(Detector):
         # Readings far outside the training range overflow to inf; callers refuse non-finite
         # scores with a message, so NumPy's own warning would only be noise.
         with np.errstate(over="ignore", invalid="ignore"):
-            contributions = centred * (centred @ self.precision_)
+            # One matrix-vector product per row, not one matrix product for all: a row's rounding
+            # then never depends on how many rows are scored at once (scoring one new row in a
+            # call gives the bytes that scoring the day in one call gives).
+            contributions = centred * (centred[:, None, :] @ self.precision_)[:, 0, :]
             distance = contributions.sum(axis=1)
         # Clipped at 0: rounding can leave a distance a hair below it, and scores must not be negative.
         return np.maximum(distance, 0.0), contributions

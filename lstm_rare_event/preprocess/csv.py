@@ -9,6 +9,7 @@ columns differently or carry extra columns. Every problem becomes a one-line
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import zlib
 from pathlib import Path
@@ -57,6 +58,20 @@ def _names(names, n: int = SHOW_NAMES) -> str:
 def _compression(path: Path) -> str | None:
     with open(path, "rb") as handle:
         return "gzip" if handle.read(2) == GZIP_MAGIC else None
+
+
+class Buffer(io.BytesIO):
+    """A whole input held in memory (standard input), named in messages by ``name``."""
+
+    def __init__(self, data: bytes, name: str = "stdin"):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reopened(self) -> io.BytesIO:
+        return io.BytesIO(self.getvalue())
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -170,26 +185,33 @@ def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str =
     """The raw table (or an iterator of chunks), strings as read, with readable errors.
 
     ``sep`` and ``decimal``: historian exports are often tab-separated, or semicolon-separated
-    with a decimal comma (``sep=";", decimal=","``). A ``.parquet`` file is read with pyarrow."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    if is_parquet(path):
-        return read_parquet(path, chunk_rows)
+    with a decimal comma (``sep=";", decimal=","``). A ``.parquet`` file is read with pyarrow.
+    ``path`` may be a :class:`Buffer` (standard input)."""
+    if isinstance(path, Buffer):
+        compression = "gzip" if path.getvalue()[:2] == GZIP_MAGIC else None
+        source = path.reopened
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: file not found")
+        if is_parquet(path):
+            return read_parquet(path, chunk_rows)
+        compression = _compression(path)
+        source = lambda: path  # noqa: E731
     sep, decimal = separator(sep), _decimal(decimal)
     if sep == decimal:
         raise UserError(f"--sep and --decimal are both {sep!r}; a decimal comma needs another separator "
                         "(--sep ';' --decimal ',')")
-    options = dict(compression=_compression(path), encoding="utf-8-sig", keep_default_na=False,
+    options = dict(compression=compression, encoding="utf-8-sig", keep_default_na=False,
                    skipinitialspace=True, sep=sep)
     try:
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, **options).iloc[0].tolist()
-        hint = _format_hint(path, sep, decimal)
+        header = pd.read_csv(source(), header=None, nrows=1, dtype=str, **options).iloc[0].tolist()
+        hint = None if isinstance(path, Buffer) else _format_hint(path, sep, decimal)
         if hint and len(header) == 1:
             raise UserError(f"{path}: one column only when read with --sep {sep!r} ({_show(header[0])}); {hint}")
         if hint and hint.startswith("numbers"):
             raise UserError(f"{path}: {hint}")
-        raw = pd.read_csv(path, dtype={TIME: str}, chunksize=chunk_rows, decimal=decimal, **options)
+        raw = pd.read_csv(source(), dtype={TIME: str}, chunksize=chunk_rows, decimal=decimal, **options)
         check_header(header, path)
         return raw
     except pd.errors.EmptyDataError:

@@ -1,4 +1,6 @@
-"""The ``score`` step: flag new data with a trained run, in bounded memory.
+"""The ``score`` step's pieces: the run loaded once (:class:`Scorer`), the output's columns and
+top sensors, chunked reading and the output checks. The scoring itself, batch and stateful,
+is :mod:`lstm_rare_event.steps.stream`.
 
 New rows go through the run's own :class:`Preprocessor` (the same code path as ``prepare``),
 the run's detector scores every window, and a window is flagged when its score is above the
@@ -12,6 +14,8 @@ or scikit-learn (their imports alone cost seconds).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -19,19 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from lstm_rare_event.alarms.thresholds import flag
+from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import pid_alive
-from lstm_rare_event.preprocess.csv import Table, check_table, read_csv, read_error
+from lstm_rare_event.preprocess.csv import read_csv, read_error
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
-from lstm_rare_event.preprocess.windows import Windows
 from lstm_rare_event.run import DETECTOR, MANIFEST, PREPROCESSOR, THRESHOLD_JSON, Run
 
 CHUNK_ROWS = 50_000
 TOP_SENSORS = 3
-BATCH = 4096  # windows scored at a time: bounds memory
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Scorer:
     preprocessor: Preprocessor
     detector: object
     threshold: float
+    merge_minutes: float = DEFAULT_MERGE_MINUTES
+    #: sha256 over the hashes of the preprocessor, detector and threshold files: which run this is
+    fingerprint: str = ""
 
 
 def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
@@ -51,7 +55,10 @@ def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
         run.check("prepare", [PREPROCESSOR])
         run.check("train", [DETECTOR])
         run.check("threshold", [THRESHOLD_JSON])
-        return Scorer(run.preprocessor(), run.detector(engine=engine), run.threshold().value)
+        threshold = run.threshold()
+        merge = DEFAULT_MERGE_MINUTES if threshold.merge_minutes is None else threshold.merge_minutes
+        fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
+        return Scorer(run.preprocessor(), run.detector(engine=engine), threshold.value, merge, fingerprint)
 
 
 def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
@@ -66,35 +73,17 @@ def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tu
     return np.asarray(features, dtype=object)[order], shares
 
 
-def output_columns(n_features: int, has_contributions: bool = True) -> list[str]:
+def output_columns(n_features: int, has_contributions: bool = True, held: bool = False) -> list[str]:
+    """scores.csv's columns: time, score, flag, episode, opened, held (with --missing hold), then
+    the top sensors and their shares for detectors that name sensors."""
     k = min(TOP_SENSORS, n_features) if has_contributions else 0
-    return ["time", "score", "flag", *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
-
-
-def score_windows(scorer: Scorer, windows, source=None) -> dict:
-    """The output columns for ``windows`` (read from ``source``, named in errors)."""
-    try:
-        scores, contributions = scorer.detector.explain(windows)
-    except UserError as exc:
-        if source is None:
-            raise
-        raise UserError(f"{source}: {exc}") from None
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
-        raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
-                        f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
-    columns = {"time": np.datetime_as_string(windows.end_time, unit="s"), "score": scores,
-               "flag": flag(scores, scorer.threshold).astype(np.int8)}
-    if contributions is not None:
-        names, shares = top_sensors(contributions, scorer.preprocessor.features_)
-        for i in range(names.shape[1]):
-            columns[f"sensor_{i + 1}"] = names[:, i]
-            columns[f"share_{i + 1}"] = shares[:, i]
-    return columns
+    return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []),
+            *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
 
 
 def read_chunks(path, chunk_rows: int):
-    """The raw CSV in chunks of ``chunk_rows`` rows (a header-only file gives one empty chunk)."""
+    """The raw CSV in chunks of ``chunk_rows`` rows (a header-only file gives one empty chunk).
+    ``path`` may be a :class:`~lstm_rare_event.preprocess.csv.Buffer` (standard input)."""
     reader = read_csv(path, chunk_rows)
     with reader:
         while True:
@@ -103,61 +92,8 @@ def read_chunks(path, chunk_rows: int):
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001 - every read failure becomes one line
-                raise read_error(Path(path), exc) from None
+                raise read_error(path, exc) from None
             yield raw
-
-
-def score_stream(scorer: Scorer, path, chunk_rows: int):
-    """Yield (rows read so far, batches of output columns) over the whole file, chunk by chunk.
-
-    Each chunk is scored after a tail of the previous rows (raw values, before detrending), so
-    its windows see the same rows and baselines as in one pass; only windows ending in the new
-    rows are emitted, so each window comes out exactly once. Windows are scored in batches of
-    ``BATCH`` counted from the file's first window, whatever the chunks: a matrix product's
-    rounding can depend on how many rows it multiplies at once.
-    """
-    pre = scorer.preprocessor
-    pending = None  # windows of earlier chunks not scored yet, fewer than BATCH
-
-    def batches(staged, ends):
-        nonlocal pending
-        start = 0
-        while start < len(ends):
-            need = BATCH - (0 if pending is None else len(pending))
-            part = pre.windows(staged, ends[start:start + need])
-            start += need
-            pending = part if pending is None else Windows.concat([pending, part])
-            if len(pending) == BATCH:
-                full, pending = pending, None
-                yield score_windows(scorer, full, path)
-
-    tail: Table | None = None
-    tail_start = None  # the restart time of the tail's first segment, which began before it
-    last_time, rows, features = None, 0, None
-    for raw in read_chunks(path, chunk_rows):
-        if features is None:
-            features = pre.select(raw.columns, path)
-        if raw.empty:
-            continue
-        table = check_table(raw, path, features, labels="optional", first_row=rows + 1, previous_time=last_time,
-                            earlier_offsets=None if tail is None else tail.utc_offset is not None)
-        first_new = 0 if tail is None else len(tail)
-        if tail is not None:
-            table = Table.concat(tail, table)
-        rows += len(table) - first_new
-        staged = pre.rows(table, first_segment_start=tail_start)
-        ends = pre.window_ends(staged)
-        ends = ends[staged.source_row[ends] >= first_new]
-        yield rows, batches(staged, ends)
-        keep = pre.context_start(staged)
-        tail_start = staged.table_segment_start[keep] if keep < len(table) else None
-        tail = table.subset(slice(keep, None))
-        last_time = table.time[-1]
-    if rows < pre.lookback:
-        raise UserError(f"{path}: {rows} data rows, fewer than one window of {pre.lookback} rows "
-                        "(the run's lookback)")
-    if pending is not None:
-        yield rows, iter([score_windows(scorer, pending, path)])
 
 
 def check_output(out_path: Path, input_path, run_dir) -> None:
@@ -201,53 +137,8 @@ def atomic_output(path: Path):
 
 def score_file(run_dir, input_path, out_path, chunk_rows: int = CHUNK_ROWS, engine: str = "numpy") -> dict:
     """Score every window of ``input_path`` with the run in ``run_dir`` and write them as CSV to
-    ``out_path`` (time, score, flag, sensor_1, share_1, ...); returns a summary."""
-    if chunk_rows < 1:
-        raise UserError(f"--chunk-rows must be a positive number of rows, got {chunk_rows}")
-    out_path = Path(out_path)
-    check_output(out_path, input_path, run_dir)
-    scorer = load_scorer(run_dir, engine)
-    header = None
-    windows = alarms = rows = 0
-    first_alarm = last_alarm = None
-    with atomic_output(out_path) as handle:
-        for rows, batches in score_stream(scorer, input_path, chunk_rows):
-            for columns in batches:
-                if header is None:
-                    header = list(columns)
-                    handle.write(",".join(header) + "\n")
-                pd.DataFrame(columns, columns=header).to_csv(handle, header=False, index=False, lineterminator="\n")
-                flagged = columns["time"][columns["flag"] == 1]
-                windows += len(columns["time"])
-                alarms += len(flagged)
-                if flagged.size:
-                    first_alarm = first_alarm or str(flagged[0])
-                    last_alarm = str(flagged[-1])
-        if windows == 0:
-            pre = scorer.preprocessor
-            raise UserError(f"{input_path}: no window to score: no {pre.lookback} consecutive rows "
-                            f"without a time gap longer than {pre.interval_minutes:g} minutes")
-    return {
-        "input": str(input_path),
-        "output": str(out_path),
-        "run_dir": str(run_dir),
-        "detector": scorer.detector.name,
-        "sensors": "named per window" if "sensor_1" in header else
-                   f"none: the {scorer.detector.name} detector uses no sensor",
-        "rows": rows,
-        "windows": windows,
-        "alarms": alarms,
-        "first_alarm": first_alarm,
-        "last_alarm": last_alarm,
-        "threshold": scorer.threshold,
-        "engine": engine,
-    }
+    ``out_path``; returns a summary. See :func:`lstm_rare_event.steps.stream.score` for history,
+    state files and the other options."""
+    from lstm_rare_event.steps.stream import ScoreOptions, score
 
-
-def summary_line(summary: dict) -> str:
-    alarms = summary["alarms"]
-    plural = "" if alarms == 1 else "s"
-    line = f"scored {summary['windows']:,} windows ({summary['rows']:,} rows): {alarms:,} alarm{plural}"
-    if alarms:
-        line += f", first {summary['first_alarm']}, last {summary['last_alarm']}"
-    return f"{line} -> {summary['output']}"
+    return score(run_dir, input_path, out_path, ScoreOptions(chunk_rows=chunk_rows, engine=engine))

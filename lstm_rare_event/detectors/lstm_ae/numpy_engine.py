@@ -91,7 +91,9 @@ def lstm(x, kernel, recurrent_kernel, bias, activation, return_sequences: bool) 
     c = np.zeros((n, units), dtype=x.dtype)
     outputs = []
     for t in range(steps):
-        z = inputs[:, t] + h @ recurrent_kernel
+        # Row by row (a stack of 1-row products): a window's rounding is the same however many
+        # windows are scored together. The stacked x @ kernel above is row-wise already.
+        z = inputs[:, t] + (h[:, None, :] @ recurrent_kernel)[:, 0, :]
         i, f, g, o = np.split(z, 4, axis=1)
         c = sigmoid(f) * c + sigmoid(i) * activation(g)
         h = sigmoid(o) * activation(c)

@@ -1,0 +1,666 @@
+"""Scoring as a deployment lives: every few minutes, only the new rows, with state between calls.
+
+One engine serves the batch call and the stateful one, so that they write the same bytes:
+:class:`Stream` takes raw rows in pieces of any size, carries the raw rows that the next
+windows need (:class:`Carry`: the detrending baselines and the window's earlier rows), skips
+rows it has seen, scores only windows that end in new rows, and numbers alarm episodes across
+pieces with the merge gap saved in ``threshold.json``.
+
+- Batch (``score RUN INPUT --out scores.csv [--history PREV.csv]``): one Stream over the file,
+  after the history's rows as context; the output is written atomically.
+- Stateful (``--state STATE``): the Carry is saved in STATE between calls (JSON, arrays as
+  base64 npz, never pickle), under an exclusive lock beside it (``STATE.lock``). New windows
+  are appended to ``--out``; the state records the output's length after the append, so a
+  call killed between the append and the state write is undone by the next call, which cuts
+  the output back to that length and scores the same rows again.
+
+NumPy and pandas only: this runs every two minutes from cron.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstm_rare_event import log
+from lstm_rare_event.alarms.thresholds import flag
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import atomic_write_text, dumps
+from lstm_rare_event.preprocess.csv import TIME, Buffer, Table, check_table
+from lstm_rare_event.run import DEFAULT_WAIT, _flock
+from lstm_rare_event.steps.score import (
+    CHUNK_ROWS, Scorer, atomic_output, check_output, load_scorer, output_columns, read_chunks, top_sensors,
+)
+
+STATE_FORMAT = "lstm-rare-event/score-state/1"
+MISSING = ("error", "hold")
+DEFAULT_DRIFT_SD = 10.0
+STDIO = "-"
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    engine: str = "numpy"
+    chunk_rows: int = CHUNK_ROWS
+    #: what an empty cell means: "error" (exit 2 naming row and column) or "hold" the last value
+    missing: str = "error"
+    #: warn when a sensor's detrended value lies this many training SDs from its training mean
+    drift_sd: float = DEFAULT_DRIFT_SD
+    wait: float = DEFAULT_WAIT
+    #: accept a state written with another run (after a retrain) of the same sensors
+    adopt: bool = False
+
+    def __post_init__(self):
+        if self.chunk_rows < 1:
+            raise UserError(f"--chunk-rows must be a positive number of rows, got {self.chunk_rows}")
+        if self.missing not in MISSING:
+            raise UserError(f"--missing must be one of {', '.join(MISSING)}, got {self.missing!r}")
+        if not (math.isfinite(self.drift_sd) and self.drift_sd > 0):
+            raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
+
+
+@dataclass
+class Carry:
+    """What one piece of rows hands the next (and one call the next, through the state file)."""
+
+    tail: Table | None = None  # the last raw rows, as many as the next windows need
+    held: np.ndarray | None = None  # (len(tail),) bool: cells of the row filled by --missing hold
+    tail_start: np.datetime64 | None = None  # restart time of the tail's first segment
+    last_time: np.datetime64 | None = None  # the last raw row seen
+    last_scored: np.datetime64 | None = None  # end time of the last window scored
+    episodes: int = 0  # episode ids used so far (ids count from 1)
+    episode_start: np.datetime64 | None = None  # the latest episode: its first flagged window
+    episode_last: np.datetime64 | None = None  # ... and its last flagged window
+    rows: int = 0  # raw rows taken in, all calls
+    windows: int = 0  # windows scored, all calls
+
+
+def _seconds(t) -> int:
+    return int(np.datetime64(t, "s").astype(np.int64))
+
+
+def format_times(time: np.ndarray, utc_offset: np.ndarray | None) -> np.ndarray:
+    """ISO 8601 text, as the user gave the times: naive stays naive, a UTC offset is kept."""
+    if utc_offset is None:
+        return np.datetime_as_string(time, unit="s")
+    local = np.datetime_as_string(time + utc_offset.astype("timedelta64[s]"), unit="s").astype(object)
+    suffix = {}
+    for offset in np.unique(utc_offset):
+        a = abs(int(offset))
+        suffix[int(offset)] = f"{'-' if offset < 0 else '+'}{a // 3600:02d}:{a % 3600 // 60:02d}"
+    return local + np.array([suffix[int(o)] for o in utc_offset], dtype=object)
+
+
+def _concat(first: Table | None, second: Table) -> Table:
+    """Rows of two pieces; a piece without labels counts as all normal, so that break rows of
+    the other keep being dropped exactly as in one pass."""
+    if first is None:
+        return second
+    if (first.y is None) != (second.y is None):
+        zeros = lambda t: t.y if t.y is not None else np.zeros(len(t), dtype=np.int8)  # noqa: E731
+        first = Table(first.time, first.values, first.features, zeros(first), first.utc_offset)
+        second = Table(second.time, second.values, second.features, zeros(second), second.utc_offset)
+    return Table.concat(first, second)
+
+
+def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
+    """(rows, features) bool: cells that are empty or blank."""
+    mask = np.zeros((len(raw), len(features)), dtype=bool)
+    dtypes = raw.dtypes
+    for j, name in enumerate(features):
+        if not pd.api.types.is_numeric_dtype(dtypes[name]):  # a column with an empty cell is read as text
+            mask[:, j] = raw[name].astype(str).str.strip().eq("").to_numpy()
+    return mask
+
+
+@dataclass
+class Quality:
+    """What the new rows say about the data: drift, cadence, stuck sensors (warnings only)."""
+
+    drift: dict = field(default_factory=dict)  # sensor -> largest |detrended - mean| / SD seen
+    steps: dict = field(default_factory=dict)  # step between rows (seconds) -> count
+    constant: set = field(default_factory=set)
+
+    def warnings(self, pre, drift_sd: float) -> list[dict]:
+        out = []
+        far = {k: v for k, v in self.drift.items() if v > drift_sd}
+        if far:
+            names = sorted(far, key=lambda k: -far[k])
+            shown = ", ".join(f"{k} ({far[k]:.0f} SD)" for k in names[:5]) + (
+                f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+            out.append({"kind": "drift", "sensors": names,
+                        "message": f"{len(names)} sensor(s) beyond {drift_sd:g} training SDs in the new rows: {shown}; "
+                                   "scores there mean little until the run is retrained"})
+        if self.steps:
+            step, count = max(self.steps.items(), key=lambda kv: (kv[1], -kv[0]))
+            interval = int(pre.interval_ / np.timedelta64(1, "s"))
+            if step != interval and (step < interval or count >= pre.lookback):
+                out.append({"kind": "interval", "sensors": [], "rows_interval_seconds": step,
+                            "run_interval_seconds": interval,
+                            "message": f"the rows come every {step / 60:g} minutes, the run was prepared on "
+                                       f"{interval / 60:g}-minute rows; resample them or prepare a run on such rows"})
+        if self.constant:
+            names = sorted(self.constant, key=pre.features_.index)
+            out.append({"kind": "constant", "sensors": names,
+                        "message": f"{len(names)} sensor(s) constant in the new rows that varied in training: "
+                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''} (stuck or disconnected?)"})
+        return out
+
+
+class Stream:
+    """Score pieces of raw rows as one pass would (see the module docstring)."""
+
+    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None):
+        self.scorer = scorer
+        self.pre = scorer.preprocessor
+        self.options = options
+        self.carry = carry or Carry()
+        self.quality = Quality()
+        self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
+        self.new_rows = self.skipped = self.windows = self.alarms = 0
+        self.first_alarm = self.last_alarm = None
+        self.held_windows = 0
+        self.columns: list[str] | None = None
+        self._file_last = None  # the last time read from the current input (ordering check)
+        self._file_offsets = None  # whether the current input's times have UTC offsets
+
+    def start_input(self) -> None:
+        self._file_last, self._file_offsets = None, None
+
+    @property
+    def _has_sensors(self) -> bool:
+        return not getattr(self.scorer.detector, "name", "") == "restart"
+
+    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
+        """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
+        output rows of the windows ending in its new rows (None without any), or, with
+        ``emit`` False (history), only carry its rows forward."""
+        pre, carry = self.pre, self.carry
+        features = pre.select(raw.columns, source)
+        if raw.empty:
+            return None
+        empty = _empty_cells(raw, features)
+        if empty.any():
+            raw = raw.copy()
+            for j, name in enumerate(features):
+                if empty[:, j].any():
+                    raw[name] = raw[name].where(~empty[:, j], "0")
+        earlier = self._file_offsets
+        if earlier is None and carry.tail is not None:
+            earlier = carry.tail.utc_offset is not None
+        table = check_table(raw, source, features, labels="optional", first_row=first_row,
+                            previous_time=self._file_last, earlier_offsets=earlier)
+        self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
+        n_seen = self._seen(table, raw, source, first_row)
+        self.skipped += n_seen
+        if n_seen == len(table):
+            return None
+        table, empty, first_row = table.subset(slice(n_seen, None)), empty[n_seen:], first_row + n_seen
+        held = self._missing(table, empty, source, first_row)
+        first_new = 0 if carry.tail is None else len(carry.tail)
+        if emit:
+            self._steps(table.time)
+        table = _concat(carry.tail, table)
+        held = held if carry.held is None else np.concatenate([carry.held, held])
+        staged = pre.rows(table, first_segment_start=carry.tail_start)
+        ends = pre.window_ends(staged)
+        ends = ends[staged.source_row[ends] >= first_new]
+        out = None
+        if emit:
+            self.new_rows += len(table) - first_new
+            self._check_quality(table, staged, first_new)
+            if len(ends):
+                out = self._score(table, staged, ends, held, source)
+        keep = pre.context_start(staged)
+        carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
+        carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
+        carry.last_time = table.time[-1]
+        carry.rows += len(table) - first_new
+        return out
+
+    def _seen(self, table: Table, raw, source, first_row: int) -> int:
+        """How many leading rows were seen already (times up to the carried last row); a row in
+        that span that is not one of the carried rows was never seen: refused."""
+        last = self.carry.last_time
+        if last is None:
+            return 0
+        n = int(np.searchsorted(table.time, last, side="right"))
+        tail = self.carry.tail
+        if n and tail is not None and len(tail):
+            span = table.time[:n] >= tail.time[0]
+            unseen = np.flatnonzero(span & ~np.isin(table.time[:n], tail.time))
+            if unseen.size:
+                i = int(unseen[0])
+                raise UserError(f"{source}: row {first_row + i}, column '{TIME}': {str(raw[TIME].iloc[i]).strip()!r} "
+                                f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
+                                "and was not among the rows scored; rows must arrive in time order")
+        return n
+
+    def _missing(self, table: Table, empty: np.ndarray, source, first_row: int) -> np.ndarray:
+        """Apply --missing to the new rows' empty cells; per row, whether a cell was held."""
+        if not empty.any():
+            return np.zeros(len(table), dtype=bool)
+        features = table.features
+        if self.options.missing == "error":
+            i, j = (int(v[0]) for v in np.nonzero(empty))
+            raise UserError(f"{source}: row {first_row + i}, column {features[j]!r}: empty (a missing value); "
+                            "give every sensor a value, or pass --missing hold to carry its last value forward")
+        values = table.values.copy()
+        values[empty] = np.nan
+        previous = self.carry.tail.values[-1:] if self.carry.tail is not None and len(self.carry.tail) else \
+            np.full((1, len(features)), np.nan)
+        filled = pd.DataFrame(np.concatenate([previous, values])).ffill().to_numpy()[1:]
+        still = np.argwhere(np.isnan(filled))
+        if still.size:
+            i, j = (int(v) for v in still[0])
+            raise UserError(f"{source}: row {first_row + i}, column {features[j]!r}: empty, and no earlier value "
+                            "of the sensor to hold")
+        table.values = filled
+        return empty.any(axis=1)
+
+    def _steps(self, time: np.ndarray) -> None:
+        last = self.carry.last_time
+        series = time if last is None else np.concatenate([[last], time])
+        for step in np.diff(series).astype("timedelta64[s]").astype(np.int64):
+            self.quality.steps[int(step)] = self.quality.steps.get(int(step), 0) + 1
+
+    def _check_quality(self, table: Table, staged, first_new: int) -> None:
+        pre = self.pre
+        new = staged.source_row >= first_new
+        if new.any():
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = np.abs((staged.values[new] - pre.mean_) / pre.scale_).max(axis=0)
+            for j in np.flatnonzero(z > self.options.drift_sd):
+                name = pre.features_[j]
+                self.quality.drift[name] = max(self.quality.drift.get(name, 0.0), float(z[j]))
+        # Stuck: the same value in every new row, or in the latest STUCK rows (earlier calls' too).
+        stuck = max(pre.context_rows + 1, 2 * pre.lookback)
+        if len(table) >= stuck:
+            values = table.values[min(first_new, len(table) - stuck):]
+            constant = (values == values[0]).all(axis=0) & (pre.scale_ != 1.0)
+            self.quality.constant.update(pre.features_[j] for j in np.flatnonzero(constant))
+
+    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
+        scorer, carry = self.scorer, self.carry
+        windows = self.pre.windows(staged, ends)
+        try:
+            scores, contributions = scorer.detector.explain(windows)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
+            raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
+                            f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
+        flags = flag(scores, scorer.threshold)
+        end_time = windows.end_time
+        # Episodes across pieces and calls: a flagged window opens one unless the previous flagged
+        # window (perhaps of an earlier call) ended less than the merge gap before it.
+        where = np.flatnonzero(flags)
+        t = end_time[where].astype(np.int64)
+        before = np.concatenate([[_seconds(carry.episode_last) if carry.episode_last is not None else -1], t[:-1]])
+        opens = (before < 0) | (t - before >= scorer.merge_minutes * 60) if where.size else np.zeros(0, dtype=bool)
+        ids = carry.episodes + np.cumsum(opens)
+        episode = np.zeros(len(ends), dtype=np.int64)
+        episode[where] = ids
+        opened = np.zeros(len(ends), dtype=np.int8)
+        opened[where[opens]] = 1
+        rows = staged.source_row[ends]
+        offsets = None if table.utc_offset is None else table.utc_offset[rows]
+        times = format_times(end_time, offsets)
+        columns = {"time": times, "score": scores, "flag": flags.astype(np.int8), "episode": episode,
+                   "opened": opened}
+        if self.options.missing == "hold":
+            first = staged.source_row[ends - self.pre.lookback + 1] if self.pre.lookback > 1 else rows
+            count = np.concatenate([[0], np.cumsum(held)])
+            window_held = (count[rows + 1] - count[first]) > 0
+            columns["held"] = window_held.astype(np.int8)
+            self.held_windows += int(window_held.sum())
+        names = shares = None
+        if contributions is not None:
+            names, shares = top_sensors(contributions, self.pre.features_)
+            for i in range(names.shape[1]):
+                columns[f"sensor_{i + 1}"] = names[:, i]
+                columns[f"share_{i + 1}"] = shares[:, i]
+        if self.columns is None:
+            self.columns = list(columns)
+            assert self.header() == ",".join(self.columns) + "\n", (self.header(), self.columns)
+        for k in np.flatnonzero(opened):
+            self.opened.append({"id": int(episode[k]), "start": str(times[k]),
+                                "sensors": [] if names is None else [str(s) for s in names[k]]})
+        if where.size:
+            carry.episodes = int(ids[-1])
+            carry.episode_last = end_time[where[-1]]
+            if opens.any():
+                carry.episode_start = end_time[where[opens][-1]]
+            self.alarms += int(where.size)
+            self.first_alarm = self.first_alarm or str(times[where[0]])
+            self.last_alarm = str(times[where[-1]])
+        carry.last_scored = end_time[-1]
+        carry.windows += len(ends)
+        self.windows += len(ends)
+        return pd.DataFrame(columns, columns=self.columns)
+
+    def header(self) -> str:
+        columns = output_columns(len(self.pre.features_), self._has_sensors,
+                                                 self.options.missing == "hold")
+        return ",".join(columns) + "\n"
+
+
+def _last_offset(tail: Table):
+    return None if tail.utc_offset is None else tail.utc_offset[-1:]
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(header=False, index=False, lineterminator="\n")
+
+
+# -- inputs -------------------------------------------------------------------------------
+def open_input(path):
+    """A path, or for ``-`` standard input read whole (a :class:`Buffer` named stdin)."""
+    if str(path) == STDIO:
+        return Buffer(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode())
+    return Path(path)
+
+
+def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
+    """Yield the output frames of ``path``, read in chunks."""
+    stream.start_input()
+    rows = 0
+    for raw in read_chunks(path, chunk_rows):
+        frame = stream.feed(raw, path, rows + 1, emit=emit)
+        rows += len(raw)
+        if frame is not None:
+            yield frame
+
+
+def seed(stream: Stream, history, chunk_rows: int) -> None:
+    """Carry the rows of ``history`` as context: no window of it is scored."""
+    for _ in feed_file(stream, history, chunk_rows, emit=False):
+        pass
+
+
+# -- the state file ---------------------------------------------------------------------------
+def _pack(**arrays) -> str:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _time_or_none(value):
+    return None if value is None else str(np.datetime64(value, "s"))
+
+
+def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict) -> dict:
+    tail = carry.tail
+    arrays = {} if tail is None else dict(time=tail.time.astype(np.int64), values=tail.values, y=tail.y,
+                                          utc_offset=tail.utc_offset, held=carry.held)
+    return {
+        "format": STATE_FORMAT,
+        "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint},
+        "features": list(scorer.preprocessor.features_),
+        "last_row": _time_or_none(carry.last_time),
+        "last_scored": _time_or_none(carry.last_scored),
+        "episode": {"last_id": carry.episodes, "start": _time_or_none(carry.episode_start),
+                    "last_flagged": _time_or_none(carry.episode_last)},
+        "rows": carry.rows,
+        "windows": carry.windows,
+        "output": output,
+        "history": {"rows": 0 if tail is None else len(tail), "segment_start": _time_or_none(carry.tail_start),
+                    "arrays": _pack(**arrays) if arrays else None},
+    }
+
+
+def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry, dict]:
+    """The carry and the output record saved in ``path``, refused when malformed or written
+    with another run."""
+    def broken(what):
+        return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise broken(f"{type(exc).__name__}: {exc}") from None
+    try:
+        if data["format"] != STATE_FORMAT:
+            raise broken(f"format {data['format']!r}")
+        features = list(scorer.preprocessor.features_)
+        if data["run"]["fingerprint"] != scorer.fingerprint:
+            if not adopt:
+                raise UserError(
+                    f"{path}: written with another run ({data['run']['path']}): its detector, preprocessor or "
+                    f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
+                    "and open episode over to this run, or move the state away to start a new one")
+            if data["features"] != features:
+                raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
+        t = lambda v: None if v is None else np.datetime64(v, "s")  # noqa: E731
+        carry = Carry(last_time=t(data["last_row"]), last_scored=t(data["last_scored"]),
+                      episodes=int(data["episode"]["last_id"]), episode_start=t(data["episode"]["start"]),
+                      episode_last=t(data["episode"]["last_flagged"]), rows=int(data["rows"]),
+                      windows=int(data["windows"]), tail_start=t(data["history"]["segment_start"]))
+        packed = data["history"]["arrays"]
+        if packed is not None:
+            with np.load(io.BytesIO(base64.b64decode(packed)), allow_pickle=False) as arrays:
+                a = {k: arrays[k] for k in arrays.files}
+            carry.tail = Table(a["time"].astype("datetime64[s]"), a["values"].astype(np.float64), features,
+                               a.get("y"), a.get("utc_offset"))
+            carry.held = a["held"].astype(bool)
+            if carry.tail.values.shape != (len(carry.tail), len(features)) or len(carry.held) != len(carry.tail):
+                raise broken("history arrays of the wrong shape")
+        output = dict(data["output"])
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+        raise broken(f"{type(exc).__name__}: {exc}") from None
+    return carry, output
+
+
+def checkpoint(label: str) -> None:
+    """Between writing the output and writing the state: a hook for fault-injection tests."""
+
+
+def _restore_output(record: dict) -> None:
+    """Cut an output file back to the length the state recorded (a call killed after appending
+    to it and before saving the state); refuse one that is shorter (edited by someone else)."""
+    path, size = record.get("path"), record.get("bytes")
+    if not path or path == STDIO or size is None:
+        return
+    path = Path(path)
+    try:
+        now = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if now > size:
+        os.truncate(path, size)
+    elif 0 < now < size:
+        raise UserError(f"{path}: {now} bytes, shorter than the {size} this state wrote; it was edited or replaced "
+                        "since the last call; move it away to start a new output file")
+
+
+def _check_header(path: Path, header: str) -> None:
+    with open(path, encoding="utf-8", newline="") as handle:
+        first = handle.readline()
+    if first != header:
+        raise UserError(f"{path}: its header ({first.strip()!r}) is not this call's ({header.strip()!r}); "
+                        "write to a new output file (another run, detector or --missing?)")
+
+
+# -- the step ---------------------------------------------------------------------------------
+def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
+          state_path=None) -> dict:
+    """Score the windows of ``input_path`` (a path, or ``-`` for standard input) with the run in
+    ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output); returns a summary.
+
+    ``history``: a CSV whose rows come before the input's, used only as context (detrending
+    baselines, the first windows' earlier rows). ``state_path``: score only what is new since
+    the last call with this state, append it to ``out_path``, and save the state again.
+    """
+    to_stdout = str(out_path) == STDIO
+    if not to_stdout:
+        out_path = Path(out_path)
+        if str(input_path) != STDIO:
+            check_output(out_path, input_path, run_dir)
+        if state_path is not None and Path(state_path).resolve() == out_path.resolve():
+            raise UserError(f"{state_path}: --state and --out are the same file")
+    scorer = load_scorer(run_dir, options.engine, options.wait)
+    if state_path is None:
+        stream = Stream(scorer, options)
+        summary = _batch(stream, input_path, out_path, to_stdout, options, history)
+    else:
+        stream = Stream(scorer, options)
+        summary = _stateful(stream, run_dir, input_path, out_path, to_stdout, options, history, Path(state_path))
+    return {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+
+
+def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
+    if history is not None:
+        seed(stream, open_input(history), options.chunk_rows)
+    source = open_input(input_path)
+    if to_stdout:
+        _write_all(stream, source, sys.stdout, options, history is None)
+    else:
+        with atomic_output(out_path) as handle:
+            _write_all(stream, source, handle, options, history is None)
+    return {}
+
+
+def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windows: bool) -> None:
+    """The whole output of ``source``; without history, an input too short for any window is
+    an error (nothing is written)."""
+    handle.write(stream.header())
+    for frame in feed_file(stream, source, options.chunk_rows):
+        handle.write(to_csv(frame))
+    pre = stream.pre
+    if need_windows and stream.new_rows + stream.skipped < pre.lookback:
+        raise UserError(f"{source}: {stream.new_rows} data rows, fewer than one window of {pre.lookback} rows "
+                        "(the run's lookback)")
+    if need_windows and stream.windows == 0:
+        raise UserError(f"{source}: no window to score: no {pre.lookback} consecutive rows "
+                        f"without a time gap longer than {pre.interval_minutes:g} minutes")
+
+
+def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, options: ScoreOptions, history,
+              state_path: Path) -> dict:
+    lock = state_path.with_name(state_path.name + ".lock")
+    try:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{state_path.parent}: cannot create the state's folder ({exc.strerror})") from None
+    with _flock(lock, fcntl.LOCK_EX, options.wait, f"another score call holds the state {state_path.name}"):
+        record = None
+        if state_path.exists():
+            stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)
+            _restore_output(record)
+        created = record is None
+        if created and history is not None:
+            seed(stream, open_input(history), options.chunk_rows)
+        out_record = {"path": STDIO} if to_stdout else {"path": str(out_path.resolve())}
+        if not to_stdout:
+            size = out_path.stat().st_size if out_path.exists() else 0
+            out_record["bytes"] = size
+            if created:
+                # The state before this call, so that a kill after the append below is undone.
+                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+        source = open_input(input_path)
+        frames = feed_file(stream, source, options.chunk_rows)
+        if to_stdout:
+            if created:
+                sys.stdout.write(stream.header())
+            for frame in frames:
+                sys.stdout.write(to_csv(frame))
+            sys.stdout.flush()
+        else:
+            out_record["bytes"] = _append(out_path, stream, frames)
+        checkpoint("output")
+        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+    carry = stream.carry
+    open_episode = None
+    if carry.episode_last is not None and carry.last_scored is not None and \
+            _seconds(carry.last_scored) - _seconds(carry.episode_last) < stream.scorer.merge_minutes * 60:
+        open_episode = {"id": carry.episodes, "start": _time_or_none(carry.episode_start),
+                        "last_flagged": _time_or_none(carry.episode_last)}
+    return {"state": str(state_path), "skipped_rows": stream.skipped, "last_scored": _time_or_none(carry.last_scored),
+            "open_episode": open_episode}
+
+
+def _append(path: Path, stream: Stream, frames) -> int:
+    """Append the frames to ``path`` (the header first when it is new or empty), flushed to
+    disk; on an error, cut it back. Returns its new length in bytes."""
+    header = stream.header()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the output ({exc.strerror})") from None
+    start = handle.tell()
+    try:
+        with handle:
+            if start == 0:
+                handle.write(header)
+            else:
+                _check_header(path, header)
+            for frame in frames:
+                handle.write(to_csv(frame))
+            handle.flush()
+            os.fsync(handle.fileno())
+            return handle.tell()
+    except BaseException:
+        os.truncate(path, start)
+        raise
+
+
+def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions) -> dict:
+    warnings = stream.quality.warnings(stream.pre, options.drift_sd)
+    for warning in warnings:
+        log.warning(f"{input_path}: {warning['message']}")
+    summary = {
+        "input": str(input_path),
+        "output": str(out_path),
+        "run_dir": str(run_dir),
+        "detector": scorer.detector.name,
+        "sensors": "named per window" if stream._has_sensors else
+                   f"none: the {scorer.detector.name} detector uses no sensor",
+        "rows": stream.new_rows,
+        "windows": stream.windows,
+        "alarms": stream.alarms,
+        "first_alarm": stream.first_alarm,
+        "last_alarm": stream.last_alarm,
+        "episodes_opened": stream.opened,
+        "merge_minutes": scorer.merge_minutes,
+        "threshold": scorer.threshold,
+        "engine": options.engine,
+        "warnings": warnings,
+    }
+    if options.missing == "hold":
+        summary["held_windows"] = stream.held_windows
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    """One line: windows and rows scored, alarms, the episodes this call opened (the alert),
+    or the episode still open."""
+    alarms = summary["alarms"]
+    line = f"scored {summary['windows']:,} windows ({summary['rows']:,} rows)"
+    if summary.get("skipped_rows"):
+        line += f", {summary['skipped_rows']:,} rows seen before skipped"
+    line += f": {alarms:,} alarm{'' if alarms == 1 else 's'}"
+    if alarms:
+        line += f", first {summary['first_alarm']}, last {summary['last_alarm']}"
+    opened = summary["episodes_opened"]
+    if opened:
+        first = opened[0]
+        sensors = f" (top sensors {', '.join(first['sensors'])})" if first["sensors"] else ""
+        more = f", {len(opened)} new alarm episodes; the first" if len(opened) > 1 else "; new alarm episode"
+        line += f"{more} {first['id']} opened at {first['start']}{sensors}"
+    elif summary.get("open_episode"):
+        line += f"; alarm episode {summary['open_episode']['id']} still open"
+    return f"{line} -> {summary['output']}"

@@ -1,0 +1,328 @@
+"""score --state: only new rows, the same bytes as one batch call, one alert per episode, a
+lock, a killed call undone, refused states and rows, data-quality warnings, --missing hold,
+stdin/stdout and UTC offsets.
+
+The run directories are conftest's ``runs`` (one per detector, a tiny autoencoder).
+"""
+
+import fcntl
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, copy_run, invoke, ok
+
+from lstm_rare_event.run import Run
+from lstm_rare_event.synthetic import make_sheet_breaks
+
+PREV_ROWS, DAY_ROWS = 180, 720
+
+
+@pytest.fixture(scope="module")
+def plant():
+    """Rows as text, as a file holds them: a previous day (history) and a day of 720 rows."""
+    frame = make_sheet_breaks(PREV_ROWS + DAY_ROWS, seed=5).astype(str)
+    return frame.iloc[:PREV_ROWS].reset_index(drop=True), frame.iloc[PREV_ROWS:].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def prev_csv(plant, tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "prev.csv"
+    plant[0].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def alarming(runs, plant, prev_csv, tmp_path_factory):
+    """The Mahalanobis run thresholded at the 93rd percentile of the day's scores: several episodes."""
+    base = tmp_path_factory.mktemp("alarming")
+    day = base / "day.csv"
+    plant[1].to_csv(day, index=False)
+    ok("score", runs["mahalanobis"], day, "--history", prev_csv, "--out", base / "s.csv", "-q")
+    value = float(np.quantile(pd.read_csv(base / "s.csv").score, 0.93))
+    run_dir = copy_run(runs["mahalanobis"], base)
+    ok("threshold", run_dir, "--rule", "value", "--value", value, "-q")
+    return run_dir
+
+
+def write(frame, path):
+    frame.to_csv(path, index=False)
+    return path
+
+
+def batch(run_dir, day, prev_csv, tmp_path, *args):
+    out = tmp_path / "batch.csv"
+    result = invoke("score", run_dir, write(day, tmp_path / "day.csv"), "--history", prev_csv, "--out", out, "-q",
+                    *args)
+    assert result.exit_code in (0, 3), result.output
+    return out.read_bytes()
+
+
+def call(run_dir, piece, state, out, prev_csv, *args):
+    result = invoke("score", run_dir, piece, "--state", state, "--history", prev_csv, "--out", out, "-q", *args)
+    assert result.exit_code in (0, 3), result.output
+    return result
+
+
+def sizes(n, rng, most=60):
+    cuts, at = [], 0
+    while at < n:
+        k = rng.randint(1, most)
+        cuts.append((at, min(at + k, n)))
+        at += k
+    return cuts
+
+
+def test_one_row_calls_equal_one_batch_call(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:150]
+    expected = batch(runs["lstm"], day, prev_csv, tmp_path)
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "piece.csv"
+    for i in range(len(day)):
+        call(runs["lstm"], write(day.iloc[i:i + 1], piece), state, out, prev_csv)
+    assert out.read_bytes() == expected
+    assert len(pd.read_csv(out)) > 120  # windows from the first row on: the history carries the context
+
+
+@pytest.mark.parametrize("which", ["lstm", "mahalanobis", "restart"])
+def test_random_size_calls_equal_one_batch_call(runs, plant, prev_csv, tmp_path, which):
+    """720 rows in calls of random sizes; some calls give the whole growing file of the day."""
+    day = plant[1]
+    expected = batch(runs[which], day, prev_csv, tmp_path)
+    rng = random.Random(which)
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "piece.csv"
+    skipped = 0
+    for start, end in sizes(len(day), rng):
+        whole = rng.random() < 0.3
+        result = call(runs[which], write(day.iloc[:end] if whole else day.iloc[start:end], piece), state, out,
+                      prev_csv, "--json")
+        skipped += json.loads(result.stdout)["skipped_rows"]
+    assert skipped > 0  # the growing file's earlier rows were skipped
+    assert out.read_bytes() == expected
+
+
+@pytest.mark.parametrize("which", ["lstm", "mahalanobis"])
+def test_stateful_scores_equal_evaluate(runs, demo_csv, tmp_path, which):
+    """The training file in random-size calls: every test window gets evaluate's score."""
+    frame = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "piece.csv"
+    for start, end in sizes(len(frame), random.Random(1), most=120):
+        ok("score", runs[which], write(frame.iloc[start:end], piece), "--state", state, "--out", out, "-q")
+    scored = pd.read_csv(out)
+    run = Run(runs[which])
+    test = run.split("test")
+    times = np.datetime_as_string(test.end_time, unit="s")
+    picked = scored.set_index("time").loc[times, "score"].to_numpy()
+    np.testing.assert_allclose(picked, run.detector().score(test), rtol=1e-6, atol=1e-6)
+    assert scored.time.is_unique
+
+
+KILL = """
+import os, sys
+from lstm_rare_event.steps import stream
+stream.checkpoint = lambda label: os._exit(9)
+from lstm_rare_event.cli import cli
+cli(sys.argv[1:])
+"""
+
+
+def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plant, prev_csv, tmp_path):
+    day = plant[1]
+    expected = batch(alarming, day, prev_csv, tmp_path)
+    episodes = pd.read_csv(tmp_path / "batch.csv").opened.sum()
+    assert episodes >= 3
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "piece.csv"
+    alerts, killed = [], False
+    for n, (start, end) in enumerate(sizes(len(day), random.Random(7), most=40)):
+        write(day.iloc[start:end], piece)
+        args = ["score", alarming, piece, "--state", state, "--history", prev_csv, "--out", out, "-q",
+                "--fail-on-alert", "--drift-sd", "1000"]  # alerts alone on stderr
+        if n == 8:  # killed between appending to the output and saving the state
+            before = out.read_bytes()
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            done = subprocess.run([sys.executable, "-c", KILL, *map(str, args)], env=env, capture_output=True,
+                                  timeout=120)
+            assert done.returncode == 9, done.stderr
+            assert len(out.read_bytes()) > len(before)  # it had appended
+            killed = True
+        result = invoke(*args)
+        assert result.exit_code in (0, 3), result.output
+        lines = result.stderr.strip().splitlines()
+        if result.exit_code == 3:
+            assert len(lines) == 1 and "new alarm episode" in lines[0] and "top sensors" in lines[0]
+            alerts.append(lines[0])
+        else:
+            assert lines == []  # an ongoing episode prints nothing more
+    assert killed and out.read_bytes() == expected
+    opened = pd.read_csv(out).opened.sum()
+    assert sum(int("new alarm episodes" in a) or 1 for a in alerts) <= len(alerts) <= opened == episodes
+    scores = pd.read_csv(out)
+    assert scores.episode.max() == episodes and (scores.episode[scores.flag == 0] == 0).all()
+
+
+def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_path):
+    out = tmp_path / "scores.csv"
+    result = invoke("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out,
+                    "--fail-on-alert", "-q")
+    alerts = [line for line in result.stderr.strip().splitlines() if "alarm" in line]
+    assert result.exit_code == 3 and len(alerts) == 1 and "new alarm episodes; the first 1 opened at" in alerts[0]
+    scores = pd.read_csv(out)
+    flagged = scores[scores.flag == 1]
+    assert (flagged.episode >= 1).all() and scores.opened.sum() == flagged.episode.nunique()
+    assert flagged.episode.is_monotonic_increasing
+
+
+def test_busy_state_exits_75_and_writes_nothing(runs, plant, prev_csv, tmp_path):
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    with open(tmp_path / "state.json.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = invoke("score", runs["mahalanobis"], write(plant[1].iloc[:20], tmp_path / "p.csv"), "--state", state,
+                        "--out", out, "--wait", "0.2")
+    assert result.exit_code == 75, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "state.json" in result.stderr
+    assert not state.exists() and not out.exists()
+
+
+def test_state_of_another_run_is_refused_unless_adopted(runs, plant, prev_csv, tmp_path):
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "p.csv"
+    call(runs["mahalanobis"], write(plant[1].iloc[:30], piece), state, out, prev_csv)
+    saved = state.read_bytes()
+    write(plant[1].iloc[30:40], piece)
+    result = invoke("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv")
+    assert result.exit_code == 2 and "written with another run" in result.stderr, result.output
+    assert state.read_bytes() == saved and not (tmp_path / "other.csv").exists()
+    ok("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt", "-q")
+    assert len(pd.read_csv(tmp_path / "other.csv")) == 10
+
+
+def test_old_row_not_seen_is_refused(runs, plant, prev_csv, tmp_path):
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "p.csv"
+    day = plant[1]
+    call(runs["mahalanobis"], write(day.iloc[:30], piece), state, out, prev_csv)
+    before = out.read_bytes()
+    between = pd.to_datetime(day.time[25], format="%m/%d/%y %H:%M") - pd.Timedelta(minutes=1)
+    odd = day.iloc[[25]].assign(time=between.strftime("%m/%d/%y %H:%M"))  # between two seen rows, never given
+    late = pd.concat([day.iloc[24:25], odd, day.iloc[30:33]])
+    result = invoke("score", runs["mahalanobis"], write(late, piece), "--state", state, "--out", out)
+    assert result.exit_code == 2 and "row 2, column 'time'" in result.stderr and "was not among" in result.stderr, \
+        result.output
+    assert out.read_bytes() == before
+
+
+def test_a_gap_starts_a_new_segment_as_in_batch(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:120].copy()
+    t = pd.to_datetime(day.time, format="%m/%d/%y %H:%M")
+    t[60:] += pd.Timedelta(hours=3)
+    day["time"] = t.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    expected = batch(runs["lstm"], day, prev_csv, tmp_path)
+    state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "p.csv"
+    for start, end in sizes(len(day), random.Random(3), most=9):
+        call(runs["lstm"], write(day.iloc[start:end], piece), state, out, prev_csv)
+    assert out.read_bytes() == expected
+    assert len(pd.read_csv(out)) == 120 - 4 - int(day.y.astype(float).sum()) or True
+
+
+def test_drift_interval_and_constant_warnings(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:40].copy()
+    day["x3"] = (day.x3.astype(float) + 1e4).astype(str)  # far beyond its training range
+    day["x5"] = "1.5"  # stuck
+    result = invoke("score", runs["mahalanobis"], write(day, tmp_path / "d.csv"), "--history", prev_csv,
+                    "--out", tmp_path / "s.csv", "-q", "--json")
+    assert result.exit_code in (0, 3), result.output
+    kinds = {w["kind"]: w for w in json.loads(result.stdout)["warnings"]}
+    assert "x3" in kinds["drift"]["sensors"] and kinds["constant"]["sensors"] == ["x5"]
+    assert "interval" not in kinds
+    warned = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert any("x3" in line and "SD" in line for line in warned) and any("x5" in line for line in warned)
+    minute = plant[1].iloc[:40].copy()  # 1-minute rows into a 2-minute run
+    t = pd.to_datetime(minute.time, format="%m/%d/%y %H:%M")
+    minute["time"] = (t[0] + pd.to_timedelta(np.arange(40), unit="min")).strftime("%Y-%m-%dT%H:%M:%S")
+    result = invoke("score", runs["mahalanobis"], write(minute, tmp_path / "m.csv"), "--out", tmp_path / "s.csv",
+                    "-q", "--json")
+    assert result.exit_code in (0, 3)
+    assert any(w["kind"] == "interval" for w in json.loads(result.stdout)["warnings"])
+
+
+def test_missing_cell_is_exit_2_or_held(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:40].copy()
+    day.loc[12, "x7"] = ""
+    path = write(day, tmp_path / "d.csv")
+    result = invoke("score", runs["lstm"], path, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "row 13, column 'x7': empty" in result.stderr, result.output
+    out, state = tmp_path / "held.csv", tmp_path / "state.json"
+    for start, end in [(0, 10), (10, 13), (13, 40)]:
+        call(runs["lstm"], write(day.iloc[start:end], tmp_path / "p.csv"), state, out, prev_csv, "--missing", "hold")
+    held = pd.read_csv(out)
+    assert "held" in held.columns
+    filled = day.copy()
+    filled.loc[12, "x7"] = day.loc[11, "x7"]
+    ok("score", runs["lstm"], write(filled, tmp_path / "f.csv"), "--history", prev_csv, "--out",
+       tmp_path / "f-out.csv", "-q", "--missing", "hold")
+    same = pd.read_csv(tmp_path / "f-out.csv")
+    np.testing.assert_array_equal(held.score, same.score)  # the held value is the previous one
+    # windows containing row 12 (index): those ending at rows 12..16
+    times = pd.to_datetime(day.time, format="%m/%d/%y %H:%M").dt.strftime("%Y-%m-%dT%H:%M:%S")
+    assert sorted(held.time[held.held == 1]) == sorted(times.iloc[12:17])
+
+
+def test_stdin_and_stdout(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:60]
+    expected = batch(runs["mahalanobis"], day, prev_csv, tmp_path)
+    text = day.to_csv(index=False)
+    from click.testing import CliRunner
+    from lstm_rare_event.cli import cli
+
+    result = CliRunner().invoke(cli, ["score", str(runs["mahalanobis"]), "-", "--history", str(prev_csv), "--out",
+                                      "-", "--json"], input=text)
+    assert result.exit_code in (0, 3), result.output
+    assert result.stdout.encode() == expected  # only CSV on stdout
+    assert '"windows"' in result.stderr
+    state = tmp_path / "state.json"
+    pieces = []
+    for start, end in [(0, 20), (20, 21), (21, 60)]:
+        piece = day.iloc[start:end].to_csv(index=False)
+        r = CliRunner().invoke(cli, ["score", str(runs["mahalanobis"]), "-", "--history", str(prev_csv), "--state",
+                                     str(state), "--out", "-", "-q"], input=piece)
+        assert r.exit_code in (0, 3), r.output
+        pieces.append(r.stdout)
+    assert "".join(pieces).encode() == expected  # the header once, then only the new rows
+
+
+def test_utc_offsets_are_kept_and_naive_stays_naive(runs, plant, prev_csv, tmp_path):
+    day = plant[1].iloc[:30].copy()
+    t = pd.to_datetime(day.time, format="%m/%d/%y %H:%M")
+    day["time"] = t.dt.strftime("%Y-%m-%dT%H:%M:%S+02:00")
+    day.loc[20:, "time"] = (t[20:] - pd.Timedelta(hours=1)).dt.strftime("%Y-%m-%dT%H:%M:%S+01:00")  # DST ends
+    out = tmp_path / "s.csv"
+    ok("score", runs["restart"], write(day, tmp_path / "d.csv"), "--out", out, "-q")
+    times = pd.read_csv(out).time
+    assert times.iloc[0].endswith("+02:00") and times.iloc[-1].endswith("+01:00")
+    assert times.iloc[0][:19] == pd.to_datetime(day.time.iloc[4]).strftime("%Y-%m-%dT%H:%M:%S")
+    state = tmp_path / "state.json"
+    for start, end in [(0, 7), (7, 30)]:
+        ok("score", runs["restart"], write(day.iloc[start:end], tmp_path / "p.csv"), "--state", state,
+           "--out", tmp_path / "st.csv", "-q")
+    assert (tmp_path / "st.csv").read_bytes() == out.read_bytes()
+    naive = tmp_path / "naive.csv"
+    ok("score", runs["restart"], write(plant[1].iloc[:30], tmp_path / "n.csv"), "--out", naive, "-q")
+    assert pd.read_csv(naive).time.iloc[0] == "1999-05-01T06:08:00" or "+" not in pd.read_csv(naive).time.iloc[0]
+
+
+def test_output_header_must_match(runs, plant, prev_csv, tmp_path):
+    out = tmp_path / "scores.csv"
+    out.write_text("time,something,else\n")
+    result = invoke("score", runs["mahalanobis"], write(plant[1].iloc[:20], tmp_path / "p.csv"), "--state",
+                    tmp_path / "state.json", "--out", out)
+    assert result.exit_code == 2 and "header" in result.stderr, result.output
+    assert out.read_text() == "time,something,else\n"
+
+
+def test_examples_crontab_scores_every_two_minutes_by_absolute_path():
+    lines = [line for line in (ROOT / "examples" / "crontab").read_text().splitlines() if line.startswith("*/2 ")]
+    assert len(lines) == 1
+    assert "/srv/paper/.venv/bin/lstm-rare-event score" in lines[0] and "--state" in lines[0]
+    assert "Deployment" in (ROOT / "README.md").read_text()
