@@ -491,11 +491,15 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
                    "its rows, last scored time and open episode.")
 @click.option("--chunk-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the scored period (all of --out) with its alarm episodes and their top sensors "
+                   "into this PNG.")
+@read_options
 @engine_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stderr with --out -).")
 def score_command(run_dir, input_csv, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  chunk_rows, engine, wait, as_json):
+                  chunk_rows, plot, sep, decimal, engine, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -508,7 +512,7 @@ def score_command(run_dir, input_csv, out_path, state_path, history, fail_on_ale
     from lstm_rare_event.steps import stream
 
     options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
-                                  wait=wait, adopt=adopt)
+                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot)
     summary = stream.score(run_dir, input_csv, out_path, options, history=history, state_path=state_path)
     (log.warning if summary["episodes_opened"] else log.info)(stream.summary_line(summary))
     if as_json:

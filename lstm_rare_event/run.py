@@ -298,6 +298,11 @@ class Run:
         path = self.path / PREPARE_JSON
         return Params(read_json(path), path, rerun("prepare", self.path))
 
+    def utc_offset_seconds(self) -> int | None:
+        """The data's own UTC offset in seconds (prepare.json), None for times without one."""
+        value = self.prepare_info().data.get("utc_offset_seconds")
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     def interval_minutes(self) -> float:
         return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")
 

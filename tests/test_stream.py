@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, copy_run, invoke, ok
+from conftest import ROOT, copy_run, fails, invoke, ok
 
 from lstm_rare_event.run import Run
 from lstm_rare_event.synthetic import make_sheet_breaks
@@ -169,7 +169,7 @@ def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_pa
     result = invoke("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out,
                     "--fail-on-alert", "-q")
     alerts = [line for line in result.stderr.strip().splitlines() if "alarm" in line]
-    assert result.exit_code == 3 and len(alerts) == 1 and "new alarm episodes; the first 1 opened at" in alerts[0]
+    assert result.exit_code == 3 and len(alerts) == 1 and "new alarm episodes, the first (#1) opened at" in alerts[0]
     scores = pd.read_csv(out)
     flagged = scores[scores.flag == 1]
     assert (flagged.episode >= 1).all() and scores.opened.sum() == flagged.episode.nunique()
@@ -326,3 +326,16 @@ def test_examples_crontab_scores_every_two_minutes_by_absolute_path():
     assert len(lines) == 1
     assert "/srv/paper/.venv/bin/lstm-rare-event score" in lines[0] and "--state" in lines[0]
     assert "Deployment" in (ROOT / "README.md").read_text()
+
+
+def test_plot_and_historian_formats(runs, new_csv, tmp_path):
+    """--plot draws the scored period; --sep ';' --decimal ',' reads the same rows as the CSV."""
+    text = new_csv.read_text().replace(",", ";").replace(".", ",")
+    semi = tmp_path / "new-semi.csv"
+    semi.write_text(text)
+    ok("score", runs["mahalanobis"], new_csv, "--out", tmp_path / "a.csv", "--plot", tmp_path / "a.png", "-q")
+    assert (tmp_path / "a.png").stat().st_size > 10_000
+    fails(2, "score", runs["mahalanobis"], semi, "--out", tmp_path / "b.csv", fragment="try --sep ';'")
+    ok("score", runs["mahalanobis"], semi, "--out", tmp_path / "b.csv", "--sep", ";", "--decimal", ",", "-q")
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    fails(2, "score", runs["mahalanobis"], new_csv, "--out", "-", "--plot", tmp_path / "c.png", fragment="--plot")

@@ -61,19 +61,13 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
                                           "lead_minutes": b["lead_minutes"]} for b in report["episodes"]["breaks"]],
                                  title=f"Test split: {detector.name} scores, alarm episodes and breaks "
                                        f"(warned within {chosen.horizon_minutes:g} min)",
-                                 utc_offset_seconds=_utc_offset(run))
+                                 utc_offset_seconds=run.utc_offset_seconds())
             plots.roc_pr(metrics.curves(test.y, scores), windows["roc_auc"], windows["pr_auc"], windows["base_rate"],
                          out.path(ROC_PR_PNG), title=f"Test split: {detector.name} score",
                          operating_point={"fpr": windows["false_positive_rate"], "tpr": windows["recall"],
                                           "precision": windows["precision"], "recall": windows["recall"]})
             plots.error_histogram(scores, test.y, chosen.value, out.path(HISTOGRAM_PNG))
     return report
-
-
-def _utc_offset(run: Run) -> int | None:
-    """The data's own UTC offset in seconds (prepare.json), None for times without one."""
-    value = run.prepare_info().data.get("utc_offset_seconds")
-    return int(value) if isinstance(value, (int, float)) else None
 
 
 def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:

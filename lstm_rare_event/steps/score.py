@@ -45,6 +45,8 @@ class Scorer:
     merge_minutes: float = DEFAULT_MERGE_MINUTES
     #: sha256 over the hashes of the preprocessor, detector and threshold files: which run this is
     fingerprint: str = ""
+    #: the training data's UTC offset, for figures in the data's own time zone
+    utc_offset_seconds: int | None = None
 
 
 def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
@@ -58,7 +60,8 @@ def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
         threshold = run.threshold()
         merge = DEFAULT_MERGE_MINUTES if threshold.merge_minutes is None else threshold.merge_minutes
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
-        return Scorer(run.preprocessor(), run.detector(engine=engine), threshold.value, merge, fingerprint)
+        return Scorer(run.preprocessor(), run.detector(engine=engine), threshold.value, merge, fingerprint,
+                      run.utc_offset_seconds())
 
 
 def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +84,10 @@ def output_columns(n_features: int, has_contributions: bool = True, held: bool =
             *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
 
 
-def read_chunks(path, chunk_rows: int):
-    """The raw CSV in chunks of ``chunk_rows`` rows (a header-only file gives one empty chunk).
-    ``path`` may be a :class:`~lstm_rare_event.preprocess.csv.Buffer` (standard input)."""
-    reader = read_csv(path, chunk_rows)
+def read_chunks(path, chunk_rows: int, sep: str = ",", decimal: str = "."):
+    """The raw CSV (or Parquet) in chunks of ``chunk_rows`` rows (a header-only file gives one
+    empty chunk). ``path`` may be a :class:`~lstm_rare_event.preprocess.csv.Buffer` (standard input)."""
+    reader = read_csv(path, chunk_rows, sep=sep, decimal=decimal)
     with reader:
         while True:
             try:

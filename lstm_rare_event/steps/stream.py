@@ -59,6 +59,11 @@ class ScoreOptions:
     wait: float = DEFAULT_WAIT
     #: accept a state written with another run (after a retrain) of the same sensors
     adopt: bool = False
+    #: how the input is written (historian exports: sep=";", decimal=",")
+    sep: str = ","
+    decimal: str = "."
+    #: a figure of the scored period, its alarm episodes and their top sensors
+    plot: Path | None = None
 
     def __post_init__(self):
         if self.chunk_rows < 1:
@@ -376,7 +381,7 @@ def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
     """Yield the output frames of ``path``, read in chunks."""
     stream.start_input()
     rows = 0
-    for raw in read_chunks(path, chunk_rows):
+    for raw in read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:
@@ -511,6 +516,8 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
             check_output(out_path, input_path, run_dir)
         if state_path is not None and Path(state_path).resolve() == out_path.resolve():
             raise UserError(f"{state_path}: --state and --out are the same file")
+    elif options.plot is not None:
+        raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     scorer = load_scorer(run_dir, options.engine, options.wait)
     if state_path is None:
         stream = Stream(scorer, options)
@@ -518,7 +525,14 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     else:
         stream = Stream(scorer, options)
         summary = _stateful(stream, run_dir, input_path, out_path, to_stdout, options, history, Path(state_path))
-    return {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+    if options.plot is not None:
+        from lstm_rare_event.steps.report import plot_scores
+
+        plot_scores(out_path, options.plot, threshold=scorer.threshold, merge_minutes=scorer.merge_minutes,
+                    utc_offset_seconds=scorer.utc_offset_seconds)
+        result["plot"] = str(options.plot)
+    return result
 
 
 def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
@@ -659,8 +673,8 @@ def summary_line(summary: dict) -> str:
     if opened:
         first = opened[0]
         sensors = f" (top sensors {', '.join(first['sensors'])})" if first["sensors"] else ""
-        more = f", {len(opened)} new alarm episodes; the first" if len(opened) > 1 else "; new alarm episode"
-        line += f"{more} {first['id']} opened at {first['start']}{sensors}"
+        more = f", {len(opened)} new alarm episodes, the first" if len(opened) > 1 else "; new alarm episode"
+        line += f"{more} (#{first['id']}) opened at {first['start']}{sensors}"
     elif summary.get("open_episode"):
         line += f"; alarm episode {summary['open_episode']['id']} still open"
     return f"{line} -> {summary['output']}"
