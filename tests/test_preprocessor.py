@@ -177,7 +177,7 @@ def test_last_context_rows_make_the_same_last_windows(demo_csv, hand_csv, which,
         table = unlabelled(table)
     whole = pre.transform(table)
     whole_rows = pre.rows(table)
-    for k in range(1, len(table) - pre.context_rows, 1 if which == "hand" else 23):
+    for k in range(1, len(table) - pre.context_rows, 1 if which == "hand" else 47):
         start = len(table) - pre.context_rows - k
         since = table.time[-k]
         part = pre.transform(tail(table, start))
@@ -203,7 +203,7 @@ def test_context_start_makes_the_same_next_windows(demo_csv, hand_csv, which, ca
     if not labels:
         table = unlabelled(table)
     whole = pre.transform(table)
-    for cut in range(1, len(table), 1 if which == "hand" else 23):
+    for cut in range(1, len(table), 1 if which == "hand" else 47):
         before = pre.rows(head(table, cut))
         start = pre.context_start(before)
         assert start <= max(cut - pre.context_rows, 0)
