@@ -132,10 +132,17 @@ def test_fleet_makefile_builds_machines_in_parallel_then_does_nothing(tmp_path):
     again = run("-j", "2", "all", "scores")
     assert again.returncode == 0, again.stderr
     assert "lstm_rare_event" not in again.stdout and "Nothing to be done for 'scores'" in again.stdout, again.stdout
-    # A new day: only that day is scored, with one call for its machine.
+    # A new day: only that day is scored, with one call for its machine; a machine whose run
+    # changed and that has no day to score only gets its stamp.
     write_csv(make_sheet_breaks(200, seed=40), tmp_path / "incoming" / "press" / "d3.csv")
+    shutil.rmtree(tmp_path / "incoming" / "dryer")
+    stamp = tmp_path / "scores" / "dryer.scored"
+    run_changed = (tmp_path / "runs" / "dryer" / "threshold.json").stat().st_mtime
+    os.utime(stamp, (run_changed - 10,) * 2)  # as if the run had been retrained since
     third = run("-j", "2", "scores")
     assert third.returncode == 0, third.stderr
     calls = [line for line in third.stdout.splitlines() if " score " in line]
     assert len(calls) == 1 and "incoming/press/d3.csv" in calls[0] and "d1.csv" not in calls[0], third.stdout
     assert (tmp_path / "scores" / "press" / "d3.scores.csv").exists()
+    assert stamp.stat().st_mtime >= run_changed
+    assert "Nothing to be done for 'scores'" in run("scores").stdout
