@@ -460,23 +460,32 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
 
 @command(cli, "score", "lstm-rare-event score run today.csv --out scores.csv --fail-on-alert -q\n"
                        "  lstm-rare-event score run today.csv --state score.state --history yesterday.csv "
-                       "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron",
+                       "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron\n"
+                       "  lstm-rare-event score run days/*.csv --out-dir scores --fail-on-alert -q   "
+                       "# several files, the run loaded once",
          extra_exit_codes="\n  3  --fail-on-alert and an alarm episode opened (scores.csv is written); with "
                           "--state, only a\n     call that opens a new episode (an ongoing one is not alerted again)\n"
+                          "  2  also: with --out-dir, any INPUT was bad (the good ones are written; 2 wins over 3)\n"
                           "  75 also: another call holds --state's lock past --wait")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--out-dir", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Write each INPUT's scores to DIR/<INPUT name without .csv/.gz/.parquet>.scores.csv "
+                   "(atomically), the run loaded once for all. Two INPUTs with the same name are refused. "
+                   "A bad INPUT is reported (one line naming it), the others are still scored, and the "
+                   "call exits 2 at the end. Instead of --out; needed for several INPUTs.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="CSV to write (- for stdout): time, score, flag, episode (alarm episode id counting from 1, "
                    "0 when not flagged), opened (1 where the window opened an episode), held (--missing hold), "
                    "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
                    "detectors that name sensors. With --state, new windows are appended.")
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Score only what is new since the last call with this state file (created if missing): "
+              help="One INPUT only. Score only what is new since the last call with this state file (created if missing): "
                    "rows already seen are skipped, new windows appended to --out, the open alarm episode "
                    "carried over. Locked (STATE.lock) while a call runs.")
 @click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
-              help="Rows before INPUT (e.g. yesterday's file), used only as context: detrending baselines "
+              help="One INPUT only. Rows before INPUT (e.g. yesterday's file), used only as context: detrending baselines "
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
                    "state is created.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when an alarm episode opens.")
@@ -497,8 +506,10 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
 @read_options
 @engine_option
 @wait_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stderr with --out -).")
-def score_command(run_dir, input_csv, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
+                   "(inputs) and the bad inputs (failed).")
+def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
                   chunk_rows, plot, sep, decimal, engine, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
@@ -508,11 +519,40 @@ def score_command(run_dir, input_csv, out_path, state_path, history, fail_on_ale
     windows less than the threshold's merge gap apart are one alarm episode. One summary
     line goes to stderr, as a warning when an episode opens, so that with --quiet only
     alerts, data warnings and errors print anything. On an error nothing is written.
+
+    Several INPUTs (e.g. a machine's days) with --out-dir DIR: one output per INPUT, the run
+    loaded once. Every good INPUT is scored and written even when another is bad; each bad
+    one gets an error line naming it, and the call exits 2 at the end. One stderr line per
+    INPUT; --fail-on-alert exits 3 when any INPUT opened an episode.
     """
     from lstm_rare_event.steps import stream
 
+    if out_path is not None and out_dir is not None:
+        raise UserError("--out and --out-dir are mutually exclusive: --out FILE for one INPUT, --out-dir DIR "
+                        "for one output per INPUT")
+    if out_path is None and out_dir is None:
+        raise UserError("give --out FILE (one INPUT) or --out-dir DIR (one output per INPUT)")
+    if len(inputs) > 1 and out_dir is None:
+        raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
     options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
                                   wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot)
+    if out_dir is not None:
+        def report(result):
+            if "error" in result:
+                click.echo(f"Error: {result['error']}", err=True)
+            else:
+                (log.warning if result["episodes_opened"] else log.info)(stream.summary_line(result))
+
+        summary = stream.score_many(run_dir, inputs, out_dir, options, history=history, state_path=state_path,
+                                    on_done=report)
+        if as_json:
+            click.echo(dumps(summary), nl=False)
+        if summary["failed"]:
+            sys.exit(UserError.exit_code)
+        if fail_on_alert and summary["episodes_opened"]:
+            sys.exit(3)
+        return
+    input_csv, = inputs
     summary = stream.score(run_dir, input_csv, out_path, options, history=history, state_path=state_path)
     (log.warning if summary["episodes_opened"] else log.info)(stream.summary_line(summary))
     if as_json:

@@ -501,13 +501,14 @@ def _check_header(path: Path, header: str) -> None:
 
 # -- the step ---------------------------------------------------------------------------------
 def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
-          state_path=None) -> dict:
+          state_path=None, scorer: Scorer | None = None) -> dict:
     """Score the windows of ``input_path`` (a path, or ``-`` for standard input) with the run in
     ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output); returns a summary.
 
     ``history``: a CSV whose rows come before the input's, used only as context (detrending
     baselines, the first windows' earlier rows). ``state_path``: score only what is new since
     the last call with this state, append it to ``out_path``, and save the state again.
+    ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
     """
     to_stdout = str(out_path) == STDIO
     if not to_stdout:
@@ -518,7 +519,8 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
             raise UserError(f"{state_path}: --state and --out are the same file")
     elif options.plot is not None:
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
-    scorer = load_scorer(run_dir, options.engine, options.wait)
+    if scorer is None:
+        scorer = load_scorer(run_dir, options.engine, options.wait)
     if state_path is None:
         stream = Stream(scorer, options)
         summary = _batch(stream, input_path, out_path, to_stdout, options, history)
@@ -533,6 +535,74 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
                     utc_offset_seconds=scorer.utc_offset_seconds)
         result["plot"] = str(options.plot)
     return result
+
+
+#: what output_name strips from an input's name: Parquet, CSV and compressed CSV
+INPUT_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".csv", ".txt", ".tsv", ".parquet", ".pq")
+
+
+def output_name(input_path) -> str:
+    """``DIR/day-3.csv.gz`` -> ``day-3.scores.csv``: the file :func:`score_many` writes for it."""
+    name = Path(input_path).name
+    for _ in range(2):  # one compression suffix, then one format suffix
+        for suffix in INPUT_SUFFIXES:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return f"{name}.scores.csv"
+
+
+def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(), history=None,
+               state_path=None, on_done=None) -> dict:
+    """Score several inputs with one run, loaded once: each input to ``out_dir/<stem>.scores.csv``
+    (written atomically), byte for byte what :func:`score` writes for it alone.
+
+    Every input is scored even when one is bad: a bad input (a :class:`UserError`) is recorded
+    in ``failed`` with its message and the next one is scored; the caller decides the exit
+    code. Two inputs with the same output name, stdin, and ``history``/``state_path`` or a
+    plot with several inputs are refused before anything is read. ``on_done(summary_or_failure)``
+    is called after each input (the CLI prints its line there)."""
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise UserError("no INPUT to score")
+    if any(str(p) == STDIO for p in inputs):
+        raise UserError("--out-dir names each output after its input; stdin (-) has no name: use --out")
+    if len(inputs) > 1:
+        for what, given in (("--history", history), ("--state", state_path), ("--plot", options.plot)):
+            if given is not None:
+                raise UserError(f"{what} applies to a single INPUT; {len(inputs)} were given")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out-dir is a file, not a folder")
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        name = output_name(path)
+        if name in seen:
+            raise UserError(f"{seen[name]} and {path} would both write {out_dir / name}; "
+                            "rename one, or score them in separate calls")
+        seen[name] = path
+    for name, path in seen.items():
+        check_output(out_dir / name, path, run_dir)
+    scorer = load_scorer(run_dir, options.engine, options.wait)
+    done, failed = [], []
+    for name, path in seen.items():
+        try:
+            result = score(run_dir, path, out_dir / name, options, history=history, state_path=state_path,
+                           scorer=scorer)
+        except UserError as exc:
+            if exc.exit_code != UserError.exit_code:
+                raise  # not the input's fault (a busy state): stop as a single call would
+            message = str(exc)
+            result = {"input": str(path), "error": message if message.startswith(str(path))
+                      else f"{path}: {message}"}
+            failed.append(result)
+        else:
+            done.append(result)
+        if on_done is not None:
+            on_done(result)
+    opened = [{"input": s["input"], **episode} for s in done for episode in s["episodes_opened"]]
+    return {"run_dir": str(run_dir), "out_dir": str(out_dir), "inputs": done, "failed": failed,
+            "episodes_opened": opened}
 
 
 def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
