@@ -43,3 +43,16 @@ def test_to_csv_writes_the_bytes_of_pandas(change):
     elif change == "empty":
         frame = frame.head(0)
     assert to_csv(frame) == _pandas(frame)
+
+
+@pytest.mark.parametrize("mode", ["mean", "last"])
+@pytest.mark.parametrize("n", [0, 1, 1023, 1025, 3000])
+def test_feature_errors_in_blocks_gives_the_bytes_of_one_pass(mode, n):
+    from lstm_rare_event.detectors.lstm_ae.detector import feature_errors
+
+    rng = np.random.default_rng(n)
+    X = (rng.normal(size=(n, 5, 7)) * 10.0 ** rng.integers(-8, 8, size=(n, 5, 7))).astype(np.float32)
+    X_hat = (X + rng.normal(size=X.shape)).astype(np.float32)
+    steps = slice(-1, None) if mode == "last" else slice(None)
+    one_pass = ((X_hat[:, steps].astype(np.float64) - X[:, steps].astype(np.float64)) ** 2).mean(axis=1)
+    assert feature_errors(X, X_hat, mode).tobytes() == one_pass.tobytes()
