@@ -26,7 +26,8 @@ def _medians(by_feature: np.ndarray, starts: np.ndarray, length: int, out: np.nd
     view = np.lib.stride_tricks.sliding_window_view(by_feature, length, axis=1)  # (F, T - length + 1, length)
     half = length // 2
     for s in range(0, len(starts), BLOCK):
-        block = np.sort(view[:, starts[s : s + BLOCK]], axis=-1)
+        block = view[:, starts[s : s + BLOCK]]  # a copy: sorted in place
+        block.sort(axis=-1)
         median = block[..., half] if length % 2 else (block[..., half - 1] + block[..., half]) / 2
         out[rows[s : s + BLOCK]] = median.T
 

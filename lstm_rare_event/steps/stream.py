@@ -383,8 +383,9 @@ def to_csv(frame: pd.DataFrame) -> str:
             if not np.isfinite(values).all():
                 return _pandas_csv(frame)
         elif values.dtype.kind in "OU":
-            if any(c in text for text in set(values.tolist()) for c in _QUOTED) or \
-                    not all(isinstance(text, str) and text for text in set(values.tolist())):
+            texts = set(values.tolist())
+            if not all(type(text) is str for text in texts) or "" in texts or \
+                    any(c in "\0".join(texts) for c in _QUOTED):
                 return _pandas_csv(frame)
         elif values.dtype.kind not in "iub":
             return _pandas_csv(frame)
