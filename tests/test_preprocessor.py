@@ -367,3 +367,31 @@ def test_loaded_options_are_checked_again(saved, tmp_path):
     (folder / CONFIG_JSON).write_text(json.dumps(config))
     with pytest.raises(UserError, match=re.escape(str(folder / CONFIG_JSON))):
         Preprocessor.load(folder)
+
+
+def _pandas_trailing_median(values, segment, window):
+    """The reference: the pandas groupby rolling median that detrend used before (issue 12)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(values)
+    including_now = frame.groupby(segment, sort=False).rolling(window, min_periods=1).median() \
+        .reset_index(level=0, drop=True).sort_index()
+    past = including_now.groupby(segment, sort=False).shift(1).to_numpy(copy=True)
+    first = np.isnan(past).all(axis=1)
+    past[first] = values[first]
+    return past
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "rounded"])
+def test_trailing_median_gives_the_bytes_of_pandas_rolling_median(kind):
+    from lstm_rare_event.preprocess.detrend import trailing_median
+
+    rng = np.random.default_rng({"normal": 1, "ties": 2, "rounded": 3}[kind])
+    for _ in range(40):
+        n, f, window = int(rng.integers(1, 300)), int(rng.integers(1, 5)), int(rng.integers(1, 35))
+        values = {"normal": lambda: rng.normal(size=(n, f)) * 1e3,
+                  "ties": lambda: rng.integers(-3, 4, size=(n, f)).astype(float),
+                  "rounded": lambda: np.round(rng.normal(size=(n, f)) * 1e3) / 7}[kind]()
+        segment = np.cumsum(rng.random(n) < rng.choice([0.0, 0.02, 0.2, 0.6]))
+        expected = _pandas_trailing_median(values, segment, window)
+        assert trailing_median(values, segment, window).tobytes() == expected.tobytes(), (n, f, window)

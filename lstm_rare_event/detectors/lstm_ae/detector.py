@@ -72,6 +72,9 @@ class LstmOptions:
         return cls(preset=preset, encoder=enc, decoder=dec, activation=act, **rest)
 
 
+ERROR_BLOCK = 1024  # windows per block of feature_errors
+
+
 def feature_errors(X: np.ndarray, X_hat: np.ndarray, mode: str) -> np.ndarray:
     """(N, F) squared errors per feature: at the last time step, or averaged over the steps."""
     if mode not in ERROR_MODES:
@@ -81,9 +84,15 @@ def feature_errors(X: np.ndarray, X_hat: np.ndarray, mode: str) -> np.ndarray:
         # Broadcasting would silently score (N, 1, F) against (N, steps, F).
         raise ValueError(f"windows {X.shape} and reconstruction {X_hat.shape} must be the same (N, steps, F)")
     steps = slice(-1, None) if mode == "last" else slice(None)
-    # Only the steps used are widened to float64, so the squares of float32 values cannot lose digits.
-    diff = X_hat[:, steps].astype(np.float64) - X[:, steps].astype(np.float64)
-    return (diff**2).mean(axis=1)
+    out = np.empty((X.shape[0], X.shape[2]), dtype=np.float64)
+    # Only the steps used are widened to float64, so the squares of float32 values cannot lose digits;
+    # in blocks that stay in cache (each row's arithmetic is the same in any block).
+    for start in range(0, len(X), ERROR_BLOCK):
+        block = slice(start, start + ERROR_BLOCK)
+        diff = np.subtract(X_hat[block, steps], X[block, steps], dtype=np.float64)
+        np.square(diff, out=diff)
+        out[block] = diff.mean(axis=1)
+    return out
 
 
 class LstmDetector(Detector):
