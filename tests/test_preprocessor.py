@@ -159,6 +159,13 @@ def _fitted(path, case):
     return prepare(path, PrepareOptions(split="time", **OPTIONS[case])).preprocessor
 
 
+def _case(which, demo_csv, hand_csv, case, labels):
+    """(the preprocessor fitted for ``case``, the table it reads, with or without labels)."""
+    path = csv_for(which, demo_csv, hand_csv)
+    table = read_table(path)
+    return _fitted(path, case), table if labels else unlabelled(table)
+
+
 # Labelled rows with --allow-gaps and a shift: windows span dropped break rows, which
 # context_rows does not count (context_start does; see the tests below).
 CONTEXT_ROWS_CASES = [(case, labels) for case in sorted(OPTIONS) for labels in (False, True)
@@ -170,11 +177,7 @@ CONTEXT_ROWS_CASES = [(case, labels) for case in sorted(OPTIONS) for labels in (
 def test_last_context_rows_make_the_same_last_windows(demo_csv, hand_csv, which, case, labels):
     """Scoring the last context_rows + k rows gives the windows ending in the last k rows
     exactly as scoring the whole table does (k = 1, ..., and every cut point)."""
-    path = csv_for(which, demo_csv, hand_csv)
-    pre = _fitted(path, case)
-    table = read_table(path)
-    if not labels:
-        table = unlabelled(table)
+    pre, table = _case(which, demo_csv, hand_csv, case, labels)
     whole = pre.transform(table)
     whole_rows = pre.rows(table)
     for k in range(1, len(table) - pre.context_rows, 1 if which == "hand" else 47):
@@ -197,11 +200,7 @@ def test_context_start_makes_the_same_next_windows(demo_csv, hand_csv, which, ca
     """Chunked scoring: the rows read so far from ``context_start`` on, followed by the rows
     after them, give the windows ending in those later rows exactly as one pass does, in every
     case, including windows spanning dropped break rows (labelled rows with --allow-gaps)."""
-    path = csv_for(which, demo_csv, hand_csv)
-    pre = _fitted(path, case)
-    table = read_table(path)
-    if not labels:
-        table = unlabelled(table)
+    pre, table = _case(which, demo_csv, hand_csv, case, labels)
     whole = pre.transform(table)
     for cut in range(1, len(table), 1 if which == "hand" else 47):
         before = pre.rows(head(table, cut))
