@@ -40,7 +40,7 @@ class PreprocessOptions:
     drop: tuple[str, ...] = DEFAULT_DROP
     features: tuple[str, ...] | None = None
     allow_gaps: bool = False
-    # Chosen by rolling-origin validation on the real data (bench/defaults.md); 0 reproduces the recipe.
+    # Chosen on the real data, kept by the walk-forward study (bench/backtest.md); 0 reproduces the recipe.
     detrend: int = 30
     clip: float = 10.0
 
