@@ -116,22 +116,22 @@ def iso_text(times):
     return "time,y,x1\n" + "".join(f"{t},0,{i}\n" for i, t in enumerate(times))
 
 
-def test_daylight_saving_offsets_parse_to_utc_with_the_offsets_kept(tmp_path):
-    path = write(tmp_path, iso_text(["2024-03-31T01:56:00+01:00", "2024-03-31T01:58:00+01:00",
-                                     "2024-03-31T03:00:00+02:00", "2024-03-31T03:02:00+02:00"]))
-    table = read_table(path)
-    assert table.time.astype(str).tolist() == ["2024-03-31T00:56:00", "2024-03-31T00:58:00",
-                                               "2024-03-31T01:00:00", "2024-03-31T01:02:00"]
-    assert table.utc_offset.tolist() == [3600, 3600, 7200, 7200]
-
-
-def test_z_mixed_with_plus_zero_and_negative_offsets(tmp_path):
-    path = write(tmp_path, iso_text(["2024-01-01T00:00:00Z", "2024-01-01T00:02:00+00:00",
-                                     "2023-12-31T19:04:00-05:00", "2024-01-01T05:36:00+0530"]))
-    table = read_table(path)
-    assert table.time.astype(str).tolist() == ["2024-01-01T00:00:00", "2024-01-01T00:02:00",
-                                               "2024-01-01T00:04:00", "2024-01-01T00:06:00"]
-    assert table.utc_offset.tolist() == [0, 0, -18000, 19800]
+@pytest.mark.parametrize("written, utc, offsets", [
+    # daylight saving starts: the offset changes mid-file
+    (["2024-03-31T01:56:00+01:00", "2024-03-31T01:58:00+01:00", "2024-03-31T03:00:00+02:00",
+      "2024-03-31T03:02:00+02:00"],
+     ["2024-03-31T00:56:00", "2024-03-31T00:58:00", "2024-03-31T01:00:00", "2024-03-31T01:02:00"],
+     [3600, 3600, 7200, 7200]),
+    # Z mixed with +00:00, a negative offset and one without a colon
+    (["2024-01-01T00:00:00Z", "2024-01-01T00:02:00+00:00", "2023-12-31T19:04:00-05:00",
+      "2024-01-01T05:36:00+0530"],
+     ["2024-01-01T00:00:00", "2024-01-01T00:02:00", "2024-01-01T00:04:00", "2024-01-01T00:06:00"],
+     [0, 0, -18000, 19800]),
+])
+def test_changing_utc_offsets_parse_to_utc_with_the_offsets_kept(tmp_path, written, utc, offsets):
+    table = read_table(write(tmp_path, iso_text(written)))
+    assert table.time.astype(str).tolist() == utc
+    assert table.utc_offset.tolist() == offsets
 
 
 def test_one_offset_and_naive_times(tmp_path):
