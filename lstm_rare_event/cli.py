@@ -29,6 +29,8 @@ from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
+from lstm_rare_event.steps.compare import REPLICATES
+from lstm_rare_event.steps.stream import MISSING, ScoreOptions
 from lstm_rare_event.steps.threshold import ThresholdOptions
 from lstm_rare_event.tables import format_table
 
@@ -489,16 +491,16 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
                    "state is created.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when an alarm episode opens.")
-@click.option("--missing", type=click.Choice(["error", "hold"]), default="error", show_default=True,
+@click.option("--missing", type=click.Choice(MISSING), default=ScoreOptions.missing, show_default=True,
               help="An empty cell: error (exit 2 naming row and column), or hold the sensor's last value "
                    "and mark the windows with it (held column).")
-@click.option("--drift-sd", default=10.0, show_default=True, type=float,
+@click.option("--drift-sd", default=ScoreOptions.drift_sd, show_default=True, type=float,
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
                    "from its training mean (after detrending).")
 @click.option("--adopt", is_flag=True,
               help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
                    "its rows, last scored time and open episode.")
-@click.option("--chunk-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
+@click.option("--chunk-rows", default=ScoreOptions.chunk_rows, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the scored period (all of --out) with its alarm episodes and their top sensors "
@@ -585,7 +587,7 @@ def report_command(run_dir, out_path, scores_csv, as_json):
 
 @command(cli, "compare", "lstm-rare-event compare run run-mahalanobis")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--replicates", default=1000, show_default=True, type=click.IntRange(min=10),
+@click.option("--replicates", default=REPLICATES, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates (break events and normal days resampled).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare_command(run_dirs, replicates, as_json):

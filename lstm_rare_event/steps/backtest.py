@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event import __version__, detectors, log
-from lstm_rare_event.alarms import episodes, metrics, plots, thresholds
+from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, thresholds
 from lstm_rare_event.alarms import verdict as verdicts
 from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
-from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
 from lstm_rare_event.preprocess.csv import read_table
@@ -179,8 +178,7 @@ def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan
     if previous is not None:
         detector.warm_start(previous)
     detector.fit(train_w, valid_w)
-    s = Scored(detector.score(valid_w), valid_w.y, valid_w.end_time, metrics.break_times(valid_w.y, valid_w.event_time),
-               interval_minutes, threshold.merge, threshold.horizon)
+    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon)
     value = thresholds.choose_threshold(threshold.rule, s, **threshold.params)
     return detector, detector.score(test_w), value
 

@@ -136,12 +136,3 @@ def atomic_output(path: Path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def score_file(run_dir, input_path, out_path, chunk_rows: int = CHUNK_ROWS, engine: str = "numpy") -> dict:
-    """Score every window of ``input_path`` with the run in ``run_dir`` and write them as CSV to
-    ``out_path``; returns a summary. See :func:`lstm_rare_event.steps.stream.score` for history,
-    state files and the other options."""
-    from lstm_rare_event.steps.stream import ScoreOptions, score
-
-    return score(run_dir, input_path, out_path, ScoreOptions(chunk_rows=chunk_rows, engine=engine))
