@@ -40,7 +40,8 @@ def _n(value, digits: int = 2) -> str:
     return f"{value:.{digits}g}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def _interval(i: dict) -> str:
+def interval(i: dict) -> str:
+    """``0.631 [0.521, 0.732]``: an estimate with its interval."""
     return f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]"
 
 
@@ -49,11 +50,11 @@ def chance(roc: dict | None) -> dict | None:
     if roc is None or not all(_finite(roc.get(k)) for k in ("estimate", "low", "high")):
         return None
     if roc["low"] > CHANCE:
-        answer, text = True, f"ranks breaks better than chance: ROC-AUC {_interval(roc)}, above {CHANCE}"
+        answer, text = True, f"ranks breaks better than chance: ROC-AUC {interval(roc)}, above {CHANCE}"
     elif roc["high"] < CHANCE:
-        answer, text = False, f"ranks breaks worse than chance: ROC-AUC {_interval(roc)}, below {CHANCE}"
+        answer, text = False, f"ranks breaks worse than chance: ROC-AUC {interval(roc)}, below {CHANCE}"
     else:
-        answer, text = False, f"ranks breaks no better than chance: ROC-AUC {_interval(roc)} includes {CHANCE}"
+        answer, text = False, f"ranks breaks no better than chance: ROC-AUC {interval(roc)} includes {CHANCE}"
     return {"better_than_chance": answer, "roc_auc": dict(roc), "text": text}
 
 
@@ -95,7 +96,7 @@ def warned(episodes: dict) -> dict:
 def reference(name: str, difference: dict) -> dict:
     """``difference``: the paired bootstrap interval of ROC-AUC (this detector minus ``name``)."""
     low, high = difference["low"], difference["high"]
-    shown = f"paired ROC-AUC difference {_interval(difference)}"
+    shown = f"paired ROC-AUC difference {interval(difference)}"
     if low > 0:
         beats, text = True, f"beats {name}: {shown}, above 0"
     elif high < 0:

@@ -8,6 +8,7 @@ for every detector, which makes the paired differences meaningful.
 from __future__ import annotations
 
 from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.verdict import interval
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.run import EVALUATE_JSON, SPLIT_FILES, Run
@@ -44,16 +45,12 @@ def _label(detector: str, folder: str, taken) -> str:
     return detector if detector not in taken else f"{detector} ({folder})"
 
 
-def _interval(i: dict) -> str:
-    return f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]"
-
-
 def compare_text(result: dict) -> str:
     b = result["bootstrap"]
     rows = [["detector", "ROC-AUC [95% CI]", "PR-AUC [95% CI]", "breaks warned", "false episodes / day"]]
     for name, report in result["reports"].items():
         e = report["episodes"]
-        rows.append([name, _interval(b["detectors"][name]["roc_auc"]), _interval(b["detectors"][name]["pr_auc"]),
+        rows.append([name, interval(b["detectors"][name]["roc_auc"]), interval(b["detectors"][name]["pr_auc"]),
                      f"{e['warned']} of {e['n_breaks']}", e["false_episodes_per_day"]])
     lines = [format_table(rows), "",
              f"Paired differences ({b['replicates']} bootstrap replicates of {b['blocks']['breaks']} break events "
@@ -62,5 +59,5 @@ def compare_text(result: dict) -> str:
         roc = d["roc_auc"]
         verdict = ("no difference" if not roc["excludes_zero"]
                    else f"{d['a'] if roc['estimate'] > 0 else d['b']} ranks breaks better")
-        lines.append(f"  {d['a']} - {d['b']}: ROC-AUC {_interval(roc)}: {verdict}")
+        lines.append(f"  {d['a']} - {d['b']}: ROC-AUC {interval(roc)}: {verdict}")
     return "\n".join(lines)
