@@ -16,6 +16,7 @@ import numpy as np
 from lstm_rare_event import __version__, log
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.windows import WindowArray, stack
 
 
 @contextlib.contextmanager
@@ -104,8 +105,26 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int, batch_size: int,
-        learning_rate: float, patience: int) -> dict[str, list[float]]:
+def window_dataset(X: WindowArray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of windows, cut from their (memory-mapped) rows as training reads them: only a
+    few batches exist at a time, so the windows never need to fit in memory. With
+    ``shuffle_seed``, a new order every epoch, the same orders on every run and every worker."""
+    n, lookback, n_features = X.shape
+    data = tf.data.Dataset.range(n)
+    if shuffle_seed is not None:
+        data = data.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def cut(index):
+        return stack(X.rows, X.ends[index], lookback)
+
+    def batch(index):
+        return tf.ensure_shape(tf.numpy_function(cut, [index], tf.float32, stateful=False), (None, lookback, n_features))
+
+    return data.batch(batch_size).map(batch, deterministic=True).prefetch(2)
+
+
+def fit(model: keras.Model, X_train: WindowArray, X_valid: WindowArray, *, epochs: int, batch_size: int,
+        learning_rate: float, patience: int, seed: int) -> dict[str, list[float]]:
     """Train to reconstruct the inputs with Adam and MSE; returns per-epoch loss, val_loss, seconds.
 
     ``patience`` > 0 stops after that many epochs without a better validation loss and restores
@@ -117,9 +136,11 @@ def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs:
     if patience > 0:
         stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
         callbacks.append(stopping)
+    pairs = lambda x: (x, x)  # noqa: E731 - an autoencoder's target is its input
     history = model.fit(
-        X_train, X_train, validation_data=(X_valid, X_valid), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=callbacks, verbose=0,
+        window_dataset(X_train, batch_size, shuffle_seed=seed).map(pairs),
+        validation_data=window_dataset(X_valid, batch_size).map(pairs), epochs=epochs, callbacks=callbacks,
+        verbose=0,
     )
     return {"loss": history.history["loss"], "val_loss": history.history["val_loss"], "seconds": progress.seconds}
 
