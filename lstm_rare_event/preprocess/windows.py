@@ -56,6 +56,8 @@ class WindowArray:
                 return stack(self.rows, self.ends[[index]], self.lookback)[0]
             return WindowArray(self.rows, self.ends[index], self.lookback)
         first, *rest = index
+        if first is Ellipsis:
+            return np.asarray(self)[index]
         if rest and isinstance(rest[0], (int, np.integer)):
             # One row of each window (the detectors' last row): gathered without cutting windows.
             k = int(rest[0]) + (self.lookback if rest[0] < 0 else 0)

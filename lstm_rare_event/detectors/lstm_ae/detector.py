@@ -18,7 +18,7 @@ from lstm_rare_event.detectors.lstm_ae import numpy_engine, spec
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params
-from lstm_rare_event.preprocess.windows import Windows, window_array
+from lstm_rare_event.preprocess.windows import Windows
 
 # "last" is the recipe: only the last step, the row the label belongs to; "mean" uses all steps.
 ERROR_MODES = ("mean", "last")
@@ -128,8 +128,8 @@ class LstmDetector(Detector):
         return Architecture(o.encoder, o.decoder, o.activation, lookback, n_features)
 
     def fit(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
-        X_train = window_array(normal(train).X)
-        X_valid = window_array(normal(valid).X if valid is not None else np.empty((0, *train.X.shape[1:]), np.float32))
+        X_train = normal(train).X
+        X_valid = normal(valid).X if valid is not None else np.empty((0, *train.X.shape[1:]), np.float32)
         for what, windows, X in (("train", train, X_train), ("validate", valid, X_valid)):
             if windows is None or len(windows) == 0:
                 raise UserError(f"no windows to {what} the lstm detector on")

@@ -100,7 +100,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise UserError(f"strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
 
 
-def _distributed(strategy, X: WindowArray, batch_size: int, shuffle_seed: int | None):
+def _distributed(strategy, X: WindowArray | np.ndarray, batch_size: int, shuffle_seed: int | None):
     # Same seed on every worker: the same order each epoch, which DATA sharding relies on.
     dataset = keras_model.window_dataset(X, batch_size, shuffle_seed)
     options = tf.data.Options()
@@ -113,7 +113,7 @@ def _distributed(strategy, X: WindowArray, batch_size: int, shuffle_seed: int | 
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
-def fit_distributed(strategy, arch: Architecture, X_train: WindowArray, X_valid: WindowArray, *, epochs: int,
+def fit_distributed(strategy, arch: Architecture, X_train: WindowArray | np.ndarray, X_valid: WindowArray | np.ndarray, *, epochs: int,
                     batch_size: int, learning_rate: float, patience: int, seed: int):
     """Build the autoencoder under ``strategy`` and train it to reconstruct its inputs with Adam
     and MSE; returns ``(model, history)`` with history as in ``keras_model.fit``.
