@@ -510,7 +510,7 @@ def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required",
     :class:`RowFile` over it) instead of memory, which holds only times and labels."""
     times, labels_read, offsets, values = [], [], [], []
     chosen, last, first_row = None, None, 1
-    for raw in read_chunks(path, sep=sep, decimal=decimal):
+    for raw in read_chunks(path, CHUNK_ROWS, sep=sep, decimal=decimal):
         if chosen is None:
             if raw.empty:
                 raise UserError(f"{path}: no data rows, only a header")
