@@ -261,9 +261,7 @@ def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
     """
     from lstm_rare_event.steps import prepare
 
-    prepared = prepare.prepare(input_csv, PrepareOptions(**options), sep=sep, decimal=decimal)
-    prepare.save(prepared, out_dir, wait=wait)
-    info = prepared.info
+    info = prepare.prepare_run(input_csv, out_dir, PrepareOptions(**options), sep=sep, decimal=decimal, wait=wait)
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
              f"{info['lookback']} x {info['n_features']} into {out_dir}")
     if as_json:

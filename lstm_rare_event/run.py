@@ -38,7 +38,8 @@ from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, s
 # -- names --------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
 PREPARE_JSON = "prepare.json"
-SPLIT_FILES = {"train": "train.npz", "valid": "valid.npz", "test": "test.npz"}
+SPLIT_FILES = {"train": "train.npz", "valid": "valid.npz", "test": "test.npz"}  # where windows end
+ROWS_NPY = "rows.npy"  # the scaled rows that every split's windows are cut from
 PREPROCESSOR = "preprocessor"  # a folder: the fitted Preprocessor
 DETECTOR = "detector"  # a folder: the fitted detector
 TRAIN_JSON = "train.json"
@@ -70,6 +71,11 @@ STEP_COMMANDS = {
 }
 EXIT_BUSY = 75  # EX_TEMPFAIL: cron and systemd read it as "try again later"
 DEFAULT_WAIT = 60.0
+
+
+def split_files(*names: str) -> list[str]:
+    """The files that hold the windows of the splits ``names``."""
+    return [*(SPLIT_FILES[n] for n in names), ROWS_NPY]
 
 
 class Busy(UserError):
@@ -202,6 +208,12 @@ class Run:
         except OSError as exc:
             raise UserError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
 
+    def remove_if_empty(self) -> None:
+        """Remove the directory when it holds nothing but this tool's locks and staging: one
+        that a failed step made."""
+        if self.path.is_dir() and not {p.name for p in self.path.iterdir()} - {LOCK, READ_LOCK, STAGING}:
+            shutil.rmtree(self.path, ignore_errors=True)
+
     def _recover(self) -> None:
         """Finish a commit whose journal was written (roll forward)."""
         journal = self.path / JOURNAL
@@ -307,10 +319,17 @@ class Run:
         return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")
 
     def split(self, name: str):
-        from lstm_rare_event.preprocess.windows import Windows
+        """A split's windows, cut from the memory-mapped rows as they are read."""
+        from lstm_rare_event.preprocess.windows import load_rows, load_split
 
-        self.check("prepare", [SPLIT_FILES[name]])
-        return Windows.load(self.path / SPLIT_FILES[name])
+        self.check("prepare", split_files(name))
+        return load_split(self.path / SPLIT_FILES[name], load_rows(self.path / ROWS_NPY))
+
+    def split_digest(self, name: str) -> str | None:
+        """What identifies a split's windows (its index and the rows), None when not prepared."""
+        files = self.manifest()["files"]
+        digests = [files.get(n, {}).get("sha256") for n in split_files(name)]
+        return None if None in digests else ":".join(digests)
 
     def preprocessor(self):
         from lstm_rare_event.preprocess.preprocessor import Preprocessor
@@ -411,6 +430,13 @@ class Writer:
     def path(self, name: str) -> Path:
         """Where to write ``name`` now; it is moved into the run directory on commit."""
         return self._staging / name
+
+    @contextlib.contextmanager
+    def scratch(self):
+        """A folder for intermediate files that are not results, removed when the block ends;
+        it sits beside the staging folder, so a killed step's is removed by the next step."""
+        with tempfile.TemporaryDirectory(prefix=f"{self.step}.scratch.", dir=self._staging.parent) as folder:
+            yield Path(folder)
 
     def json(self, name: str, data) -> Path:
         target = self.path(name)

@@ -12,8 +12,8 @@ from lstm_rare_event.detectors.lstm_ae import LstmDetector, LstmOptions
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.detectors.mahalanobis import MahalanobisDetector
-from lstm_rare_event.preprocess.windows import Windows
-from lstm_rare_event.run import DETECTOR, Run
+from lstm_rare_event.preprocess.windows import Windows, save_splits
+from lstm_rare_event.run import DETECTOR, ROWS_NPY, Run
 
 
 START = np.datetime64("2024-03-01T00:00:00", "s")
@@ -75,8 +75,8 @@ def lstm(error="last", weights=None):
 def write_prepared(path, valid=VALID, test=TEST, info=INFO):
     run = Run(path)
     with run.locked(create=True), run.writer("prepare", {}, inputs={}) as out:
-        valid.save(out.path("valid.npz"))
-        test.save(out.path("test.npz"))
+        save_splits(out.path(ROWS_NPY), {"valid": out.path("valid.npz"), "test": out.path("test.npz")},
+                    {"valid": valid, "test": test})
         out.json("prepare.json", info)
 
 
@@ -128,7 +128,8 @@ def test_threshold_max_f_known_answer_and_files(run):
     assert saved["budgets"] == [{"alarms_per_day": 1.0, "value": 10.625}, {"alarms_per_day": 5.0, "value": 10.625}]
     assert (run / "threshold.png").read_bytes()[:4] == b"\x89PNG"
     step = read_manifest(run)["steps"]["threshold"]
-    assert sorted(step["inputs"]) == ["detector/detector.json", "detector/state.npz", "prepare.json", "valid.npz"]
+    assert sorted(step["inputs"]) == ["detector/detector.json", "detector/state.npz", "prepare.json", "rows.npy",
+                                      "valid.npz"]
     assert "14.12" in result.stdout and "precision" in result.stdout
     assert "threshold 14.125" in result.stderr  # progress goes to stderr, not into the table
 
@@ -180,7 +181,7 @@ def test_evaluate_known_confusion_matrix_events_episodes_and_budgets(run):
     for name in ("error_timeline.png", "roc_pr.png", "error_hist.png"):
         assert (run / name).read_bytes()[:4] == b"\x89PNG"
     assert sorted(read_manifest(run)["steps"]["evaluate"]["inputs"]) == [
-        "detector/detector.json", "detector/state.npz", "prepare.json", "test.npz", "threshold.json"]
+        "detector/detector.json", "detector/state.npz", "prepare.json", "rows.npy", "test.npz", "threshold.json"]
 
 
 def test_the_default_merge_makes_the_test_alarms_one_early_episode(run):
@@ -326,7 +327,7 @@ def test_threshold_from_other_data_is_refused(run):
 
 
 def test_foreign_file_is_refused(run):
-    windows([1, 2, 3], [0, 1, 0]).save(run / "valid.npz")  # copied in from elsewhere
+    save_splits(None, {"valid": run / "valid.npz"}, {"valid": windows([1, 2, 3], [0, 1, 0])})  # copied in from elsewhere
     assert_one_line_error(invoke("threshold", run), "valid.npz", "sha256 mismatch", "re-run `lstm-rare-event prepare")
 
 

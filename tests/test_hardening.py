@@ -242,7 +242,7 @@ def test_read_errors_never_turn_an_interrupt_into_a_bad_file(big_csv, sigint_in_
     """Without the CLI's handler (the library called from Python), the interrupt that the C
     parser lost is still raised as one."""
     from lstm_rare_event.preprocess.csv import read_table
-    from lstm_rare_event.steps.score import read_chunks
+    from lstm_rare_event.preprocess.csv import read_chunks
 
     with pytest.raises(KeyboardInterrupt):
         list(read_chunks(big_csv, 500))

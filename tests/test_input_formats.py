@@ -105,7 +105,7 @@ def test_parquet_without_pyarrow_is_exit_2_naming_the_extra(frame, tmp_path, mon
 
 def test_parquet_chunks_read_as_score_reads_csv_chunks(frame, tmp_path):
     pytest.importorskip("pyarrow", reason="the [parquet] extra (pyarrow) is not installed")
-    from lstm_rare_event.steps.score import read_chunks
+    from lstm_rare_event.preprocess.csv import read_chunks
 
     path = tmp_path / "export.parquet"
     frame.assign(time=pd.to_datetime(frame["time"], format="%m/%d/%y %H:%M")).to_parquet(path)

@@ -17,7 +17,7 @@ from conftest import fails, ok
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import Table, read_table
 from lstm_rare_event.preprocess.preprocessor import CONFIG_JSON, SCALER_NPZ, PreprocessOptions, Preprocessor
-from lstm_rare_event.preprocess.windows import SPLITS, Windows
+from lstm_rare_event.preprocess.windows import SPLITS, Windows, load_rows, load_split, save_splits
 from lstm_rare_event.run import PREPROCESSOR, Run
 from lstm_rare_event.steps.prepare import PrepareOptions, prepare
 from test_prepare import frame, write
@@ -88,8 +88,8 @@ def test_save_load_round_trip_gives_identical_windows(tmp_path, demo_csv, hand_c
 
 def test_windows_save_load_keeps_every_field(tmp_path, demo_csv):
     windows = prepare(demo_csv).splits["train"]
-    windows.save(tmp_path / "w.npz")
-    loaded = Windows.load(tmp_path / "w.npz")
+    save_splits(tmp_path / "rows.npy", {"train": tmp_path / "w.npz"}, {"train": windows})
+    loaded = load_split(tmp_path / "w.npz", load_rows(tmp_path / "rows.npy"))
     assert_same(loaded, windows)
     assert loaded.segment_start.dtype == windows.end_time.dtype == np.dtype("datetime64[s]")
 

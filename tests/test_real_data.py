@@ -56,3 +56,21 @@ def test_prepare_defaults_split_by_time_without_gap_windows(tmp_path):
         np.testing.assert_array_equal(getattr(every.subset(at), name), getattr(prepared, name), err_msg=name)
     # one segment start per stretch between gaps: the first row and the 107 restarts
     assert len(np.unique(every.segment_start)) <= 108
+
+
+def test_prepare_in_blocks_gives_the_same_windows_and_scores(monkeypatch):
+    """The real file prepared in CSV chunks and row blocks of a few thousand rows (as a file of
+    millions is) gives the windows of one pass, and a detector fitted on one scores both alike."""
+    from lstm_rare_event.detectors.mahalanobis import MahalanobisDetector
+    from lstm_rare_event.preprocess import csv, rowfile
+    from lstm_rare_event.steps.prepare import prepare
+
+    whole = prepare(REAL)
+    monkeypatch.setattr(csv, "CHUNK_ROWS", 5_000)
+    monkeypatch.setattr(rowfile, "BLOCK_ROWS", 3_000)
+    blocked = prepare(REAL)
+    assert whole.info == blocked.info
+    for name in SPLITS:
+        np.testing.assert_allclose(np.asarray(blocked.splits[name].X), np.asarray(whole.splits[name].X), rtol=0, atol=1e-6)
+    detector = MahalanobisDetector().fit(whole.splits["train"])
+    np.testing.assert_allclose(detector.score(blocked.splits["test"]), detector.score(whole.splits["test"]), rtol=1e-6)

@@ -21,7 +21,8 @@ from lstm_rare_event.detectors.lstm_ae.detector import _training_summary
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import sha256_file
-from lstm_rare_event.run import DETECTOR, HISTORY_CSV, LOSS_PNG, SPLIT_FILES, TRAIN_JSON, Run
+from lstm_rare_event.preprocess.windows import save_splits
+from lstm_rare_event.run import DETECTOR, HISTORY_CSV, LOSS_PNG, ROWS_NPY, SPLIT_FILES, TRAIN_JSON, Run
 from lstm_rare_event.steps.train import branch
 
 
@@ -54,8 +55,10 @@ def prepared_copy(source_dir, target_dir, **splits):
             for name in source.check("prepare"):
                 staged.path(name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source.path / name, staged.path(name))
-            for split, windows in splits.items():
-                windows.save(staged.path(SPLIT_FILES[split]))
+            # The replaced splits' windows are not cut from the source's rows: all are saved anew.
+            every = {name: source.split(name) for name in SPLIT_FILES}
+            every.update(splits)
+            save_splits(staged.path(ROWS_NPY), {name: staged.path(SPLIT_FILES[name]) for name in every}, every)
     return target_dir
 
 
@@ -67,7 +70,7 @@ def test_train_writes_every_output(runs):
     run = Run(run_dir)
     assert set(run.check("train")) >= {"detector/model.keras", "detector/model.npz", TRAIN_JSON}
     preprocessor = {n for n in run.files_of("prepare") if n.startswith("preprocessor/")}
-    assert preprocessor and run.manifest()["steps"]["train"]["inputs"].keys() == {"train.npz", "valid.npz", *preprocessor}
+    assert preprocessor and run.manifest()["steps"]["train"]["inputs"].keys() == {"train.npz", "valid.npz", "rows.npy", *preprocessor}
 
     history = (run_dir / HISTORY_CSV).read_text().splitlines()
     assert history[0] == "epoch,loss,val_loss,seconds" and len(history) == 3

@@ -23,6 +23,7 @@ from lstm_rare_event.preprocess.windows import Windows
 FORMAT = "lstm-rare-event/detector/1"
 CONFIG_JSON = "detector.json"
 STATE_NPZ = "state.npz"
+SCORE_BATCH = 65_536  # windows cut at a time: 77 MB for 5 x 59 float32 windows
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ class Detector(ABC):
         """(scores (N,), per-feature contributions (N, F) or None when the score has none)."""
 
     def score(self, windows: Windows) -> np.ndarray:
-        return self.explain(windows)[0]
+        """Scores of ``windows``, cut and scored a batch at a time: a split of millions of
+        windows is never held whole (a window's score does not depend on its batch)."""
+        parts = [self.explain(batch)[0] for batch in windows.batches(SCORE_BATCH)]
+        return np.concatenate(parts) if parts else self.explain(windows)[0]
 
     def warm_start(self, previous: "Detector") -> "Detector":
         """Start the next :meth:`fit` from ``previous``'s fitted state, where that means

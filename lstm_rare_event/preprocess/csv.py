@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.rowfile import RowFile
 
 TIME = "time"
 LABEL = "y"
@@ -483,14 +484,52 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
         )
 
 
+CHUNK_ROWS = 50_000  # rows parsed at a time: bounds memory whatever the file's length
+
+
+def read_chunks(path, chunk_rows: int = CHUNK_ROWS, sep: str = ",", decimal: str = "."):
+    """The raw CSV (or Parquet) in chunks of ``chunk_rows`` rows (a header-only file gives one
+    empty chunk). ``path`` may be a :class:`Buffer` (standard input)."""
+    reader = read_csv(path, chunk_rows, sep=sep, decimal=decimal)
+    with reader:
+        while True:
+            try:
+                raw = next(reader)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - every read failure becomes one line
+                raise read_error(path, exc) from None
+            yield raw
+
+
 def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required", sep: str = ",",
-               decimal: str = ".") -> Table:
-    """Read and check a whole sheet-break CSV file (or Parquet file)."""
-    raw = read_csv(path, sep=sep, decimal=decimal)
-    if raw.empty:
-        raise UserError(f"{path}: no data rows, only a header")
-    chosen = select_features(raw.columns, path, features, drop)
-    return check_table(raw, path, chosen, labels)
+               decimal: str = ".", values_to: Path | None = None) -> Table:
+    """Read and check a whole sheet-break CSV file (or Parquet file), a chunk at a time.
+
+    With ``values_to``, the sensor values go to that file (the Table's ``values`` is then a
+    :class:`RowFile` over it) instead of memory, which holds only times and labels."""
+    times, labels_read, offsets, values = [], [], [], []
+    chosen, last, first_row = None, None, 1
+    for raw in read_chunks(path, CHUNK_ROWS, sep=sep, decimal=decimal):
+        if chosen is None:
+            if raw.empty:
+                raise UserError(f"{path}: no data rows, only a header")
+            chosen = select_features(raw.columns, path, features, drop)
+            if values_to is not None:
+                values = RowFile.create(values_to, len(chosen))
+        if raw.empty:
+            continue
+        part = check_table(raw, path, chosen, labels, first_row, previous_time=last,
+                           earlier_offsets=None if last is None else bool(offsets))
+        times.append(part.time)
+        labels_read.append(part.y)
+        if part.utc_offset is not None:
+            offsets.append(part.utc_offset)
+        values.append(part.values)
+        last, first_row = part.time[-1], first_row + len(raw)
+    join = lambda parts: None if not parts or parts[0] is None else np.concatenate(parts)  # noqa: E731
+    return Table(np.concatenate(times), values if values_to is not None else np.concatenate(values), chosen,
+                 join(labels_read), join(offsets))
 
 
 def sampling_interval(time: np.ndarray) -> np.timedelta64:

@@ -21,8 +21,9 @@ from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_j
 from lstm_rare_event.preprocess.csv import DEFAULT_DROP, LABEL, TIME, Table, sampling_interval, select_features
 from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.preprocess.rowfile import NpyWriter, RowFile, blocks
 from lstm_rare_event.preprocess.windows import (
-    Windows, recipe_window_ends, segment_starts, segments, stack, window_ends,
+    WindowArray, Windows, load_rows, recipe_window_ends, segment_starts, segments, window_ends,
 )
 
 FORMAT = "lstm-rare-event/preprocessor/1"
@@ -150,16 +151,17 @@ class Preprocessor:
             )
         return list(self.features_)
 
-    def rows(self, table: Table, first_segment_start=None) -> Rows:
+    def rows(self, table: Table, first_segment_start=None, values_to: Path | None = None) -> Rows:
         """Detrend ``table`` within its gap-free segments, then (when it has labels and the
         shift is on) label the rows before each break and drop the break rows.
 
         ``first_segment_start``: when the table continues earlier rows (a chunk of a stream),
         the restart time of its first segment, which began before the table did.
+        ``values_to``: write the detrended values to this file (a :class:`RowFile`, read in
+        blocks from a table whose values are one too) instead of holding them.
         """
         interval = self.interval_
         segment = segments(table.time, interval)
-        values = detrend(table.values, segment, self.options.detrend)
         seg_start = segment_starts(table.time, segment)
         if first_segment_start is not None and len(table):
             seg_start[segment == segment[0]] = first_segment_start
@@ -175,8 +177,22 @@ class Preprocessor:
             window_segment = np.zeros(len(time), dtype=np.int64)
         else:
             window_segment = segments(time, interval)
-        return Rows(time, values[keep], y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep),
-                    seg_start)
+        values = self._detrended(table.values, segment, keep, values_to)
+        return Rows(time, values, y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep), seg_start)
+
+    def _detrended(self, values, segment: np.ndarray, keep: np.ndarray, values_to: Path | None):
+        """The kept rows' detrended values, a block at a time (see :func:`rowfile.blocks`). A
+        block is read with the ``detrend`` rows before it, which its first baselines need: a
+        trailing median never looks further back, so every block's values are those of one pass."""
+        window = self.options.detrend
+        out = [] if values_to is None else RowFile.create(values_to, len(self.features_))
+        for start, stop in blocks(values):
+            lo = max(start - window, 0)
+            block = detrend(np.asarray(values[lo:stop]), segment[lo:stop], window)[start - lo:]
+            out.append(block[keep[start:stop]])
+        if values_to is not None:
+            return out
+        return out[0] if out else np.asarray(values)[keep]
 
     def window_ends(self, rows: Rows, recipe_index: bool = False) -> np.ndarray:
         """Rows that end a window. ``recipe_index``: the 2019 recipe's indexing, which starts
@@ -205,9 +221,7 @@ class Preprocessor:
         normal = train_ends[rows.y[train_ends] == 0]
         if normal.size == 0:
             raise UserError("no normal (y=0) windows in the training split to fit the scaler on")
-        fitted = rows.values[normal]
-        self.mean_ = fitted.mean(axis=0)
-        std = fitted.std(axis=0)
+        self.mean_, std = _moments(rows.values, np.sort(normal))
         # A sensor constant in training keeps its unit scale (as scikit-learn's StandardScaler does).
         self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
         return self
@@ -224,10 +238,20 @@ class Preprocessor:
         clip = self.options.clip
         return np.clip(scaled, -clip, clip, out=scaled) if clip > 0 else scaled
 
-    def windows(self, rows: Rows, ends: np.ndarray) -> Windows:
-        """The scaled windows ending at rows ``ends``, with their labels and times."""
-        return Windows(stack(self.scaled(rows.values), ends, self.lookback), rows.y[ends], rows.time[ends],
+    def windows(self, rows: Rows, ends: np.ndarray, scaled: np.ndarray | None = None) -> Windows:
+        """The scaled windows ending at rows ``ends``, with their labels and times; ``scaled``:
+        the rows already scaled (:meth:`write_scaled`)."""
+        scaled = self.scaled(rows.values) if scaled is None else scaled
+        return Windows(WindowArray(scaled, ends, self.lookback), rows.y[ends], rows.time[ends],
                        rows.event_time[ends], rows.segment_start[ends])
+
+    def write_scaled(self, rows: Rows, path: Path) -> np.ndarray:
+        """Scale ``rows`` block by block into the ``.npy`` file ``path``; returns it memory-mapped."""
+        out = NpyWriter(path, (len(rows), len(self.features_)))
+        for start, stop in blocks(rows.values):
+            out.append(self.scaled(np.asarray(rows.values[start:stop])))
+        out.close()
+        return load_rows(path)
 
     def transform(self, table: Table) -> Windows:
         """Every window of ``table`` (the score path's rule: windows may start at the first row)."""
@@ -280,6 +304,21 @@ class Preprocessor:
             raise UserError(f"{folder / SCALER_NPZ}: 'scale' must be positive; {hint}")
         pre.mean_, pre.scale_ = arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64)
         return pre
+
+
+def _moments(values, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the mean and standard deviation of ``values[picked]`` (``picked`` sorted),
+    in two passes over blocks of rows; for values in memory, one block, whose arithmetic is
+    NumPy's own mean and std."""
+    def picked_blocks():
+        for start, stop in blocks(values):
+            a, b = np.searchsorted(picked, [start, stop])
+            if b > a:
+                yield np.asarray(values[start:stop])[picked[a:b] - start]
+
+    mean = sum(block.sum(axis=0) for block in picked_blocks()) / len(picked)
+    var = sum(np.square(block - mean).sum(axis=0) for block in picked_blocks()) / len(picked)
+    return mean, np.sqrt(var)
 
 
 def _optional_strings(params: Params, key: str) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
 from lstm_rare_event.alarms.verdict import interval
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
-from lstm_rare_event.run import EVALUATE_JSON, SPLIT_FILES, Run
+from lstm_rare_event.run import EVALUATE_JSON, Run
 from lstm_rare_event.tables import format_table
 
 REPLICATES = 1000
@@ -25,7 +25,7 @@ def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0) -> dict:
         run = Run(run_dir)
         with run.reading():
             run.check("evaluate", [EVALUATE_JSON])
-            digest = run.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
+            digest = run.split_digest("test")
             if test_hash is not None and digest != test_hash:
                 raise UserError(f"{run.path}: its test split differs from {run_dirs[0]}'s; compare runs made "
                                 "from one prepare (train --out for each detector)")

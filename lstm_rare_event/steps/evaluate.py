@@ -10,8 +10,8 @@ from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, HISTORY_CSV, PREPARE_JSON, ROC_PR_PNG, SPLIT_FILES,
-    THRESHOLD_JSON, TIMELINE_PNG, Run,
+    DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, HISTORY_CSV, PREPARE_JSON, ROC_PR_PNG,
+    THRESHOLD_JSON, TIMELINE_PNG, Run, split_files,
 )
 from lstm_rare_event.steps.threshold import episode_rows, rule_text
 from lstm_rare_event.tables import format_table
@@ -29,7 +29,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
     """
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", [SPLIT_FILES["test"], PREPARE_JSON])
+        run.check("prepare", [*split_files("test"), PREPARE_JSON])
         run.check("train", [DETECTOR])
         run.check("threshold", [THRESHOLD_JSON])
         chosen = run.threshold()
@@ -75,8 +75,8 @@ def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
     other = Run(reference)
     with other.reading():
         other.check("train", [DETECTOR])
-        mine = run.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
-        theirs = other.manifest()["files"].get(SPLIT_FILES["test"], {}).get("sha256")
+        mine = run.split_digest("test")
+        theirs = other.split_digest("test")
         if mine is None or mine != theirs:
             raise UserError(f"--reference {other.path}: its test split differs from {run.path}'s; give a run made "
                             "from the same prepare (train --out)")

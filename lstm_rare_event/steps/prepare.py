@@ -1,9 +1,12 @@
-"""The ``prepare`` step: CSV in; the fitted preprocessor and scaled windows per split out."""
+"""The ``prepare`` step: CSV in; the fitted preprocessor, the scaled rows and each split's
+windows out, a block of rows at a time, so files larger than memory can be prepared."""
 
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -13,8 +16,8 @@ from lstm_rare_event.files import sha256_file
 from lstm_rare_event.preprocess.csv import Table, read_table
 from lstm_rare_event.preprocess.spans import parse_span
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
-from lstm_rare_event.preprocess.windows import SPLITS, Windows
-from lstm_rare_event.run import DEFAULT_WAIT, PREPARE_JSON, PREPROCESSOR, SPLIT_FILES, Run
+from lstm_rare_event.preprocess.windows import SPLITS, Windows, save_splits
+from lstm_rare_event.run import DEFAULT_WAIT, PREPARE_JSON, PREPROCESSOR, ROWS_NPY, SPLIT_FILES, Run
 
 SPLIT_KINDS = ("time", "random")
 
@@ -59,6 +62,8 @@ class Prepared:
     splits: dict[str, Windows]
     preprocessor: Preprocessor
     info: dict
+    #: where the scaled rows are when no folder was given (removed with this object)
+    scratch: tempfile.TemporaryDirectory | None = None
 
 
 def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[str, np.ndarray]:
@@ -90,10 +95,21 @@ def time_cuts(n_rows: int, fractions) -> list[int]:
     return [int(round(n_rows * fractions[0])), int(round(n_rows * (fractions[0] + fractions[1])))]
 
 
-def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".") -> Prepared:
+def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".",
+            rows_path: Path | None = None, scratch: Path | None = None) -> Prepared:
     """Read ``path`` (CSV read with ``sep`` and ``decimal``, or Parquet) and build scaled windows
-    for train, valid and test (nothing is written)."""
-    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal)
+    for train, valid and test.
+
+    Memory holds times, labels and window indexes, never the sensor values of the whole file:
+    they are spilled to ``scratch``, detrended and scaled a block at a time, and the scaled rows
+    written to ``rows_path`` (``rows.npy``), from which the windows are cut when read. Without
+    ``rows_path``, both are in a temporary folder that lives as long as the result."""
+    temporary = None
+    if rows_path is None:
+        temporary = tempfile.TemporaryDirectory(prefix="lstm-rare-event-prepare.")
+        rows_path, scratch = Path(temporary.name) / ROWS_NPY, Path(temporary.name)
+    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal,
+                       values_to=scratch / "values.f64")
     if options.last is not None:
         table = most_recent(table, parse_span(options.last, "--last"))
     if len(table) < options.lookback:
@@ -102,7 +118,7 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         pre = Preprocessor(options.preprocess).fit_layout(table)
     except UserError as exc:  # a single row has no cadence
         raise UserError(f"{path}: {exc}") from None
-    rows = pre.rows(table)
+    rows = pre.rows(table, values_to=scratch / "detrended.f64")
     if len(rows) < options.lookback:
         raise UserError(f"{path}: {len(rows)} rows after removing break rows, fewer than one window")
     ends = pre.window_ends(rows, recipe_index=options.allow_gaps)
@@ -117,7 +133,8 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         pre.fit_scaler(rows, parts["train"])
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-    splits = {name: pre.windows(rows, idx) for name, idx in parts.items()}
+    scaled = pre.write_scaled(rows, rows_path)
+    splits = {name: pre.windows(rows, idx, scaled) for name, idx in parts.items()}
 
     breaks = int(table.y.sum())
     if breaks == 0:
@@ -137,7 +154,7 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         "windows": int(sum(len(w) for w in splits.values())),
         "splits": {name: split_summary(w) for name, w in splits.items()},
     }
-    return Prepared(splits, pre, info)
+    return Prepared(splits, pre, info, temporary)
 
 
 def most_recent(table: Table, span) -> Table:
@@ -159,15 +176,26 @@ def split_summary(windows: Windows) -> dict:
     }
 
 
-def save(prepared: Prepared, out_dir, wait: float = DEFAULT_WAIT) -> None:
-    """Write every split, the preprocessor and prepare.json; all or nothing. Results of later
-    steps stay, but the manifest marks them as made from other data, so they are refused."""
+def prepare_run(path, out_dir, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".",
+                wait: float = DEFAULT_WAIT) -> dict:
+    """Prepare ``path`` into the run directory ``out_dir``: the scaled rows, every split's
+    windows, the preprocessor and prepare.json; all or nothing. Results of later steps stay,
+    but the manifest marks them as made from other data, so they are refused. Returns the
+    information in prepare.json."""
     run = Run(out_dir)
-    with run.locked(wait, create=True), run.writer("prepare", prepared.info["options"], inputs={}) as out:
-        for name, windows in prepared.splits.items():
-            windows.save(out.path(SPLIT_FILES[name]))
-        prepared.preprocessor.save(out.path(PREPROCESSOR))
-        out.json(PREPARE_JSON, prepared.info)
+    existed = run.path.exists()
+    try:
+        with run.locked(wait, create=True), run.writer("prepare", asdict(options), inputs={}) as out:
+            with out.scratch() as scratch:
+                prepared = prepare(path, options, sep, decimal, rows_path=out.path(ROWS_NPY), scratch=scratch)
+            save_splits(None, {name: out.path(SPLIT_FILES[name]) for name in prepared.splits}, prepared.splits)
+            prepared.preprocessor.save(out.path(PREPROCESSOR))
+            out.json(PREPARE_JSON, prepared.info)
+    except BaseException:
+        if not existed:  # a rejected input leaves no run directory behind
+            run.remove_if_empty()
+        raise
+    return prepared.info
 
 
 def summary_rows(info: dict) -> list[list]:

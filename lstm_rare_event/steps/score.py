@@ -27,11 +27,9 @@ import numpy as np
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import pid_alive
-from lstm_rare_event.preprocess.csv import read_csv, read_error
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
 from lstm_rare_event.run import DETECTOR, MANIFEST, PREPROCESSOR, THRESHOLD_JSON, Run
 
-CHUNK_ROWS = 50_000
 TOP_SENSORS = 3
 
 
@@ -82,21 +80,6 @@ def output_columns(n_features: int, has_contributions: bool = True, held: bool =
     k = min(TOP_SENSORS, n_features) if has_contributions else 0
     return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []),
             *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
-
-
-def read_chunks(path, chunk_rows: int, sep: str = ",", decimal: str = "."):
-    """The raw CSV (or Parquet) in chunks of ``chunk_rows`` rows (a header-only file gives one
-    empty chunk). ``path`` may be a :class:`~lstm_rare_event.preprocess.csv.Buffer` (standard input)."""
-    reader = read_csv(path, chunk_rows, sep=sep, decimal=decimal)
-    with reader:
-        while True:
-            try:
-                raw = next(reader)
-            except StopIteration:
-                return
-            except Exception as exc:  # noqa: BLE001 - every read failure becomes one line
-                raise read_error(path, exc) from None
-            yield raw
 
 
 def check_output(out_path: Path, input_path, run_dir) -> None:

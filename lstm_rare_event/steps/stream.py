@@ -36,10 +36,10 @@ from lstm_rare_event import log
 from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
-from lstm_rare_event.preprocess.csv import TIME, Buffer, Table, check_table
+from lstm_rare_event.preprocess.csv import CHUNK_ROWS, TIME, Buffer, Table, check_table, read_chunks
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
 from lstm_rare_event.steps.score import (
-    CHUNK_ROWS, Scorer, atomic_output, check_output, load_scorer, output_columns, read_chunks, top_sensors,
+    Scorer, atomic_output, check_output, load_scorer, output_columns, top_sensors,
 )
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"

@@ -17,7 +17,7 @@ from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES, false_episode
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, SPLIT_FILES, THRESHOLD_JSON, THRESHOLD_PNG, Run,
+    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, split_files,
 )
 from lstm_rare_event.tables import format_table
 
@@ -55,7 +55,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", [SPLIT_FILES["valid"], PREPARE_JSON])
+        run.check("prepare", [*split_files("valid"), PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
         horizon = options.horizon if options.horizon is not None else default_horizon(run)

@@ -13,7 +13,9 @@ from pathlib import Path
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, HISTORY_CSV, LOSS_PNG, PREPROCESSOR, SPLIT_FILES, TRAIN_JSON, Run
+from lstm_rare_event.run import (
+    DEFAULT_WAIT, DETECTOR, HISTORY_CSV, LOSS_PNG, PREPROCESSOR, TRAIN_JSON, Run, split_files,
+)
 
 
 def write_history(path: Path, history: dict) -> None:
@@ -86,14 +88,14 @@ def train(run_dir, detector: str = detectors.DEFAULT, params: dict | None = None
     if not model.is_chief():
         # A worker of a training cluster: it trains alongside the chief and writes nothing.
         with source.reading(wait):
-            source.check("prepare", [SPLIT_FILES["train"], SPLIT_FILES["valid"]])
+            source.check("prepare", split_files("train", "valid"))
             train_w, valid_w = source.split("train"), source.split("valid")
         return _fit(model, detector, source, train_w, valid_w)
     with target.locked(wait, create=target is not source):
         if target is not source:
             with source.reading(wait):
                 branch(source, target)
-        names = target.check("prepare", [SPLIT_FILES["train"], SPLIT_FILES["valid"], PREPROCESSOR])
+        names = target.check("prepare", [*split_files("train", "valid"), PREPROCESSOR])
         if init_from is not None:
             _same_features(Run(init_from), target)
         train_w, valid_w = target.split("train"), target.split("valid")

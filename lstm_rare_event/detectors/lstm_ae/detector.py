@@ -147,7 +147,7 @@ class LstmDetector(Detector):
                 net = keras_model.build(arch)
                 self._apply_init(net, arch)
                 history = keras_model.fit(net, X_train, X_valid, epochs=o.epochs, batch_size=o.batch_size,
-                                          learning_rate=o.learning_rate, patience=o.patience)
+                                          learning_rate=o.learning_rate, patience=o.patience, seed=o.seed)
             else:
                 if self._init_weights is not None:
                     raise UserError("--init-from and --distribute cannot be combined yet; train the warm start "

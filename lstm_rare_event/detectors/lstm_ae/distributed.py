@@ -28,6 +28,7 @@ from lstm_rare_event.detectors.lstm_ae import keras_model
 from lstm_rare_event.detectors.lstm_ae.keras_model import keras, tf  # TensorFlow, start-up notices silenced
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.windows import WindowArray
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 
@@ -99,23 +100,20 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise UserError(f"strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
 
 
-def _distributed(strategy, X: np.ndarray, batch_size: int, shuffle_seed: int | None):
-    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(X, dtype=np.float32))
-    if shuffle_seed is not None:
-        # Same seed on every worker: the same order each epoch, which DATA sharding relies on.
-        dataset = dataset.shuffle(len(X), seed=shuffle_seed, reshuffle_each_iteration=True)
+def _distributed(strategy, X: WindowArray | np.ndarray, batch_size: int, shuffle_seed: int | None):
+    # Same seed on every worker: the same order each epoch, which DATA sharding relies on.
+    dataset = keras_model.window_dataset(X, batch_size, shuffle_seed)
     options = tf.data.Options()
     options.deterministic = True
-    # The windows are an in-memory array, not files, so the default AUTO policy would try FILE
-    # sharding, fail and fall back to DATA with a warning. DATA is what we want: every worker
-    # builds the same (same-seed) pipeline and keeps only its share of each global batch, so
-    # no window is seen twice per epoch. OFF would make every worker process every window.
+    # The windows are cut from an array, not read from files, so the default AUTO policy would
+    # try FILE sharding, fail and fall back to DATA with a warning. DATA is what we want: every
+    # worker builds the same (same-seed) pipeline and keeps only its share of each global batch,
+    # so no window is seen twice per epoch. OFF would make every worker process every window.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.batch(batch_size).with_options(options)
-    return strategy.experimental_distribute_dataset(dataset)
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
-def fit_distributed(strategy, arch: Architecture, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int,
+def fit_distributed(strategy, arch: Architecture, X_train: WindowArray | np.ndarray, X_valid: WindowArray | np.ndarray, *, epochs: int,
                     batch_size: int, learning_rate: float, patience: int, seed: int):
     """Build the autoencoder under ``strategy`` and train it to reconstruct its inputs with Adam
     and MSE; returns ``(model, history)`` with history as in ``keras_model.fit``.

@@ -7,6 +7,7 @@ takes seconds; everything that can be done without it lives in ``architecture`` 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ import numpy as np
 from lstm_rare_event import __version__, log
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.windows import WindowArray, stack, window_array
 
 
 @contextlib.contextmanager
@@ -104,8 +106,33 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs: int, batch_size: int,
-        learning_rate: float, patience: int) -> dict[str, list[float]]:
+def window_dataset(X: WindowArray | np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of windows, cut from their (memory-mapped) rows as training reads them: only a
+    few batches exist at a time, so the windows never need to fit in memory.
+
+    With ``shuffle_seed``, every pass (epoch) reads the windows in a new order, and the orders
+    depend on the seed alone: the same on every run and on every worker of a cluster. The order
+    is a NumPy permutation, not ``Dataset.shuffle``, whose buffer would hold every index as a
+    tensor of its own."""
+    X = window_array(X)
+    n, lookback, n_features = X.shape
+    passes = itertools.count()
+
+    def batches():
+        order = np.arange(n) if shuffle_seed is None else \
+            np.random.default_rng([shuffle_seed, next(passes)]).permutation(n)
+        for start in range(0, n, batch_size):
+            yield stack(X.rows, X.ends[order[start : start + batch_size]], lookback)
+
+    spec = tf.TensorSpec((None, lookback, n_features), tf.float32)
+    data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    # Told how many batches a pass holds, Keras counts the steps of an epoch instead of
+    # running into the end of the data.
+    return data.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size))).prefetch(2)
+
+
+def fit(model: keras.Model, X_train: WindowArray | np.ndarray, X_valid: WindowArray | np.ndarray, *, epochs: int, batch_size: int,
+        learning_rate: float, patience: int, seed: int) -> dict[str, list[float]]:
     """Train to reconstruct the inputs with Adam and MSE; returns per-epoch loss, val_loss, seconds.
 
     ``patience`` > 0 stops after that many epochs without a better validation loss and restores
@@ -117,9 +144,14 @@ def fit(model: keras.Model, X_train: np.ndarray, X_valid: np.ndarray, *, epochs:
     if patience > 0:
         stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
         callbacks.append(stopping)
+
+    def pairs(x):  # an autoencoder's target is its input
+        return x, x
+
     history = model.fit(
-        X_train, X_train, validation_data=(X_valid, X_valid), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=callbacks, verbose=0,
+        window_dataset(X_train, batch_size, shuffle_seed=seed).map(pairs),
+        validation_data=window_dataset(X_valid, batch_size).map(pairs), epochs=epochs, callbacks=callbacks,
+        shuffle=False, verbose=0,  # the dataset shuffles
     )
     return {"loss": history.history["loss"], "val_loss": history.history["val_loss"], "seconds": progress.seconds}
 
