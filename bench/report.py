@@ -1,4 +1,4 @@
-"""bench/results.md from the numbers bench/run.py measured: tables, then targets met or missed."""
+"""bench/results.md from the numbers bench/run.py (and bench/scale.py) measured: tables, then targets met or missed."""
 
 from __future__ import annotations
 
@@ -99,6 +99,53 @@ def speed_lines(results: dict) -> list[str]:
     return lines
 
 
+def scale_lines(scale: dict) -> list[str]:
+    m, t = scale["memory"], scale["training"]
+    shape = (f"{m['materialized_windows']:,} windows of {m['lookback']} rows x {m['n_features']} features, "
+             f"{num(m['materialized_mib'], 0)} MiB as one float32 array" if m["lookback"] else "prepare wrote no windows")
+    lines = [f"### Memory on {m['rows']:,} synthetic rows (`demo-data`; {shape})", "",
+             "Each step's peak resident memory (the kernel's accounting, also for a step that died) beside the size "
+             "of the windows it would hold if it materialized them. A step is killed past "
+             f"{num(m['cap_mib'], 0)} MiB, to spare the machine's other work.", "",
+             f"| step | peak RSS MiB | wall s | load average before | materialized alternative MiB (windows) "
+             f"| under {m['limit_mib'] // 1024} GB |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, s in m["steps"].items():
+        alternative = (f"{num(s['materialized_mib'], 0)} ({s['materialized_windows']:,})"
+                       if s["materialized_windows"] is not None else "-")
+        if "skipped" in s:
+            lines.append(f"| `{name}` | - | - | - | {alternative} | skipped: {s['skipped']} |")
+            continue
+        verdict = "yes" if s["under_limit"] else "**no**"
+        if s["error"]:
+            verdict += f" (failed, exit {s['exit_code']}: {s['error']})"
+        lines.append(f"| `{name}` | {num(s['peak_rss_mib'], 0)} | {num(s['wall_seconds'], 1)} "
+                     f"| {num(s['load_average_before'], 1)} | {alternative} | {verdict} |")
+    lines += ["", f"### Training on the real file: one process, mirrored, {t['workers']} workers on 127.0.0.1", "",
+              f"The default network, {t['epochs']} epochs without early stopping, seed 1. Wall time is the whole "
+              "process (or the whole cluster, start to every worker done), start-up included.", "",
+              "| run | wall s | fit s | s / epoch | final val_loss | best val_loss | ratio to single | load average before |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in t["runs"].items():
+        if r.get("error"):
+            lines.append(f"| {name.replace('_', '-')} | {num(r['wall_seconds'], 1)} | failed: {r['error']} "
+                         f"| | | | | {num(r['load_average_before'], 1)} |")
+            continue
+        lines.append(f"| {name.replace('_', '-')} | {num(r['wall_seconds'], 1)} | {num(r['fit_seconds'], 1)} "
+                     f"| {num(r['seconds_per_epoch'], 2)} | {num(r['final_val_loss'], 4)} | {num(r['best_val_loss'], 4)} "
+                     f"| {num(r['ratio_to_single'], 2)} | {num(r['load_average_before'], 1)} |")
+    return lines
+
+
+def throughput_lines(throughput: dict) -> list[str]:
+    lines = ["| detector | rows | wall s | rows/s | baseline rows/s | ratio to baseline |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for detector, t in throughput.items():
+        baseline = t.get("baseline_rows_per_second", BEFORE_ROWS_PER_SECOND)
+        lines.append(f"| {detector} | {t['rows']:,} | {num(t['wall_seconds'], 1)} | {t['rows_per_second']:,.0f} "
+                     f"| {baseline:,.0f} | {num(t['rows_per_second'] / baseline, 1)} |")
+    return lines
+
+
 def targets(results: dict) -> list[str]:
     def met(ok):
         return "met" if ok else "**missed**"
@@ -161,5 +208,10 @@ def markdown(results: dict) -> str:
             out += ["", f"The article reported on its split: TN / FP / FN / TP {a['tn']} / {a['fp']} / {a['fn']} / "
                         f"{a['tp']}, precision {a['precision']}, recall {a['recall']}, F1 {a['f1']}, "
                         f"ROC-AUC {a['roc_auc']}."]
-    out += ["", "## Speed", "", *speed_lines(results), "", "## Targets (issue 5)", "", *targets(results), ""]
+    out += ["", "## Speed", "", *speed_lines(results)]
+    if "throughput" in results:
+        out += ["", "## `score` throughput (issue 12)", "", *throughput_lines(results["throughput"])]
+    if "scale" in results:
+        out += ["", "## Past one machine (issue 12)", "", *scale_lines(results["scale"])]
+    out += ["", "## Targets (issue 5)", "", *targets(results), ""]
     return "\n".join(out)

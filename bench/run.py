@@ -4,7 +4,8 @@ Drives the tool through its own command line, as a user would, on the real sheet
 (../shared/data/sheet-break.csv.gz, or the path in SHEET_BREAK_CSV), and writes
 bench/results.md and bench/results.json. Every threshold is chosen on validation; the test
 split is read once per run, by `evaluate`. Speed figures are ratios against the recipe (or the
-Keras engine) measured in the same invocation.
+Keras engine) measured in the same invocation. bench/scale.py adds memory on a 5,000,000-row
+file and training on two worker processes.
 
 BENCH_QUICK=1 runs the same steps with 2 epochs and few repeats, to check the benchmark itself;
 its numbers mean nothing.
@@ -19,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,14 +60,46 @@ def run(*args) -> dict:
     return {"stdout": stdout, "code": proc.returncode, "wall": wall}
 
 
+def measured(*args, cap_mib: float | None = None) -> dict:
+    """One run of the tool: exit code, peak resident memory in MiB (from the kernel's accounting,
+    so a run that died has one too), wall seconds, and the last line of stderr if it failed. A run
+    whose memory passes ``cap_mib`` is killed: the machine's other work should not be pushed out."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:  # a file: a full pipe would block the tool
+        proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=err, text=True)
+        capped = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, 0 if cap_mib is None else os.WNOHANG)
+            if pid:
+                break
+            if not capped and resident_mib(proc.pid) > cap_mib:
+                proc.kill()
+                capped = True
+            time.sleep(0.1)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        last = (err.read().strip().splitlines() or ["no message"])[-1]
+    error = None
+    if proc.returncode not in (0, 3):
+        error = f"killed past {cap_mib:.0f} MiB" if capped else last
+    return {"exit_code": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
+            "wall_seconds": wall, "error": error}
+
+
+def resident_mib(pid: int) -> float:
+    """Resident memory now (statm's second field, in pages); an unreaped process still has one."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def peak_rss_mb(*args) -> float:
     """The peak resident memory of one run of the tool, from the kernel's accounting."""
-    proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 3):
-        raise SystemExit(f"bench: `lstm-rare-event {' '.join(map(str, args))}` failed ({proc.returncode})")
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    done = measured(*args)
+    if done["error"]:
+        raise SystemExit(f"bench: `lstm-rare-event {' '.join(map(str, args))}` failed ({done['exit_code']}): "
+                         f"{done['error']}")
+    return done["peak_rss_mib"]
 
 
 def median_wall(*args) -> float:
@@ -218,11 +252,27 @@ def versions() -> dict:
     return {"lstm-rare-event": __version__, **{name: version(name) for name in names}}
 
 
+def real_data_missing() -> bool:
+    if REAL.exists():
+        return False
+    print(f"bench: the real data set is needed at {REAL}; set SHEET_BREAK_CSV to its path "
+          "(the ProcessMiner sheet-break CSV, plain or .gz)", file=sys.stderr)
+    return True
+
+
+def write_results(results: dict) -> None:
+    """bench/results.json, and bench/results.md rendered from it."""
+    from report import markdown  # bench/report.py: the tables
+
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+
+
 def main() -> int:
-    if not REAL.exists():
-        print(f"bench: the real data set is needed at {REAL}; set SHEET_BREAK_CSV to its path "
-              "(the ProcessMiner sheet-break CSV, plain or .gz)", file=sys.stderr)
+    if real_data_missing():
         return 2
+    from scale import measure as scale  # bench/scale.py: memory on 5,000,000 rows, training on two workers
+
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results = {
@@ -235,11 +285,9 @@ def main() -> int:
         "time": split_results("time", []),
     }
     results["speed"] = speed()
+    results["scale"] = scale()
     results["bench_minutes"] = (time.perf_counter() - started) / 60
-    from report import markdown  # bench/report.py: the tables
-
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(results))
+    write_results(results)
     log(f"done in {results['bench_minutes']:.1f} min: bench/results.md")
     return 0
 

@@ -1,12 +1,7 @@
 """Training under tf.distribute: a one-machine MirroredStrategy and a two-worker cluster on 127.0.0.1."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +9,7 @@ import pytest
 from lstm_rare_event import log
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
-from conftest import ROOT
+from cluster import train_cluster
 
 LOOKBACK, FEATURES = 5, 6
 ARCH = Architecture((4, 2), (2, 4), "relu", LOOKBACK, FEATURES)
@@ -109,17 +104,6 @@ def test_tf_config_is_checked(distributed, monkeypatch):
     assert not distributed.is_chief()
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path, demo_csv):
     """Two `train --distribute multi-worker` processes on 127.0.0.1, as on two machines: they
     end with the same model, only the chief writes its run directory, and the model is the one
@@ -131,23 +115,8 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path, demo_cs
     train = ["train", str(run), "--encoder", "4,2", "--epochs", "2", "--batch-size", "64", "--learning-rate", "0.03",
              "--patience", "0", "--seed", "3", "-q", "--json"]
     ok(*train, "--distribute", "mirrored", "--out", tmp_path / "single")
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    workers = []
-    try:
-        for index in range(2):
-            tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": str(ROOT)}
-            command = [sys.executable, "-m", "lstm_rare_event", *train, "--distribute", "multi-worker",
-                       "--out", str(tmp_path / f"worker-{index}")]
-            with open(tmp_path / f"worker-{index}.err", "w") as err:  # a file: a full pipe would block
-                workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err))
-        deadline = time.monotonic() + 150
-        codes = [w.wait(timeout=max(1.0, deadline - time.monotonic())) for w in workers]
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+    codes = train_cluster(train, [tmp_path / f"worker-{i}" for i in range(2)],
+                          [tmp_path / f"worker-{i}.err" for i in range(2)], timeout=150)
     errors = [(tmp_path / f"worker-{i}.err").read_text() for i in range(2)]
     assert codes == [0, 0], errors
     assert (tmp_path / "worker-0" / "detector" / "model.npz").exists()
