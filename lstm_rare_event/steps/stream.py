@@ -36,6 +36,7 @@ from lstm_rare_event import log
 from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
+from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import TIME, Buffer, Table, check_table
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
 from lstm_rare_event.steps.score import (
@@ -46,6 +47,7 @@ STATE_FORMAT = "lstm-rare-event/score-state/1"
 MISSING = ("error", "hold")
 DEFAULT_DRIFT_SD = 10.0
 STDIO = "-"
+EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ class Stream:
         scorer, carry = self.scorer, self.carry
         windows = self.pre.windows(staged, ends)
         try:
-            scores, contributions = scorer.detector.explain(windows)
+            scores, contributions = _explain(scorer.detector, windows)
         except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
         bad = np.flatnonzero(~np.isfinite(scores))
@@ -361,6 +363,18 @@ class Stream:
         return ",".join(columns) + "\n"
 
 
+def _explain(detector, windows):
+    """The detector's scores and contributions, the windows split over the cores: a window's
+    score depends on that window alone (the detectors' products are row by row), so the
+    bytes are those of one call."""
+    pieces = map_parts(lambda part: detector.explain(windows.subset(part)), parts(len(windows), EXPLAIN_MINIMUM))
+    if len(pieces) == 1:
+        return pieces[0]
+    scores = np.concatenate([score for score, _ in pieces])
+    contributions = None if pieces[0][1] is None else np.concatenate([c for _, c in pieces])
+    return scores, contributions
+
+
 def _last_offset(tail: Table):
     return None if tail.utc_offset is None else tail.utc_offset[-1:]
 
@@ -411,10 +425,16 @@ def open_input(path):
 
 
 def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
-    """Yield the output frames of ``path``, read in chunks."""
+    """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
+    chunk is read while this one is scored, and scored while the caller writes the one before;
+    the stream is the scoring thread's alone until the last frame is taken."""
+    return ahead(_frames(stream, path, chunk_rows, emit))
+
+
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
     stream.start_input()
     rows = 0
-    for raw in read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal):
+    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:
