@@ -278,8 +278,9 @@ class Stream:
     def _steps(self, time: np.ndarray) -> None:
         last = self.carry.last_time
         series = time if last is None else np.concatenate([[last], time])
-        for step in np.diff(series).astype("timedelta64[s]").astype(np.int64):
-            self.quality.steps[int(step)] = self.quality.steps.get(int(step), 0) + 1
+        steps, counts = np.unique(np.diff(series).astype("timedelta64[s]").astype(np.int64), return_counts=True)
+        for step, count in zip(steps.tolist(), counts.tolist()):
+            self.quality.steps[step] = self.quality.steps.get(step, 0) + count
 
     def _check_quality(self, table: Table, staged, first_new: int) -> None:
         pre = self.pre
@@ -301,7 +302,7 @@ class Stream:
         scorer, carry = self.scorer, self.carry
         windows = self.pre.windows(staged, ends)
         try:
-            scores, contributions = _explain(scorer.detector, windows)
+            scores, names, shares = _explain(scorer.detector, windows, self.pre.features_)
         except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
         bad = np.flatnonzero(~np.isfinite(scores))
@@ -332,9 +333,7 @@ class Stream:
             window_held = (count[rows + 1] - count[first]) > 0
             columns["held"] = window_held.astype(np.int8)
             self.held_windows += int(window_held.sum())
-        names = shares = None
-        if contributions is not None:
-            names, shares = top_sensors(contributions, self.pre.features_)
+        if names is not None:
             for i in range(names.shape[1]):
                 columns[f"sensor_{i + 1}"] = names[:, i]
                 columns[f"share_{i + 1}"] = shares[:, i]
@@ -363,16 +362,19 @@ class Stream:
         return ",".join(columns) + "\n"
 
 
-def _explain(detector, windows):
-    """The detector's scores and contributions, the windows split over the cores: a window's
-    score depends on that window alone (the detectors' products are row by row), so the
-    bytes are those of one call."""
-    pieces = map_parts(lambda part: detector.explain(windows.subset(part)), parts(len(windows), EXPLAIN_MINIMUM))
+def _explain(detector, windows, features):
+    """Per window, the detector's score and its top sensors with their shares (None for a
+    detector without contributions), the windows split over the cores: a window's figures
+    depend on that window alone (the detectors' products are row by row), so the bytes are
+    those of one call."""
+    def part(index):
+        scores, contributions = detector.explain(windows.subset(index))
+        return (scores, *((None, None) if contributions is None else top_sensors(contributions, features)))
+
+    pieces = map_parts(part, parts(len(windows), EXPLAIN_MINIMUM))
     if len(pieces) == 1:
         return pieces[0]
-    scores = np.concatenate([score for score, _ in pieces])
-    contributions = None if pieces[0][1] is None else np.concatenate([c for _, c in pieces])
-    return scores, contributions
+    return tuple(None if column[0] is None else np.concatenate(column) for column in zip(*pieces))
 
 
 def _last_offset(tail: Table):
@@ -397,10 +399,13 @@ def to_csv(frame: pd.DataFrame) -> str:
             if not np.isfinite(values).all():
                 return _pandas_csv(frame)
         elif values.dtype.kind in "OU":
-            texts = set(values.tolist())
+            listed = values.tolist()
+            texts = set(listed)
             if not all(type(text) is str for text in texts) or "" in texts or \
                     any(c in "\0".join(texts) for c in _QUOTED):
                 return _pandas_csv(frame)
+            cells.append(listed)  # every cell a str already: astype(str) would give the same strings
+            continue
         elif values.dtype.kind not in "iub":
             return _pandas_csv(frame)
         if values.dtype == np.float64 or values.dtype.kind in "iub":
