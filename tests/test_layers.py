@@ -4,7 +4,7 @@ Every module is parsed with ``ast`` (nothing is imported); every ``import``/``fr
 ``lstm_rare_event`` module counts, at the top level or inside a function. A module may import
 its own layer or lower ones, never a higher one:
 
-    0  errors, log, tables, files, __init__, __main__
+    0  errors, log, tables, files, parallel, __init__, __main__
     1  preprocess.*
     2  synthetic, detectors.*
     3  alarms.*
@@ -26,7 +26,7 @@ PACKAGE = "lstm_rare_event"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 LAYERS = [
-    ("errors", "log", "tables", "files", "__init__", "__main__"),
+    ("errors", "log", "tables", "files", "parallel", "__init__", "__main__"),
     ("preprocess",),
     ("synthetic", "detectors"),
     ("alarms",),

@@ -56,3 +56,54 @@ def test_feature_errors_in_blocks_gives_the_bytes_of_one_pass(mode, n):
     steps = slice(-1, None) if mode == "last" else slice(None)
     one_pass = ((X_hat[:, steps].astype(np.float64) - X[:, steps].astype(np.float64)) ** 2).mean(axis=1)
     assert feature_errors(X, X_hat, mode).tobytes() == one_pass.tobytes()
+
+
+def test_detrend_split_over_threads_gives_the_bytes_of_one_column_at_a_time():
+    from lstm_rare_event.preprocess.detrend import BLOCK, detrend, trailing_median
+
+    rng = np.random.default_rng(4)
+    n = 2 * BLOCK + 17  # long enough to be split over the threads
+    values = np.round(rng.normal(size=(n, 7)) * 1e3) / 7
+    segment = np.cumsum(rng.random(n) < 0.01)
+    one_by_one = np.column_stack([trailing_median(values[:, [j]], segment, 30)[:, 0] for j in range(7)])
+    assert detrend(values, segment, 30).tobytes() == (values - one_by_one).tobytes()
+
+
+@pytest.mark.parametrize("detector", ["lstm", "mahalanobis"])
+def test_windows_scored_in_batches_of_1_7_or_all_on_threads_give_the_same_bytes(runs, detector, monkeypatch):
+    from lstm_rare_event.preprocess.windows import Windows
+    from lstm_rare_event.steps import stream
+    from lstm_rare_event.steps.score import load_scorer
+
+    scorer = load_scorer(runs[detector])
+    pre = scorer.preprocessor
+    n = 300
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(n, pre.lookback, len(pre.features_))).astype(np.float32)
+    time = np.datetime64("2020-01-01T00:00") + np.arange(n).astype("timedelta64[m]")
+    windows = Windows(X, np.zeros(n, dtype=np.int8), time, np.full(n, np.datetime64("NaT"), "datetime64[s]"), time)
+
+    def in_batches(size):
+        pieces = [stream._explain(scorer.detector, windows.subset(slice(s, s + size)), pre.features_)
+                  for s in range(0, n, size)]
+        return [np.concatenate(column).tobytes() for column in zip(*pieces)]
+
+    monkeypatch.setattr(stream, "EXPLAIN_MINIMUM", 1)  # every call split over the threads
+    monkeypatch.setattr("lstm_rare_event.parallel.WORKERS", 2)
+    split = [column.tobytes() for column in stream._explain(scorer.detector, windows, pre.features_)]
+    assert in_batches(1) == in_batches(7) == split == in_batches(n)
+
+
+def test_ahead_keeps_the_order_and_raises_after_the_items_before_the_error():
+    from lstm_rare_event.parallel import ahead
+
+    def items():
+        yield from range(5)
+        raise ValueError("row 6")
+
+    seen = []
+    with pytest.raises(ValueError, match="row 6"):
+        for item in ahead(items()):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+    assert list(ahead(iter([]))) == []

@@ -36,6 +36,7 @@ from lstm_rare_event import log
 from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
+from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, TIME, Buffer, Table, check_table, read_chunks
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
 from lstm_rare_event.steps.score import (
@@ -46,6 +47,7 @@ STATE_FORMAT = "lstm-rare-event/score-state/1"
 MISSING = ("error", "hold")
 DEFAULT_DRIFT_SD = 10.0
 STDIO = "-"
+EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,9 @@ class Stream:
     def _steps(self, time: np.ndarray) -> None:
         last = self.carry.last_time
         series = time if last is None else np.concatenate([[last], time])
-        for step in np.diff(series).astype("timedelta64[s]").astype(np.int64):
-            self.quality.steps[int(step)] = self.quality.steps.get(int(step), 0) + 1
+        steps, counts = np.unique(np.diff(series).astype("timedelta64[s]").astype(np.int64), return_counts=True)
+        for step, count in zip(steps.tolist(), counts.tolist()):
+            self.quality.steps[step] = self.quality.steps.get(step, 0) + count
 
     def _check_quality(self, table: Table, staged, first_new: int) -> None:
         pre = self.pre
@@ -299,7 +302,7 @@ class Stream:
         scorer, carry = self.scorer, self.carry
         windows = self.pre.windows(staged, ends)
         try:
-            scores, contributions = scorer.detector.explain(windows)
+            scores, names, shares = _explain(scorer.detector, windows, self.pre.features_)
         except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
         bad = np.flatnonzero(~np.isfinite(scores))
@@ -330,9 +333,7 @@ class Stream:
             window_held = (count[rows + 1] - count[first]) > 0
             columns["held"] = window_held.astype(np.int8)
             self.held_windows += int(window_held.sum())
-        names = shares = None
-        if contributions is not None:
-            names, shares = top_sensors(contributions, self.pre.features_)
+        if names is not None:
             for i in range(names.shape[1]):
                 columns[f"sensor_{i + 1}"] = names[:, i]
                 columns[f"share_{i + 1}"] = shares[:, i]
@@ -361,6 +362,21 @@ class Stream:
         return ",".join(columns) + "\n"
 
 
+def _explain(detector, windows, features):
+    """Per window, the detector's score and its top sensors with their shares (None for a
+    detector without contributions), the windows split over the cores: a window's figures
+    depend on that window alone (the detectors' products are row by row), so the bytes are
+    those of one call."""
+    def part(index):
+        scores, contributions = detector.explain(windows.subset(index))
+        return (scores, *((None, None) if contributions is None else top_sensors(contributions, features)))
+
+    pieces = map_parts(part, parts(len(windows), EXPLAIN_MINIMUM))
+    if len(pieces) == 1:
+        return pieces[0]
+    return tuple(None if column[0] is None else np.concatenate(column) for column in zip(*pieces))
+
+
 def _last_offset(tail: Table):
     return None if tail.utc_offset is None else tail.utc_offset[-1:]
 
@@ -383,10 +399,13 @@ def to_csv(frame: pd.DataFrame) -> str:
             if not np.isfinite(values).all():
                 return _pandas_csv(frame)
         elif values.dtype.kind in "OU":
-            texts = set(values.tolist())
+            listed = values.tolist()
+            texts = set(listed)
             if not all(type(text) is str for text in texts) or "" in texts or \
                     any(c in "\0".join(texts) for c in _QUOTED):
                 return _pandas_csv(frame)
+            cells.append(listed)  # every cell a str already: astype(str) would give the same strings
+            continue
         elif values.dtype.kind not in "iub":
             return _pandas_csv(frame)
         if values.dtype == np.float64 or values.dtype.kind in "iub":
@@ -411,10 +430,16 @@ def open_input(path):
 
 
 def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
-    """Yield the output frames of ``path``, read in chunks."""
+    """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
+    chunk is read while this one is scored, and scored while the caller writes the one before;
+    the stream is the scoring thread's alone until the last frame is taken."""
+    return ahead(_frames(stream, path, chunk_rows, emit))
+
+
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
     stream.start_input()
     rows = 0
-    for raw in read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal):
+    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:

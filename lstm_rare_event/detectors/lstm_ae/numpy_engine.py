@@ -22,7 +22,7 @@ MODEL_NPZ = "model.npz"
 MODEL_FILES = {"numpy": MODEL_NPZ, "keras": MODEL_KERAS}
 ENGINES = tuple(MODEL_FILES)
 NPZ_FORMAT = "lstm-rare-event/model-npz/1"
-BATCH = 4096  # windows per forward pass: bounds memory at a few tens of MB for the presets
+BATCH = 1024  # windows per forward pass: the buffers of a layer stay in the cache
 
 
 def weight_layout(arch: Architecture) -> list[tuple[str, dict[str, tuple[int, ...]]]]:
@@ -70,35 +70,54 @@ def _read_npz(path: Path) -> tuple[Architecture, list[list[np.ndarray]]]:
     return arch, layers
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # the tanh form cannot overflow, unlike 1 / (1 + exp(-x)) for large negative x
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    out = np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    np.add(out, 1.0, out=out)
+    return np.multiply(out, 0.5, out=out)
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(x, 0, out=out)
 
 
-ACTIVATION_FUNCTIONS = {"relu": relu, "tanh": np.tanh}
+def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.tanh(x, out=out)
+
+
+ACTIVATION_FUNCTIONS = {"relu": relu, "tanh": tanh}
 
 
 def lstm(x, kernel, recurrent_kernel, bias, activation, return_sequences: bool) -> np.ndarray:
-    """A Keras LSTM layer: gates in the order i, f, c, o; sigmoid for the recurrent activation."""
+    """A Keras LSTM layer: gates in the order i, f, c, o; sigmoid for the recurrent activation.
+
+    The arithmetic is ``c = sigmoid(f) * c + sigmoid(i) * act(g)``, ``h = sigmoid(o) * act(c)``,
+    written into buffers allocated once per layer: the same operations in the same order, so
+    the same bits, without a temporary array per operation."""
     n, steps, _ = x.shape
     units = recurrent_kernel.shape[0]
     inputs = x @ kernel + bias  # the input part of every step at once
     h = np.zeros((n, units), dtype=x.dtype)
     c = np.zeros((n, units), dtype=x.dtype)
-    outputs = []
+    gate = np.empty((4, n, units), dtype=x.dtype)  # sigmoid(i), sigmoid(f), act(g), sigmoid(o)
+    outputs = np.empty((n, steps, units), dtype=x.dtype) if return_sequences else None
     for t in range(steps):
         # Row by row (a stack of 1-row products): a window's rounding is the same however many
         # windows are scored together. The stacked x @ kernel above is row-wise already.
-        z = inputs[:, t] + (h[:, None, :] @ recurrent_kernel)[:, 0, :]
-        i, f, g, o = np.split(z, 4, axis=1)
-        c = sigmoid(f) * c + sigmoid(i) * activation(g)
-        h = sigmoid(o) * activation(c)
-        outputs.append(h)
-    return np.stack(outputs, axis=1) if return_sequences else h
+        z = (h[:, None, :] @ recurrent_kernel)[:, 0, :]
+        np.add(inputs[:, t], z, out=z)
+        for k, function in enumerate((sigmoid, sigmoid, activation, sigmoid)):
+            function(z[:, k * units : (k + 1) * units], out=gate[k])
+        i, f, g, o = gate
+        np.multiply(f, c, out=c)
+        np.multiply(i, g, out=g)
+        np.add(c, g, out=c)
+        h = activation(c)  # a new contiguous array: the next step's product reads it
+        np.multiply(o, h, out=h)
+        if return_sequences:
+            outputs[:, t] = h
+    return outputs if return_sequences else h
 
 
 def forward(arch: Architecture, layers: list[list[np.ndarray]], X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""Issue 12: rows per second of ``score`` on a long file, for both detectors, against a git ref.
+
+    python bench/throughput.py [--ref main] [--rows 1000000] [--repeats 3]
+
+Builds (once, under bench/work/ or BENCH_WORK) a file of the real rows repeated with advancing
+timestamps (as ``make bench`` does) and two runs on the real data with the default options, an
+lstm and a mahalanobis one. Then times the whole ``score`` process with this checkout's code and
+with the code of ``--ref`` (extracted with ``git archive``), alternating the two so that both
+see the same load, and checks that both write the same bytes. Wall seconds are medians over the
+repeats; the ratio ref/current is the figure that means something on a shared machine.
+
+:func:`measure` returns the same figures as a dict, for bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
+DETECTORS = ("lstm", "mahalanobis")
+
+
+def _tool(code: Path, *args, quiet: bool = True) -> float:
+    """Run the CLI of the code in ``code``; return its wall seconds."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lstm_rare_event", *map(str, args), *(["-q"] if quiet else [])],
+                          cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"throughput: `lstm-rare-event {' '.join(map(str, args))}` ({code}) failed:\n{proc.stderr}")
+    return wall
+
+
+def build(work: Path, rows: int) -> tuple[Path, dict[str, Path]]:
+    """The input file and one run per detector, made when missing."""
+    sys.path.insert(0, str(HERE))
+    from run import REAL, write_repeated  # bench/run.py: the same input as make bench
+
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"repeated-{rows}.csv"
+    if not data.exists():
+        partial = data.with_suffix(".partial")
+        write_repeated(partial, rows)
+        partial.replace(data)
+    runs = {name: work / f"throughput-{name}" for name in DETECTORS}
+    if not (runs["lstm"] / "threshold.json").exists():
+        _tool(ROOT, "prepare", REAL, "--out", runs["lstm"])
+        _tool(ROOT, "train", runs["lstm"])
+        _tool(ROOT, "threshold", runs["lstm"])
+    if not (runs["mahalanobis"] / "threshold.json").exists():
+        _tool(ROOT, "train", runs["lstm"], "--detector", "mahalanobis", "--out", runs["mahalanobis"])
+        _tool(ROOT, "threshold", runs["mahalanobis"])
+    return data, runs
+
+
+def _extract(ref: str, into: Path) -> str:
+    """The tree of ``ref`` in ``into``; returns its commit."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, check=True,
+                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    archive = into / "ref.tar"
+    subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), commit], cwd=ROOT, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "code", filter="data")
+    archive.unlink()
+    return commit
+
+
+def measure(ref: str = "main", rows: int = 1_000_000, repeats: int = 3, work: Path = WORK) -> dict:
+    """Score throughput of this checkout and of ``ref`` on ``rows`` rows, both detectors."""
+    data, runs = build(Path(work), rows)
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        tmp = Path(tmp)
+        commit = _extract(ref, tmp)
+        sides = {"current": ROOT, "baseline": tmp / "code"}
+        walls = {name: {side: [] for side in sides} for name in DETECTORS}
+        identical = {}
+        load = os.getloadavg()[0]
+        for _ in range(repeats):
+            for name in DETECTORS:
+                for side, code in sides.items():
+                    out = tmp / f"{name}-{side}.csv"
+                    walls[name][side].append(_tool(code, "score", runs[name], data, "--out", out))
+                same = filecmp.cmp(tmp / f"{name}-current.csv", tmp / f"{name}-baseline.csv", shallow=False)
+                identical[name] = identical.get(name, True) and same
+    result = {"rows": rows, "repeats": repeats, "ref": ref, "ref_commit": commit,
+              "load_average_before": load, "detectors": {}}
+    for name in DETECTORS:
+        median = {side: statistics.median(values) for side, values in walls[name].items()}
+        result["detectors"][name] = {
+            **{f"{side}_wall_seconds": median[side] for side in sides},
+            **{f"{side}_rows_per_second": rows / median[side] for side in sides},
+            "speedup": median["baseline"] / median["current"],
+            "identical_output": identical[name],
+            "walls": walls[name],
+        }
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ref", default="main", help="the git ref whose code is the baseline (default main)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    result = measure(args.ref, args.rows, args.repeats)
+    for name, figures in result["detectors"].items():
+        print(f"{name:12s} current {figures['current_rows_per_second']:>9,.0f} rows/s "
+              f"({figures['current_wall_seconds']:.1f} s), {args.ref} {figures['baseline_rows_per_second']:>9,.0f} rows/s "
+              f"({figures['baseline_wall_seconds']:.1f} s): {figures['speedup']:.2f}x, "
+              f"output {'identical' if figures['identical_output'] else 'DIFFERS'}")
+    print(json.dumps(result, indent=1))
+    return 0 if all(f["identical_output"] for f in result["detectors"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
