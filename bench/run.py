@@ -197,19 +197,11 @@ def speed() -> dict:
     write_repeated(big, 1_000_000)
     log("speed: peak memory of score on 1,000,000 rows")
     rss = peak_rss_mb("score", run_dir, big, "--out", tmp / "s-million.csv", "-q")
-    log("speed: score throughput on 1,000,000 rows (numpy engine), lstm and mahalanobis")
-    throughput = {}
-    for detector, folder in (("lstm", run_dir), ("mahalanobis", WORK / "mahalanobis-time")):
-        load = os.getloadavg()[0]
-        wall = run("score", folder, big, "--out", tmp / f"s-million-{detector}.csv", "-q", "--engine", "numpy")["wall"]
-        throughput[detector] = {"rows": 1_000_000, "wall_seconds": wall, "rows_per_second": 1_000_000 / wall,
-                                "load_average_before": load}
     big.unlink()
     return {
         "prepare_seconds": {"defaults": prepare_ours, "recipe_flags": prepare_recipe},
         "score_seconds": score,
         "score_million_rows_peak_rss_mb": rss,
-        "score_million_rows_throughput": throughput,
         "backtest_seconds": backtest_seconds,
         "repeats": REPEATS,
     }
@@ -272,6 +264,7 @@ def main() -> int:
     if real_data_missing():
         return 2
     from scale import measure as scale  # bench/scale.py: memory on 5,000,000 rows, training on two workers
+    from throughput import measure as throughput  # bench/throughput.py: score rows/s against the code before
 
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -285,6 +278,7 @@ def main() -> int:
         "time": split_results("time", []),
     }
     results["speed"] = speed()
+    results["throughput"] = throughput(repeats=1 if QUICK else 3)
     results["scale"] = scale()
     results["bench_minutes"] = (time.perf_counter() - started) / 60
     write_results(results)

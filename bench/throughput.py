@@ -30,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
 DETECTORS = ("lstm", "mahalanobis")
+#: main before issue 12's work on data larger than memory and on throughput: the baseline
+BASELINE_REF = "dd303dd"
 
 
 def _tool(code: Path, *args, quiet: bool = True) -> float:
@@ -78,7 +80,7 @@ def _extract(ref: str, into: Path) -> str:
     return commit
 
 
-def measure(ref: str = "main", rows: int = 1_000_000, repeats: int = 3, work: Path = WORK) -> dict:
+def measure(ref: str = BASELINE_REF, rows: int = 1_000_000, repeats: int = 3, work: Path = WORK) -> dict:
     """Score throughput of this checkout and of ``ref`` on ``rows`` rows, both detectors."""
     data, runs = build(Path(work), rows)
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
@@ -111,11 +113,17 @@ def measure(ref: str = "main", rows: int = 1_000_000, repeats: int = 3, work: Pa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="main", help="the git ref whose code is the baseline (default main)")
+    parser.add_argument("--ref", default=BASELINE_REF, help=f"the git ref whose code is the baseline (default "
+                        f"{BASELINE_REF}, main before issue 12)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save", action="store_true", help="put the figures into bench/results.json and .md")
     args = parser.parse_args()
     result = measure(args.ref, args.rows, args.repeats)
+    if args.save:
+        from run import write_results  # bench/run.py
+
+        write_results({**json.loads((HERE / "results.json").read_text()), "throughput": result})
     for name, figures in result["detectors"].items():
         print(f"{name:12s} current {figures['current_rows_per_second']:>9,.0f} rows/s "
               f"({figures['current_wall_seconds']:.1f} s), {args.ref} {figures['baseline_rows_per_second']:>9,.0f} rows/s "
