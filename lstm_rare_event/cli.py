@@ -168,9 +168,8 @@ def demo_data_command(out_path, rows, seed):
     """
     from lstm_rare_event import synthetic
 
-    frame = synthetic.make_sheet_breaks(rows=rows, seed=seed)
-    synthetic.write_csv(frame, out_path)
-    log.info(f"demo-data: {len(frame):,} rows, {int(frame['y'].sum())} breaks -> {out_path}")
+    written, breaks = synthetic.write_csv(synthetic.spans(rows, seed), out_path)
+    log.info(f"demo-data: {written:,} rows, {breaks} breaks -> {out_path}")
 
 
 def comma_list(ctx, param, value):

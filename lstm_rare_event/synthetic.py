@@ -52,6 +52,8 @@ MIN_BREAK_SPACING = 16
 FIRST_BREAK_ROW = 10
 PRESS_EVENT_RATE = 0.001  # x61: 19 ones in 18,398 real rows
 WRITE_CHUNK_ROWS = 50_000  # rows formatted at a time by write_csv (about 30 MB of text)
+# Longer files are made of spans of this many rows, one after another: memory stays at one span's.
+SPAN_ROWS = 200_000
 
 N_FACTORS = 5
 NOISE_PHI = 0.8
@@ -199,9 +201,9 @@ def pre_break_drift(rng, plant: Plant, rows: int, breaks: np.ndarray) -> np.ndar
     return drift
 
 
-def time_strings(minutes: np.ndarray) -> pd.Series:
+def time_strings(minutes: np.ndarray, start: pd.Timestamp = START) -> pd.Series:
     """``5/1/99 0:00``: month, day and hour without leading zeros, as in the real file."""
-    t = pd.Series(START + pd.to_timedelta(minutes, unit="min"))
+    t = pd.Series(start + pd.to_timedelta(minutes, unit="min"))
     dt = t.dt
     return (
         dt.month.astype(str) + "/" + dt.day.astype(str) + "/" + (dt.year % 100).astype(str).str.zfill(2)
@@ -209,9 +211,11 @@ def time_strings(minutes: np.ndarray) -> pd.Series:
     )
 
 
-def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007) -> pd.DataFrame:
-    """A synthetic sheet-break data set: columns ``time, y, x1..x61``, ``time`` as text."""
-    validate(rows, break_rate, seed)
+def make_sheet_breaks(rows: int = 6000, seed: int | list[int] = 0, break_rate: float = 0.007,
+                      start: pd.Timestamp = START) -> pd.DataFrame:
+    """A synthetic sheet-break data set: columns ``time, y, x1..x61``, ``time`` as text, the
+    first row at ``start``."""
+    validate(rows, break_rate, seed if isinstance(seed, int) else seed[0])
     rng = np.random.default_rng(seed)
     plant = make_plant()
 
@@ -237,31 +241,54 @@ def make_sheet_breaks(rows: int = 6000, seed: int = 0, break_rate: float = 0.007
 
     y = np.zeros(rows, dtype=np.int64)
     y[breaks] = 1
-    columns = {"time": time_strings(minutes), "y": y}
+    columns = {"time": time_strings(minutes, start), "y": y}
     columns.update((name, z[:, j]) for j, name in enumerate(NUMERIC))
     columns["x28"] = GRADE_CODES[grades]
     columns["x61"] = (rng.random(rows) < PRESS_EVENT_RATE).astype(np.int64)
     return pd.DataFrame({name: columns[name] for name in COLUMNS})
 
 
-def write_csv(frame: pd.DataFrame, path, chunk_rows: int = WRITE_CHUNK_ROWS) -> None:
-    """Write a frame from :func:`make_sheet_breaks` atomically, with LF line endings and the
-    sensors in fixed notation at their plant precision (as in the real file: no exponents);
-    gzip-compressed when ``path`` ends in ``.gz``.
+def spans(rows: int, seed: int = 0, break_rate: float = 0.007):
+    """:func:`make_sheet_breaks` of ``rows`` rows as frames of at most about :data:`SPAN_ROWS`
+    rows, so that a file of millions of rows is made in bounded memory. Up to SPAN_ROWS rows,
+    one frame, the same as ``make_sheet_breaks(rows, seed)``; after it, each span is another
+    stretch of the same plant (its own seed drawn from ``seed``), starting after a downtime."""
+    validate(rows, break_rate, seed)
+    sizes = [SPAN_ROWS] * (rows // SPAN_ROWS) + ([rows % SPAN_ROWS] if rows % SPAN_ROWS else [])
+    if len(sizes) > 1 and sizes[-1] < MIN_ROWS:
+        sizes[-2:] = [sizes[-2] + sizes[-1]]
+    downtime = np.random.default_rng([seed, 0]).integers(GAP_MINUTES[0], GAP_MINUTES[1] + 1, len(sizes))
+    start = START
+    for i, size in enumerate(sizes):
+        frame = make_sheet_breaks(size, seed if i == 0 else [seed, i], break_rate, start)
+        yield frame
+        last = pd.Timestamp(pd.to_datetime(frame["time"].iloc[-1], format="%m/%d/%y %H:%M"))
+        start = last + pd.Timedelta(minutes=int(downtime[i]))
+
+
+def write_csv(frames, path, chunk_rows: int = WRITE_CHUNK_ROWS) -> tuple[int, int]:
+    """Write a frame from :func:`make_sheet_breaks` (or the frames of :func:`spans`, one after
+    another) atomically, with LF line endings and the sensors in fixed notation at their plant
+    precision (as in the real file: no exponents); gzip-compressed when ``path`` ends in ``.gz``.
+    Returns the rows and breaks written.
 
     One %-format per row: several times faster than ``DataFrame.to_csv`` on wide frames. The
     text is made and written ``chunk_rows`` rows at a time, so memory stays small next to the
     frame; the bytes do not depend on ``chunk_rows``.
     """
     places = dict(zip(NUMERIC, make_plant().decimals))
-    formats = [f"%.{places[name]}f" if name in places else "%s" for name in frame.columns]
+    formats = [f"%.{places[name]}f" if name in places else "%s" for name in COLUMNS]
     row = ",".join(formats) + "\n"
-    arrays = [frame[name].to_numpy() for name in frame.columns]
+    rows = breaks = 0
     with atomic_output(path) as handle:
-        handle.write((",".join(frame.columns) + "\n").encode("utf-8"))
-        for start in range(0, len(frame), chunk_rows):
-            columns = [values[start:start + chunk_rows].tolist() for values in arrays]
-            handle.write("".join(row % values for values in zip(*columns)).encode("utf-8"))
+        handle.write((",".join(COLUMNS) + "\n").encode("utf-8"))
+        for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
+            arrays = [frame[name].to_numpy() for name in COLUMNS]
+            for start in range(0, len(frame), chunk_rows):
+                columns = [values[start:start + chunk_rows].tolist() for values in arrays]
+                handle.write("".join(row % values for values in zip(*columns)).encode("utf-8"))
+            rows, breaks = rows + len(frame), breaks + int(frame["y"].sum())
+    return rows, breaks
 
 
 @contextmanager

@@ -179,3 +179,20 @@ def test_cli_writes_gzip_for_a_gz_path(tmp_path):
     assert result.exit_code == 0, result.output
     assert path.read_bytes()[:2] == b"\x1f\x8b"
     assert pd.read_csv(path).shape == (200, 63)
+
+
+def test_a_long_file_is_made_in_spans_of_one_plant(monkeypatch, tmp_path):
+    monkeypatch.setattr(synthetic, "SPAN_ROWS", 1000)
+    frames = list(synthetic.spans(2030, seed=4))
+    assert [len(f) for f in frames] == [1000, 1030]  # a last span shorter than MIN_ROWS joins the one before
+    pd.testing.assert_frame_equal(frames[0], synthetic.make_sheet_breaks(1000, seed=4))
+    times = pd.to_datetime(pd.concat(frames)["time"], format="%m/%d/%y %H:%M")
+    steps = times.diff().dropna()
+    assert (steps > pd.Timedelta(0)).all()
+    assert steps.iloc[999] >= pd.Timedelta(minutes=synthetic.GAP_MINUTES[0])  # a downtime between spans
+    assert all(f["y"].sum() > 0 for f in frames)
+    path = tmp_path / "long.csv"
+    assert synthetic.write_csv(synthetic.spans(2030, seed=4), path) == (2030, int(sum(f["y"].sum() for f in frames)))
+    written = pd.read_csv(path)
+    assert list(written.columns) == synthetic.COLUMNS and len(written) == 2030
+    assert (written["time"] == pd.concat(frames)["time"].to_numpy()).all()
