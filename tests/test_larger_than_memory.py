@@ -148,3 +148,27 @@ def test_a_rejected_input_leaves_no_run_directory(tmp_path):
     bad.write_text("time,y,x1\n2024-01-01 00:00,0,1\n2024-01-01 00:02,0,oops\n")
     fails(2, "prepare", bad, "--out", tmp_path / "new-run", fragment="oops")
     assert not (tmp_path / "new-run").exists()
+
+
+def resident_file_kib() -> int:
+    """This process's resident pages of mapped files (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_released_rows_leave_resident_memory_and_read_the_same(tmp_path):
+    from lstm_rare_event.preprocess.windows import release
+
+    data = np.random.default_rng(2).normal(size=(100_000, 59)).astype(np.float32)  # 23 MB
+    np.save(tmp_path / "rows.npy", data)
+    rows = load_rows(tmp_path / "rows.npy")
+    before = resident_file_kib()
+    assert float(rows.sum(dtype=np.float64)) == pytest.approx(float(data.sum(dtype=np.float64)))
+    touched = resident_file_kib()
+    assert touched - before > 20_000
+    release(rows)
+    assert resident_file_kib() < touched - 20_000
+    np.testing.assert_array_equal(rows[500:600], data[500:600])  # read again from the page cache

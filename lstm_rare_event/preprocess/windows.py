@@ -9,6 +9,7 @@ windows when they are read, a batch at a time.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,16 @@ class WindowArray:
         """(N_i, lookback, F) arrays of at most ``size`` windows each, in order."""
         for start in range(0, len(self), size):
             yield stack(self.rows, self.ends[start : start + size], self.lookback)
+            release(self.rows)
+
+
+def release(rows: np.ndarray) -> None:
+    """Drop the pages of memory-mapped ``rows`` from this process's resident memory. They stay
+    in the kernel's page cache, so reading them again costs a page fault, not a disk read;
+    without this, every page a pass touched would count against the process until it ends."""
+    mapping = getattr(rows, "_mmap", None) if isinstance(rows, np.memmap) else None
+    if mapping is not None:
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def window_array(X) -> WindowArray:

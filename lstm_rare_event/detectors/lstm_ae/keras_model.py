@@ -17,7 +17,11 @@ import numpy as np
 from lstm_rare_event import __version__, log
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.preprocess.windows import WindowArray, stack, window_array
+from lstm_rare_event.preprocess.windows import WindowArray, release, stack, window_array
+
+# Batches read between drops of the rows' pages from resident memory: random windows touch a
+# page each, so this bounds training's share of rows.npy at about RELEASE_BATCHES x batch x 4 KB.
+RELEASE_BATCHES = 32
 
 
 @contextlib.contextmanager
@@ -121,8 +125,10 @@ def window_dataset(X: WindowArray | np.ndarray, batch_size: int, shuffle_seed: i
     def batches():
         order = np.arange(n) if shuffle_seed is None else \
             np.random.default_rng([shuffle_seed, next(passes)]).permutation(n)
-        for start in range(0, n, batch_size):
+        for i, start in enumerate(range(0, n, batch_size), 1):
             yield stack(X.rows, X.ends[order[start : start + batch_size]], lookback)
+            if i % RELEASE_BATCHES == 0:
+                release(X.rows)
 
     spec = tf.TensorSpec((None, lookback, n_features), tf.float32)
     data = tf.data.Dataset.from_generator(batches, output_signature=spec)
