@@ -94,11 +94,12 @@ def speed_lines(results: dict) -> list[str]:
     return lines
 
 
-def scale_lines(scale: dict) -> list[str]:
+def scale_lines(scale: dict, results_date: str) -> list[str]:
     m, t = scale["memory"], scale["training"]
     shape = (f"{m['materialized_windows']:,} windows of {m['lookback']} rows x {m['n_features']} features, "
              f"{num(m['materialized_mib'], 0)} MiB as one float32 array" if m["lookback"] else "prepare wrote no windows")
-    lines = [f"### Memory on {m['rows']:,} synthetic rows (`demo-data`; {shape})", "",
+    lines = [f"Measured on {scale.get('date', results_date)} with `python bench/scale.py`.", "",
+             f"### Memory on {m['rows']:,} synthetic rows (`demo-data`; {shape})", "",
              "Each step's peak resident memory (the kernel's accounting, also for a step that died) beside the size "
              "of the windows it would hold if it materialized them. A step is killed past "
              f"{num(m['cap_mib'], 0)} MiB, to spare the machine's other work.", "",
@@ -131,10 +132,11 @@ def scale_lines(scale: dict) -> list[str]:
     return lines
 
 
-def throughput_lines(t: dict) -> list[str]:
-    lines = [f"`score RUN FILE --out scores.csv` on {t['rows']:,} rows (the real rows repeated), numpy engine, "
-             f"whole process, median of {t['repeats']}; the baseline is the code of {t['ref']} "
-             f"({t['ref_commit'][:7]}, before issue 12), run alternately in the same invocation. Load average "
+def throughput_lines(t: dict, results_date: str) -> list[str]:
+    lines = [f"Measured on {t.get('date', results_date)} with `python bench/throughput.py`: "
+             f"`score RUN FILE --out scores.csv` on {t['rows']:,} rows (the real rows repeated), numpy engine, "
+             f"whole process, median of {t['repeats']}; the baseline is the code of commit {t['ref_commit'][:7]} "
+             f"(before issue 12), run alternately in the same invocation. Load average "
              f"before: {num(t['load_average_before'], 1)}. The issue measured {BEFORE_ROWS_PER_SECOND:,} rows/s "
              "before.", "",
              "| detector | wall s | rows/s | baseline wall s | baseline rows/s | speed-up | same bytes |",
@@ -214,8 +216,8 @@ def markdown(results: dict) -> str:
                         f"ROC-AUC {a['roc_auc']}."]
     out += ["", "## Speed", "", *speed_lines(results)]
     if "throughput" in results:
-        out += ["", "## `score` throughput (issue 12)", "", *throughput_lines(results["throughput"])]
+        out += ["", "## `score` throughput (issue 12)", "", *throughput_lines(results["throughput"], results["date"])]
     if "scale" in results:
-        out += ["", "## Past one machine (issue 12)", "", *scale_lines(results["scale"])]
+        out += ["", "## Past one machine (issue 12)", "", *scale_lines(results["scale"], results["date"])]
     out += ["", "## Targets (issue 5)", "", *targets(results), ""]
     return "\n".join(out)

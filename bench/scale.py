@@ -13,6 +13,7 @@ peak memory it reached; the steps after it are skipped.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -117,7 +118,7 @@ def training() -> dict:
 
 
 def measure() -> dict:
-    return {"memory": memory(), "training": training()}
+    return {"date": datetime.date.today().isoformat(), "memory": memory(), "training": training()}
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ repeats; the ratio ref/current is the figure that means something on a shared ma
 from __future__ import annotations
 
 import argparse
+import datetime
 import filecmp
 import json
 import os
@@ -97,7 +98,8 @@ def measure(ref: str = BASELINE_REF, rows: int = 1_000_000, repeats: int = 3, wo
                     walls[name][side].append(_tool(code, "score", runs[name], data, "--out", out))
                 same = filecmp.cmp(tmp / f"{name}-current.csv", tmp / f"{name}-baseline.csv", shallow=False)
                 identical[name] = identical.get(name, True) and same
-    result = {"rows": rows, "repeats": repeats, "ref": ref, "ref_commit": commit,
+    result = {"date": datetime.date.today().isoformat(), "rows": rows, "repeats": repeats, "ref": ref,
+              "ref_commit": commit,
               "load_average_before": load, "detectors": {}}
     for name in DETECTORS:
         median = {side: statistics.median(values) for side, values in walls[name].items()}
