@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # The whole pipeline on synthetic data: a week of one machine to learn from, then a new day
 # of the same machine (another seed) scored as the nightly cron job would.

@@ -24,6 +24,9 @@ def makefile_flags(name):
     raise AssertionError(f"{name} not in the Makefile")
 
 
+# One worker builds the demo once for every test here (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("demo")
+
 DEMO_PREPARE = makefile_flags("DEMO_PREPARE")
 DEMO_TRAIN = makefile_flags("DEMO_TRAIN")
 
