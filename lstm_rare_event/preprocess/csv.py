@@ -8,6 +8,7 @@ columns differently or carry extra columns. Every problem becomes a one-line
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import re
@@ -300,8 +301,16 @@ def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlie
     the rows of earlier chunks had offsets (None: no earlier rows).
     """
     text = text.astype(str).str.strip()
-    parsed = pd.to_datetime(text, format=REAL_TIME_FORMAT, errors="coerce")
-    offsets = None
+    parsed = offsets = None
+    if len(text) and "/" not in text.iloc[0]:
+        # ISO 8601 first when the first time is not M/D/YY: trying the real file's format on
+        # every row first costs a strptime per row. No text reads in both formats, so when ISO
+        # reads every row, the answer is the one the order below would give.
+        with contextlib.suppress(ValueError):  # mixed offsets: read below
+            iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
+            parsed = iso if iso.notna().all() else None
+    if parsed is None:
+        parsed = pd.to_datetime(text, format=REAL_TIME_FORMAT, errors="coerce")
     if parsed.isna().any():
         try:
             iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
