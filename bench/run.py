@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def median_wall(*args) -> float:
 def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
     """train (into its own run directory), threshold and evaluate; the evaluate report."""
     out = WORK / name
+    shutil.rmtree(out, ignore_errors=True)  # train --out refuses a folder holding another run's files
     log(f"{name}: train {' '.join(train_args) or '(defaults)'}")
     trained = run("train", prepared, "--out", out, "--json", "-q", *train_args)
     run("threshold", out, "-q", *threshold_args)
