@@ -107,10 +107,16 @@ def median_wall(*args) -> float:
     return statistics.median(run(*args)["wall"] for _ in range(REPEATS))
 
 
+def fresh(path: Path) -> Path:
+    """``path``, emptied: `train --out` refuses a folder that holds another run's files, and
+    `backtest` would resume an earlier walk there instead of timing one."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def pipeline(name: str, prepared: Path, train_args, threshold_args) -> dict:
     """train (into its own run directory), threshold and evaluate; the evaluate report."""
-    out = WORK / name
-    shutil.rmtree(out, ignore_errors=True)  # train --out refuses a folder holding another run's files
+    out = fresh(WORK / name)
     log(f"{name}: train {' '.join(train_args) or '(defaults)'}")
     trained = run("train", prepared, "--out", out, "--json", "-q", *train_args)
     run("threshold", out, "-q", *threshold_args)
@@ -190,7 +196,7 @@ def speed() -> dict:
     log("speed: backtest of the whole file, daily folds from 40 %")
     walk = ["--start", "40%", "--every", "1d", "-q", "--replicates", "100"]
     backtest_seconds = {
-        detector: run("backtest", REAL, "--out", tmp / f"bt-{detector}", "--detector", detector, *walk,
+        detector: run("backtest", REAL, "--out", fresh(tmp / f"bt-{detector}"), "--detector", detector, *walk,
                       *(["--epochs", "2"] if QUICK and detector == "lstm" else []))["wall"]
         for detector in ("mahalanobis", "lstm")
     }
