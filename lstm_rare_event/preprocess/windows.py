@@ -27,8 +27,8 @@ class WindowArray:
     ``rows[ends[i] - lookback + 1 : ends[i] + 1]``.
 
     Indexing the first axis gives another WindowArray (no copy of the rows);
-    ``X[:, k, :]`` gathers one row per window; ``np.asarray(X)`` materializes every window,
-    and :meth:`batches` a bounded number at a time.
+    ``X[:, k, :]`` gathers one row per window; ``np.asarray(X)`` materializes every window
+    (:meth:`Windows.batches` a bounded number at a time).
     """
 
     ndim = 3
@@ -72,11 +72,6 @@ class WindowArray:
         X = stack(self.rows, self.ends, self.lookback)
         return X if dtype is None else X.astype(dtype, copy=False)
 
-    def batches(self, size: int):
-        """(N_i, lookback, F) arrays of at most ``size`` windows each, in order."""
-        for start in range(0, len(self), size):
-            yield stack(self.rows, self.ends[start : start + size], self.lookback)
-            release(self.rows)
 
 
 def release(rows: np.ndarray) -> None:
@@ -122,9 +117,11 @@ class Windows:
 
     def batches(self, size: int):
         """Consecutive subsets of at most ``size`` windows: scoring holds one batch of
-        windows at a time, never all of them."""
+        windows at a time, never all of them, nor the pages of rows read for earlier batches."""
         for start in range(0, len(self), size):
             yield self.subset(slice(start, start + size))
+            if isinstance(self.X, WindowArray):
+                release(self.X.rows)
 
     @classmethod
     def concat(cls, parts: list["Windows"]) -> "Windows":
