@@ -228,6 +228,14 @@ preprocess_options = options(
                       "(0: off, the recipe)."),
     click.option("--clip", default=P.clip, show_default=True, type=float,
                  help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe)."),
+    click.option("--time-column", default=P.time_column, show_default=True, help="The column of the times."),
+    click.option("--label-column", default=P.label_column, show_default=True,
+                 help="The 0/1 label column. Without the default column the data is unlabelled: every row "
+                      "is normal, and only rules that need no labels choose a threshold."),
+    click.option("--time-format", default=P.time_format,
+                 help="How times are written when the default reading is wrong: a strftime pattern "
+                      "('%d.%m.%Y %H:%M:%S') or 'epoch' (seconds since 1970 UTC)  [default: ISO 8601, "
+                      "M/D/YY H:MM or epoch seconds, as the times read]"),
 )
 
 
@@ -497,6 +505,12 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
 @click.option("--adopt", is_flag=True,
               help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
                    "its rows, last scored time and open episode.")
+@click.option("--time-column", default=ScoreOptions.time_column,
+              help="The column of the times  [default: the run's, as prepare was told]")
+@click.option("--label-column", default=ScoreOptions.label_column,
+              help="The 0/1 label column, optional  [default: the run's]")
+@click.option("--time-format", default=ScoreOptions.time_format,
+              help="A strftime pattern or 'epoch' for the times  [default: the run's]")
 @click.option("--chunk-rows", default=ScoreOptions.chunk_rows, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False, path_type=Path),
@@ -509,7 +523,7 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  chunk_rows, plot, sep, decimal, engine, wait, as_json):
+                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -534,7 +548,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     if len(inputs) > 1 and out_dir is None:
         raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
     options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
-                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot)
+                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
+                                  time_column=time_column, label_column=label_column, time_format=time_format)
     if out_dir is not None:
         def report(result):
             if "error" in result:

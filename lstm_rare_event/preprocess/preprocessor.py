@@ -18,7 +18,9 @@ import numpy as np
 
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
-from lstm_rare_event.preprocess.csv import DEFAULT_DROP, LABEL, TIME, Table, sampling_interval, select_features
+from lstm_rare_event.preprocess.csv import (
+    DEFAULT_DROP, LABEL, TIME, Columns, Table, sampling_interval, select_features,
+)
 from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.preprocess.labels import shift_labels
 from lstm_rare_event.preprocess.rowfile import NpyWriter, RowFile, blocks
@@ -44,6 +46,10 @@ class PreprocessOptions:
     # Chosen on the real data, kept by the walk-forward study (bench/backtest.md); 0 reproduces the recipe.
     detrend: int = 30
     clip: float = 10.0
+    # How the file names its time and label columns and writes its times (see csv.Columns).
+    time_column: str = TIME
+    label_column: str = LABEL
+    time_format: str | None = None
 
     def __post_init__(self):
         if self.shift < 0:
@@ -58,10 +64,15 @@ class PreprocessOptions:
             if len(set(self.features)) != len(self.features):
                 twice = sorted({f for f in self.features if self.features.count(f) > 1})
                 raise UserError(f"--features names {', '.join(twice)} more than once")
-            reserved = [f for f in self.features if f in (TIME, LABEL)]
+            reserved = [f for f in self.features if f in (self.time_column, self.label_column)]
             if reserved:
                 raise UserError(f"--features may not include '{reserved[0]}': it is the "
-                                f"{'label' if reserved[0] == LABEL else 'time'} column, not a sensor")
+                                f"{'label' if reserved[0] == self.label_column else 'time'} column, not a sensor")
+        self.columns  # noqa: B018 - checks the column names and the time format
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(self.time_column, self.label_column, self.time_format)
 
     @property
     def context_rows(self) -> int:
@@ -133,10 +144,12 @@ class Preprocessor:
     def interval_minutes(self) -> float:
         return float(self.interval_ / np.timedelta64(1, "m"))
 
-    def select(self, columns, source) -> list[str]:
+    def select(self, columns, source, names: Columns | None = None) -> list[str]:
         """The feature columns of a table: at fit time by the options, afterwards exactly the
-        fitted ones under the same rule (extra columns only where the rule ignores them)."""
-        chosen = select_features(columns, source, self.options.features, self.options.drop)
+        fitted ones under the same rule (extra columns only where the rule ignores them).
+        ``names``: the table's time and label columns, when not named as in training."""
+        names = self.options.columns if names is None else names
+        chosen = select_features(columns, source, self.options.features, self.options.drop, names)
         if self.features_ is None:
             return chosen
         missing = [name for name in self.features_ if name not in chosen]
@@ -146,7 +159,7 @@ class Preprocessor:
         if extra:
             raise UserError(
                 f"{source}: column(s) {_names(extra)} were not among the {len(self.features_)} training features; "
-                f"a different feature set from training (prepare used every column but {TIME}, {LABEL} and "
+                f"a different feature set from training (prepare used every column but {names.time}, {names.label} and "
                 f"{', '.join(self.options.drop) or 'none'}); drop them from the file"
             )
         return list(self.features_)
@@ -288,6 +301,10 @@ class Preprocessor:
             "allow_gaps": raw.get("allow_gaps", bool, "true or false"),
             "detrend": raw.integer("detrend"),
             "clip": raw.number("clip"),
+            # Runs prepared before these options existed read the defaults.
+            "time_column": raw.get("time_column", str, "a column name", default=TIME),
+            "label_column": raw.get("label_column", str, "a column name", default=LABEL),
+            "time_format": _optional(raw, "time_format", str, "a strftime pattern, 'epoch' or null"),
         }
         try:
             pre = cls(PreprocessOptions(**fields))
@@ -319,6 +336,13 @@ def _moments(values, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = sum(block.sum(axis=0) for block in picked_blocks()) / len(picked)
     var = sum(np.square(block - mean).sum(axis=0) for block in picked_blocks()) / len(picked)
     return mean, np.sqrt(var)
+
+
+def _optional(params: Params, key: str, kind, expected: str):
+    """A value of ``kind``, null, or (files written before the key existed) missing: None."""
+    if key not in params.data:
+        return None
+    return params.get(key, (kind, type(None)), expected)
 
 
 def _optional_strings(params: Params, key: str) -> tuple[str, ...] | None:

@@ -13,7 +13,7 @@ import numpy as np
 from lstm_rare_event import __version__, log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import sha256_file
-from lstm_rare_event.preprocess.csv import Table, read_table
+from lstm_rare_event.preprocess.csv import LABEL, Table, read_table
 from lstm_rare_event.preprocess.spans import parse_span
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
 from lstm_rare_event.preprocess.windows import SPLITS, Windows, save_splits
@@ -108,8 +108,10 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     if rows_path is None:
         temporary = tempfile.TemporaryDirectory(prefix="lstm-rare-event-prepare.")
         rows_path, scratch = Path(temporary.name) / ROWS_NPY, Path(temporary.name)
-    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal,
-                       values_to=scratch / "values.f64")
+    # Without the default label column the data is unlabelled; a label column named by the user must be there.
+    labels = "optional" if options.label_column == LABEL else "required"
+    table = read_table(path, options.features, options.drop, labels=labels, sep=sep, decimal=decimal,
+                       values_to=scratch / "values.f64", columns=options.columns)
     if options.last is not None:
         table = most_recent(table, parse_span(options.last, "--last"))
     if len(table) < options.lookback:
@@ -136,12 +138,17 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     scaled = pre.write_scaled(rows, rows_path)
     splits = {name: pre.windows(rows, idx, scaled) for name, idx in parts.items()}
 
-    breaks = int(table.y.sum())
-    if breaks == 0:
-        log.warning(f"{path}: no break (y=1) rows; every window is normal")
+    labelled = table.y is not None
+    breaks = int(table.y.sum()) if labelled else 0
+    if not labelled:
+        log.warning(f"{path}: no '{options.label_column}' label column: unlabelled data, every row is taken as "
+                    "normal (name the label column with --label-column)")
+    elif breaks == 0:
+        log.warning(f"{path}: no break ({options.label_column}=1) rows; every window is normal")
     info = {
         "package_version": __version__,
-        "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks},
+        "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks,
+                  "labelled": labelled},
         "options": asdict(options),
         "features": table.features,
         "n_features": len(table.features),
