@@ -223,6 +223,11 @@ preprocess_options = options(
                  help="Use exactly these feature columns, comma-separated (overrides --drop)."),
     click.option("--allow-gaps", is_flag=True,
                  help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split)."),
+    click.option("--max-gap", default=P.max_gap,
+                 help="A step between rows longer than this is a time gap (downtime), which no window or "
+                      "detrending median spans: a duration (90s, 5min) or a number of cadences  [default: 1.5 "
+                      "cadences, and at least the cadence + 1 second (clock jitter: 2-second steps in 1-second "
+                      "data)]"),
     click.option("--detrend", default=P.detrend, show_default=True, type=int,
                  help="Subtract each sensor's median over this many past rows, never across a time gap "
                       "(0: off, the recipe)."),
@@ -256,6 +261,9 @@ preprocess_options = options(
 @click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
 @click.option("--last", default=None,
               help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
+@click.option("--train-rows", default=P.train_rows, type=int,
+              help="Fit per experiment: train and validate in the first N rows (split as --fractions' train:valid), "
+                   "and judge (test) every later row; its windows may start in the first N rows.")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
 def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):

@@ -317,8 +317,8 @@ class Run:
 
     def labelled(self) -> bool:
         """Whether prepare read a label column (runs from before unlabelled data always did)."""
-        value = self.prepare_info().mapping("input").data.get("labelled", True)
-        return value is not False
+        given = self.prepare_info().data.get("input")
+        return not (isinstance(given, dict) and given.get("labelled") is False)
 
     def interval_minutes(self) -> float:
         return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")

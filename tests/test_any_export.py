@@ -9,28 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fails, invoke, ok
+from conftest import fails, ok, skab_like
 from lstm_rare_event.preprocess.csv import Columns, read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
 from lstm_rare_event.errors import UserError
 
 SKAB = Path(os.environ.get("SKAB_DIR", Path(__file__).resolve().parents[2] / "shared/data/skab"))
-
-
-def skab_like(n=120, anomaly=(80, 100), seed=0, jitter=()):
-    """Rows written as SKAB writes them: 1-second `datetime`, `.` decimals, 0.0/1.0 labels."""
-    rng = np.random.default_rng(seed)
-    step = np.ones(n, dtype=int)
-    step[0] = 0
-    step[list(jitter)] = 2
-    times = pd.Timestamp("2020-03-09 10:14:33") + pd.to_timedelta(np.cumsum(step), unit="s")
-    data = {"datetime": times.strftime("%Y-%m-%d %H:%M:%S")}
-    for name in ("Accelerometer1RMS", "Current", "Volume Flow RateRMS"):
-        data[name] = rng.normal(1.0, 0.1, n).round(6)
-    label = np.zeros(n)
-    label[anomaly[0]:anomaly[1]] = 1.0
-    data["anomaly"], data["changepoint"] = label, np.zeros(n)
-    return pd.DataFrame(data)
 
 
 SKAB_OPTIONS = ("--sep", ";", "--time-column", "datetime", "--label-column", "anomaly", "--drop", "changepoint",

@@ -24,6 +24,7 @@ from lstm_rare_event.preprocess.csv import (
 from lstm_rare_event.preprocess.detrend import detrend
 from lstm_rare_event.preprocess.labels import shift_labels
 from lstm_rare_event.preprocess.rowfile import NpyWriter, RowFile, blocks
+from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.preprocess.windows import (
     WindowArray, Windows, load_rows, recipe_window_ends, segment_starts, segments, window_ends,
 )
@@ -32,6 +33,24 @@ FORMAT = "lstm-rare-event/preprocessor/1"
 CONFIG_JSON = "preprocessor.json"
 SCALER_NPZ = "scaler.npz"
 NAT = np.datetime64("NaT", "s")
+# Why a row of the table ends no window (0: it ends one).
+NO_WINDOW = ("before_first_window", "after_gap", "label_dropped", "split_boundary")
+WINDOWED, BEFORE_FIRST_WINDOW, AFTER_GAP, LABEL_DROPPED, SPLIT_BOUNDARY = range(5)
+# A warning when more than this share of the rows ends no window, of at least NO_WINDOW_WARNING_ROWS
+# rows: in fewer (a call from cron, a test file) the first window's lookback - 1 rows alone can be.
+NO_WINDOW_WARNING_SHARE = 0.1
+NO_WINDOW_WARNING_ROWS = 100
+
+
+def default_max_gap(interval: np.timedelta64) -> np.timedelta64:
+    """The longest step that is not a time gap, by default: 1.5 cadences, and at least the cadence
+    plus one second. A late sample is jitter and a missing one a gap (a step of 2 cadences or
+    more); with times written in whole seconds, a sampler a little slower than its nominal second
+    writes a 2-second step now and then (SKAB: 5 % of its steps), which is no gap. On the real
+    file (2-minute rows, times in minutes) that is 3 minutes: every gap of the exact rule (any
+    step over the cadence) stays one, as its steps are whole cadences."""
+    one = np.timedelta64(1, "s")
+    return max(interval * 3 // 2, interval + one)
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,9 @@ class PreprocessOptions:
     # Chosen on the real data, kept by the walk-forward study (bench/backtest.md); 0 reproduces the recipe.
     detrend: int = 30
     clip: float = 10.0
+    # The longest step between rows that is not a time gap: a duration (90s, 5min) or a number of
+    # cadences; None: default_max_gap.
+    max_gap: str | None = None
     # How the file names its time and label columns and writes its times (see csv.Columns).
     time_column: str = TIME
     label_column: str = LABEL
@@ -69,6 +91,9 @@ class PreprocessOptions:
                 raise UserError(f"--features may not include '{reserved[0]}': it is the "
                                 f"{'label' if reserved[0] == self.label_column else 'time'} column, not a sensor")
         self.columns  # noqa: B018 - checks the column names and the time format
+        if self.max_gap is not None:
+            object.__setattr__(self, "max_gap", str(self.max_gap))  # a number of cadences may come as a number
+            parse_span(self.max_gap, "--max-gap")
 
     @property
     def columns(self) -> Columns:
@@ -114,6 +139,7 @@ class Preprocessor:
         self.options = options
         self.features_: list[str] | None = None
         self.interval_: np.timedelta64 | None = None
+        self.max_gap_: np.timedelta64 | None = None
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
 
@@ -173,7 +199,7 @@ class Preprocessor:
         ``values_to``: write the detrended values to this file (a :class:`RowFile`, read in
         blocks from a table whose values are one too) instead of holding them.
         """
-        interval = self.interval_
+        interval = self.max_gap_
         segment = segments(table.time, interval)
         seg_start = segment_starts(table.time, segment)
         if first_segment_start is not None and len(table):
@@ -214,17 +240,38 @@ class Preprocessor:
             return recipe_window_ends(len(rows), self.lookback)
         return window_ends(rows.window_segment, self.lookback)
 
+    def no_window(self, rows: Rows, ends: np.ndarray, used: np.ndarray | None = None) -> np.ndarray:
+        """(T,) per row of the table ``rows`` came from, why it ends no window (an index into
+        NO_WINDOW, plus one), or WINDOWED. ``ends``: the rows that end a window; ``used``:
+        those of them kept (by the split), when fewer."""
+        reason = np.full(len(rows.table_segment_start), LABEL_DROPPED, dtype=np.int8)
+        first = np.maximum(np.arange(len(rows)) - self.lookback + 1, 0)
+        # A window cut at a gap would span it; otherwise the rows before it are too few.
+        kept = np.where(rows.window_segment[first] != rows.window_segment, AFTER_GAP, BEFORE_FIRST_WINDOW)
+        kept = kept.astype(np.int8)
+        kept[ends] = WINDOWED
+        if used is not None:
+            kept[np.setdiff1d(ends, used)] = SPLIT_BOUNDARY
+        reason[rows.source_row] = kept
+        return reason
+
     def fit_layout(self, table: Table) -> "Preprocessor":
-        """Learn the feature columns and the cadence (the most common step between rows)."""
+        """Learn the feature columns, the cadence (the most common step between rows) and the
+        longest step that is not a time gap."""
         self.features_ = list(table.features)
         self.interval_ = sampling_interval(table.time)
+        given = None if self.options.max_gap is None else parse_span(self.options.max_gap, "--max-gap")
+        self.max_gap_ = default_max_gap(self.interval_) if given is None else as_duration(given, self.interval_)
+        if self.max_gap_ < self.interval_:
+            raise UserError(f"--max-gap {self.options.max_gap}: shorter than the rows' cadence of "
+                            f"{_duration(self.interval_)}, so every step would be a time gap")
         return self
 
     def refit(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
         """A copy with the same layout and a scaler fitted on other training windows (a
         walk-forward fold's)."""
         fold = Preprocessor(self.options)
-        fold.features_, fold.interval_ = self.features_, self.interval_
+        fold.features_, fold.interval_, fold.max_gap_ = self.features_, self.interval_, self.max_gap_
         return fold.fit_scaler(rows, train_ends)
 
     def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
@@ -284,6 +331,7 @@ class Preprocessor:
             "options": asdict(self.options),
             "features": self.features_,
             "interval_seconds": int(self.interval_ / np.timedelta64(1, "s")),
+            "max_gap_seconds": int(self.max_gap_ / np.timedelta64(1, "s")),
         })
         save_npz(folder / SCALER_NPZ, mean=self.mean_, scale=self.scale_)
 
@@ -305,6 +353,7 @@ class Preprocessor:
             "time_column": raw.get("time_column", str, "a column name", default=TIME),
             "label_column": raw.get("label_column", str, "a column name", default=LABEL),
             "time_format": _optional(raw, "time_format", str, "a strftime pattern, 'epoch' or null"),
+            "max_gap": _optional(raw, "max_gap", str, "a duration, a number of rows, or null"),
         }
         try:
             pre = cls(PreprocessOptions(**fields))
@@ -312,6 +361,10 @@ class Preprocessor:
             raise UserError(f"{folder / CONFIG_JSON}: {exc}; {hint}") from None
         pre.features_ = config.strings("features")
         pre.interval_ = np.timedelta64(config.integer("interval_seconds", lambda v: v > 0, "a positive integer"), "s")
+        # Runs prepared before --max-gap took every step over the cadence for a gap.
+        max_gap = config.get("max_gap_seconds", int, "a positive integer", lambda v: v > 0,
+                             default=int(pre.interval_ / np.timedelta64(1, "s")))
+        pre.max_gap_ = np.timedelta64(max_gap, "s")
         arrays = load_npz(folder / SCALER_NPZ, ("mean", "scale"), "a scaler written by prepare")
         n = len(pre.features_)
         for key, value in arrays.items():
@@ -350,6 +403,40 @@ def _optional_strings(params: Params, key: str) -> tuple[str, ...] | None:
     value = params.get(key, (list, type(None)), "a list of strings or null",
                        lambda v: v is None or all(isinstance(s, str) for s in v))
     return None if value is None else tuple(value)
+
+
+def _duration(span: np.timedelta64) -> str:
+    seconds = int(span / np.timedelta64(1, "s"))
+    return f"{seconds // 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
+
+
+def no_window_summary(reasons: np.ndarray) -> dict:
+    """Counts of :meth:`Preprocessor.no_window`'s reasons: rows, rows ending a window, and rows
+    ending none by reason."""
+    counts = np.bincount(reasons, minlength=len(NO_WINDOW) + 1)
+    return {"rows": int(len(reasons)), "windowed": int(counts[WINDOWED]),
+            "no_window": {name: int(counts[i + 1]) for i, name in enumerate(NO_WINDOW)}}
+
+
+def add_summaries(first: dict | None, second: dict) -> dict:
+    if first is None:
+        return second
+    return {"rows": first["rows"] + second["rows"], "windowed": first["windowed"] + second["windowed"],
+            "no_window": {k: first["no_window"][k] + second["no_window"][k] for k in NO_WINDOW}}
+
+
+def no_window_line(summary: dict, what: str) -> tuple[str, bool]:
+    """(line, large): how many of ``what`` rows end no window and why; large when the share is
+    over NO_WINDOW_WARNING_SHARE (of NO_WINDOW_WARNING_ROWS rows or more)."""
+    missing = summary["rows"] - summary["windowed"]
+    share = missing / summary["rows"] if summary["rows"] else 0.0
+    why = ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in summary["no_window"].items() if n)
+    line = f"{missing:,} of the {summary['rows']:,} {what} ({share:.1%}) end no window, so get no score"
+    line += f": {why}" if why else ""
+    large = share > NO_WINDOW_WARNING_SHARE and summary["rows"] >= NO_WINDOW_WARNING_ROWS
+    if large and summary["no_window"]["after_gap"]:
+        line += "; steps longer than --max-gap are time gaps that no window spans"
+    return line, large
 
 
 def _names(names, n=8) -> str:

@@ -38,6 +38,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.preprocessor import add_summaries, no_window_line, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
 from lstm_rare_event.steps.score import (
     Scorer, atomic_output, check_output, load_scorer, output_columns, top_sensors,
@@ -188,6 +189,7 @@ class Stream:
         self.new_rows = self.skipped = self.windows = self.alarms = 0
         self.first_alarm = self.last_alarm = None
         self.held_windows = 0
+        self.coverage: dict | None = None  # the new rows: how many end a window, why the others do not
         self.columns: list[str] | None = None
         self._file_last = None  # the last time read from the current input (ordering check)
         self._file_offsets = None  # whether the current input's times have UTC offsets
@@ -232,6 +234,8 @@ class Stream:
         held = held if carry.held is None else np.concatenate([carry.held, held])
         staged = pre.rows(table, first_segment_start=carry.tail_start)
         ends = pre.window_ends(staged)
+        if emit:
+            self.coverage = add_summaries(self.coverage, no_window_summary(pre.no_window(staged, ends)[first_new:]))
         ends = ends[staged.source_row[ends] >= first_new]
         out = None
         if emit:
@@ -699,7 +703,7 @@ def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windo
                         "(the run's lookback)")
     if need_windows and stream.windows == 0:
         raise UserError(f"{source}: no window to score: no {pre.lookback} consecutive rows "
-                        f"without a time gap longer than {pre.interval_minutes:g} minutes")
+                        f"without a time gap (a step longer than {pre.max_gap_ / np.timedelta64(1, 's'):g} seconds)")
 
 
 def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, options: ScoreOptions, history,
@@ -776,6 +780,10 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
     warnings = stream.quality.warnings(stream.pre, options.drift_sd)
     for warning in warnings:
         log.warning(f"{input_path}: {warning['message']}")
+    coverage = stream.coverage or no_window_summary(np.zeros(0, dtype=np.int8))
+    if coverage["windowed"] < coverage["rows"]:
+        line, large = no_window_line(coverage, "new rows")
+        (log.warning if large else log.info)(f"{input_path}: {line}")
     summary = {
         "input": str(input_path),
         "output": str(out_path),
@@ -793,6 +801,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "threshold": scorer.threshold,
         "engine": options.engine,
         "warnings": warnings,
+        "coverage": coverage,
     }
     if options.missing == "hold":
         summary["held_windows"] = stream.held_windows
