@@ -26,7 +26,7 @@ from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
-from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
+from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
@@ -214,8 +214,12 @@ read_options = options(
 
 P = PrepareOptions
 preprocess_options = options(
+    click.option("--labels", type=click.Choice(LABELS), default=P.labels, show_default=True,
+                 help="events: a 1 marks a break (--shift labels the rows before it); intervals: a 1 marks an "
+                      "anomalous row, kept as it is (an interval is a run of them), never shifted."),
     click.option("--shift", default=P.shift, show_default=True, type=int,
-                 help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels)."),
+                 help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels); "
+                      "--labels events only."),
     click.option("--lookback", default=P.lookback, show_default=True, type=int, help="Rows per window."),
     click.option("--drop", default=",".join(P.drop), show_default=True, callback=comma_list,
                  help="Columns left out of the features (categorical by default)."),

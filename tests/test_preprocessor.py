@@ -293,7 +293,7 @@ def test_missing_key_in_preprocessor_json_names_file_and_key(saved, tmp_path, ke
 
 # Keys added after runs were first written: a file without them (an older run) reads the defaults.
 ADDED_KEYS = ["options.time_column", "options.label_column", "options.time_format", "options.max_gap",
-              "max_gap_seconds"]
+              "options.labels", "max_gap_seconds"]
 
 
 def test_every_written_key_is_checked(saved):
@@ -314,7 +314,7 @@ def test_older_preprocessor_json_reads_the_defaults_of_added_keys(saved, tmp_pat
 
 
 @pytest.mark.parametrize("key, value", [("time_column", 5), ("label_column", None), ("time_format", "dd.mm"),
-                                        ("max_gap", "soon")])
+                                        ("max_gap", "soon"), ("labels", "points")])
 def test_bad_added_key_names_file_and_key(saved, tmp_path, key, value):
     folder = _broken_copy(saved, tmp_path)
     config = json.loads((folder / CONFIG_JSON).read_text())

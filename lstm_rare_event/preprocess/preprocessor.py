@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_rare_event import log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
 from lstm_rare_event.preprocess.csv import (
     DEFAULT_DROP, LABEL, TIME, Columns, Table, sampling_interval, select_features,
 )
 from lstm_rare_event.preprocess.detrend import detrend
-from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.preprocess.labels import interval_labels, shift_labels
 from lstm_rare_event.preprocess.rowfile import NpyWriter, RowFile, blocks
 from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.preprocess.windows import (
@@ -33,6 +34,9 @@ FORMAT = "lstm-rare-event/preprocessor/1"
 CONFIG_JSON = "preprocessor.json"
 SCALER_NPZ = "scaler.npz"
 NAT = np.datetime64("NaT", "s")
+# What a label of 1 means: events, a break on that row (--shift labels the rows before it, the row
+# itself is dropped); intervals, an anomalous row (an interval is a run of them; kept, not shifted).
+LABELS = ("events", "intervals")
 # Why a row of the table ends no window (0: it ends one).
 NO_WINDOW = ("before_first_window", "after_gap", "label_dropped", "split_boundary")
 WINDOWED, BEFORE_FIRST_WINDOW, AFTER_GAP, LABEL_DROPPED, SPLIT_BOUNDARY = range(5)
@@ -68,12 +72,20 @@ class PreprocessOptions:
     # The longest step between rows that is not a time gap: a duration (90s, 5min) or a number of
     # cadences; None: default_max_gap.
     max_gap: str | None = None
+    labels: str = "events"
     # How the file names its time and label columns and writes its times (see csv.Columns).
     time_column: str = TIME
     label_column: str = LABEL
     time_format: str | None = None
 
     def __post_init__(self):
+        if self.labels not in LABELS:
+            raise UserError(f"--labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
+        if self.labels == "intervals":
+            if self.shift not in (0, PreprocessOptions.shift):
+                raise UserError(f"--shift {self.shift} labels the rows before each break (--labels events); "
+                                "interval labels are never shifted: leave --shift out")
+            object.__setattr__(self, "shift", 0)  # the default shift is the events' default
         if self.shift < 0:
             raise UserError(f"--shift must be 0 or more, got {self.shift}")
         if self.lookback < 1:
@@ -192,7 +204,8 @@ class Preprocessor:
 
     def rows(self, table: Table, first_segment_start=None, values_to: Path | None = None) -> Rows:
         """Detrend ``table`` within its gap-free segments, then (when it has labels and the
-        shift is on) label the rows before each break and drop the break rows.
+        shift is on) label the rows before each break and drop the break rows; interval labels
+        stay as they are.
 
         ``first_segment_start``: when the table continues earlier rows (a chunk of a stream),
         the restart time of its first segment, which began before the table did.
@@ -206,7 +219,8 @@ class Preprocessor:
             seg_start[segment == segment[0]] = first_segment_start
         n = len(table)
         if table.y is not None:
-            shifted = shift_labels(table.y, self.options.shift)
+            shifted = shift_labels(table.y, self.options.shift) if self.options.labels == "events" \
+                else interval_labels(table.y)
             keep, y, event_row = shifted.keep, shifted.y, shifted.event_row
         else:
             keep, y, event_row = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int8), np.full(n, -1)
@@ -279,6 +293,9 @@ class Preprocessor:
         if len(train_ends) == 0:
             raise UserError("no windows in the training split to fit the scaler on")
         normal = train_ends[rows.y[train_ends] == 0]
+        if normal.size == 0 and self.options.labels == "intervals":
+            log.warning("every training window lies in a labelled anomaly interval; the scaler fits on them all")
+            normal = train_ends
         if normal.size == 0:
             raise UserError("no normal (y=0) windows in the training split to fit the scaler on")
         self.mean_, std = _moments(rows.values, np.sort(normal))
@@ -354,6 +371,7 @@ class Preprocessor:
             "label_column": raw.get("label_column", str, "a column name", default=LABEL),
             "time_format": _optional(raw, "time_format", str, "a strftime pattern, 'epoch' or null"),
             "max_gap": _optional(raw, "max_gap", str, "a duration, a number of rows, or null"),
+            "labels": raw.get("labels", str, f"one of {', '.join(LABELS)}", lambda v: v in LABELS, default="events"),
         }
         try:
             pre = cls(PreprocessOptions(**fields))

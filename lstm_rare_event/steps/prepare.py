@@ -164,6 +164,12 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         raise UserError(f"{path}: {exc}") from None
     scaled = pre.write_scaled(rows, rows_path)
     splits = {name: pre.windows(rows, idx, scaled) for name, idx in parts.items()}
+    if options.labels == "intervals":
+        fitting = np.concatenate([parts["train"], parts["valid"]])
+        anomalous = int(rows.y[fitting].sum())
+        if anomalous:
+            log.warning(f"{path}: {anomalous:,} of the {len(fitting):,} train and valid windows end in labelled "
+                        "anomaly intervals; the scaler and the detectors fit on the normal ones")
     coverage = rows_without_windows(pre, rows, ends, parts, options, fit_rows)
     for part, summary in coverage.items():
         line, large = no_window_line(summary, "rows" if part == "all" else "judged (test) rows")
@@ -253,7 +259,8 @@ def prepare_run(path, out_dir, options: PrepareOptions = PrepareOptions(), sep: 
 
 
 def summary_rows(info: dict) -> list[list]:
-    rows = [["split", "windows", "positive", "breaks", "first end", "last end"]]
+    events = "intervals" if info["options"].get("labels") == "intervals" else "breaks"
+    rows = [["split", "windows", "positive", events, "first end", "last end"]]
     for name, s in info["splits"].items():
         rows.append([name, s["windows"], s["positive"], s["breaks"], s["first_end"], s["last_end"]])
     return rows
