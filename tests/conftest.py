@@ -97,6 +97,10 @@ def copy_run(run_dir, tmp_path, name="run"):
     return Path(shutil.copytree(run_dir, tmp_path / name))
 
 
+#: SKAB's experiments, beside the checkout (tests that read them skip when absent)
+SKAB = Path(os.environ.get("SKAB_DIR", ROOT.parent / "shared/data/skab"))
+
+
 def skab_like(n=120, anomaly=(80, 100), seed=0, jitter=()):
     """Rows written as SKAB writes them: 1-second `datetime` (2-second steps after the rows in
     ``jitter``), `.` decimals, 0.0/1.0 `anomaly` labels on the rows ``anomaly`` spans."""

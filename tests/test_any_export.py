@@ -2,19 +2,15 @@
 SKAB's files as they are (`;`-separated, `datetime`, `anomaly`, `changepoint`)."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fails, ok, skab_like
+from conftest import SKAB, fails, ok, skab_like
 from lstm_rare_event.preprocess.csv import Columns, read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
 from lstm_rare_event.errors import UserError
-
-SKAB = Path(os.environ.get("SKAB_DIR", Path(__file__).resolve().parents[2] / "shared/data/skab"))
 
 
 SKAB_OPTIONS = ("--sep", ";", "--time-column", "datetime", "--label-column", "anomaly", "--drop", "changepoint",

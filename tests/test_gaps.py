@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fails, invoke, ok, skab_like
+from conftest import SKAB, fails, invoke, ok, skab_like
 from lstm_rare_event.preprocess.preprocessor import default_max_gap
 from lstm_rare_event.run import Run
 
@@ -118,3 +118,16 @@ def test_score_and_evaluate_count_rows_without_a_window(tmp_path):
     skab_like(40, seed=5, jitter=(20,)).to_csv(few, index=False)
     result = invoke("score", tmp_path / "run", few, "--out", tmp_path / "few.scores.csv")
     assert "8 of the 40 new rows (20.0%) end no window" in result.stderr and f"warning: {few}" not in result.stderr
+
+
+
+@pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason=f"SKAB data not found at {SKAB} (set SKAB_DIR)")
+def test_skab_clock_jitter_leaves_every_judged_row_a_window(tmp_path):
+    options = ("--sep", ";", *COLUMNS, "--labels", "intervals", "--detrend", "0", "--lookback", "10",
+               "--train-rows", "400", "--fractions", "0.75,0.25,0", "--json")
+    path = SKAB / "valve1" / "1.csv"
+    judged = json.loads(ok("prepare", path, "--out", tmp_path / "run", *options).stdout)["coverage"]["judged"]
+    assert judged["rows"] == 745 and judged["windowed"] == 745
+    # Every 2-second step taken for a gap (the rule before --max-gap) left 329 of them without one.
+    judged = json.loads(ok("prepare", path, "--out", tmp_path / "exact", *options, "--max-gap", "1s").stdout)
+    assert judged["coverage"]["judged"]["no_window"]["after_gap"] == 329
