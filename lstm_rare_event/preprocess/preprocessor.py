@@ -212,8 +212,8 @@ class Preprocessor:
         ``values_to``: write the detrended values to this file (a :class:`RowFile`, read in
         blocks from a table whose values are one too) instead of holding them.
         """
-        interval = self.max_gap_
-        segment = segments(table.time, interval)
+        gap = self.max_gap_
+        segment = segments(table.time, gap)
         seg_start = segment_starts(table.time, segment)
         if first_segment_start is not None and len(table):
             seg_start[segment == segment[0]] = first_segment_start
@@ -229,7 +229,7 @@ class Preprocessor:
         if self.options.allow_gaps:
             window_segment = np.zeros(len(time), dtype=np.int64)
         else:
-            window_segment = segments(time, interval)
+            window_segment = segments(time, gap)
         values = self._detrended(table.values, segment, keep, values_to)
         return Rows(time, values, y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep), seg_start)
 
