@@ -22,7 +22,6 @@ import click
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
-from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
@@ -323,8 +322,8 @@ lstm_options = options(
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write the detector here instead of RUN_DIR (the prepared data is copied along).")
 @click.option("--init-from", "init_from", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="lstm: start from this run's trained weights (same network and features): a retrain in "
-                   "seconds.")
+              help="Start from this run's fit, for detectors that can (lstm: its weights; same network and "
+                   "features): a retrain in seconds.")
 @lstm_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
@@ -378,8 +377,9 @@ def inspect_command(run_dir, lookback, features, as_json, **spec):
 
 
 def engine_option(func):
-    return click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
-                        help="lstm: run the network with NumPy (no TensorFlow) or Keras (model.keras).")(func)
+    return click.option("--engine", type=click.Choice(detectors.engines()), default=None,
+                        help="What computes the scores: numpy (no TensorFlow), or for lstm keras (model.keras)  "
+                             "[default: the detector's first engine: numpy]")(func)
 
 
 T = ThresholdOptions
@@ -619,7 +619,7 @@ B = BacktestOptions
 @click.option("--valid-window", default=B.valid_window, show_default=True,
               help="History just before each cut that the threshold rule (and early stopping) uses.")
 @click.option("--warm-start/--no-warm-start", default=B.warm_start, show_default=True,
-              help="lstm: start each fold from the previous fold's weights.")
+              help="Start each fold from the previous fold's fit, for detectors that can (lstm: its weights).")
 @click.option("--replicates", default=B.replicates, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates for the intervals (break events and normal days resampled).")
 @read_options
@@ -644,13 +644,9 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
 
     pre_names = [f.name for f in fields(PreprocessOptions)]
     preprocess = PreprocessOptions(**{k: options.pop(k) for k in pre_names})
-    lstm = {k: v for k, v in options.items() if v is not None}
     walk = BacktestOptions(start=start, every=every, train_window=train_window, valid_window=valid_window,
                            detectors=detector_names, warm_start=warm_start, replicates=replicates)
-    params = {"lstm": lstm} if lstm else {}
-    if lstm and "lstm" not in detector_names:
-        raise UserError(f"--{next(iter(lstm)).replace('_', '-')} applies to the lstm detector, which --detector "
-                        "does not include")
+    params = detectors.assign_options(detector_names, {k: v for k, v in options.items() if v is not None})
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
                                threshold_from(rule, value, beta, target, merge, horizon), wait=wait, sep=sep,
                                decimal=decimal)

@@ -295,7 +295,7 @@ def test_lstm_loads_with_keras_too(fitted):
 
 @pytest.mark.parametrize("name", ["mahalanobis", "restart"])
 def test_detectors_without_a_network_refuse_the_keras_engine(fitted, name):
-    with pytest.raises(UserError, match=f"--engine keras: the {name} detector runs on NumPy only"):
+    with pytest.raises(UserError, match=f"--engine keras: the {name} detector runs on numpy only"):
         detectors.load(fitted[name][1], engine="keras")
 
 
@@ -327,3 +327,30 @@ def test_a_missing_or_broken_detector_json_is_a_user_error_naming_the_file(tmp_p
     (tmp_path / CONFIG_JSON).write_text("{not json")
     with pytest.raises(UserError, match=r"detector\.json: not valid JSON"):
         detectors.load(tmp_path)
+
+
+# -- capabilities: what the steps ask a detector instead of its name ---------------------
+def test_capabilities_are_declared_on_the_classes():
+    lstm, mahalanobis, restart = (detectors.detector_class(n) for n in ("lstm", "mahalanobis", "restart"))
+    assert lstm.engines == ("numpy", "keras") and mahalanobis.engines == restart.engines == ("numpy",)
+    assert lstm.warm_starts and not mahalanobis.warm_starts and not restart.warm_starts
+    assert mahalanobis.names_sensors and not restart.names_sensors
+    assert detectors.engines() == ("numpy", "keras")
+
+
+def test_a_load_option_the_detector_does_not_take_is_a_user_error(fitted):
+    with pytest.raises(UserError, match="'batch' does not apply to the mahalanobis detector"):
+        detectors.load(fitted["mahalanobis"][1], batch=3)
+    assert detectors.load(fitted["mahalanobis"][1], engine=None, allow_pickle=True).engine == "numpy"
+
+
+def test_a_detector_that_cannot_warm_start_refuses_to(fitted):
+    with pytest.raises(UserError, match="mahalanobis detector cannot start from an earlier fit"):
+        detectors.create("mahalanobis").warm_start(fitted["mahalanobis"][0])
+
+
+def test_backtest_options_go_to_the_detectors_that_take_them():
+    assert detectors.assign_options(("lstm", "restart"), {"epochs": 3}) == {"lstm": {"epochs": 3}}
+    assert detectors.assign_options(("restart",), {}) == {}
+    with pytest.raises(UserError, match="--epochs applies to the lstm detector, which --detector does not"):
+        detectors.assign_options(("restart",), {"epochs": 3})

@@ -30,6 +30,11 @@ def detector_class(name: str) -> type[Detector]:
     return getattr(importlib.import_module(module), attr)
 
 
+def engines() -> tuple[str, ...]:
+    """Every engine some detector offers (``--engine``'s choices); imports every detector."""
+    return tuple(dict.fromkeys(e for name in REGISTRY for e in detector_class(name).engines))
+
+
 def option_names(name: str) -> list[str]:
     return [f.name for f in fields(detector_class(name).Options)]
 
@@ -45,6 +50,19 @@ def create(name: str, **params) -> Detector:
         raise UserError(f"--{unknown[0].replace('_', '-')} does not apply to --detector {name} (it takes {takes})")
     options = cls.Options.from_cli(**params) if hasattr(cls.Options, "from_cli") else cls.Options(**params)
     return cls(options)
+
+
+def assign_options(names, given: dict) -> dict[str, dict]:
+    """``given`` options shared out among the detectors ``names``: each goes to every one that
+    has it (detectors without any are left out); an option none of them has is one line naming
+    the detectors that take it."""
+    for key in given:
+        if not any(key in option_names(name) for name in names):
+            takers = [name for name in NAMES if key in option_names(name)]
+            which = f"the {' and '.join(takers)} detector{'s' if len(takers) > 1 else ''}" if takers else "no detector"
+            raise UserError(f"--{key.replace('_', '-')} applies to {which}, which --detector does not include")
+    shared = {name: {k: v for k, v in given.items() if k in option_names(name)} for name in names}
+    return {name: params for name, params in shared.items() if params}
 
 
 def load(folder, hint: str = "re-run train", **load_options) -> Detector:

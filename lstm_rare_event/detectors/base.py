@@ -1,6 +1,11 @@
 """What every detector is: fit on windows, score windows, name the sensors behind a score,
 save to and load from a folder (JSON and npz, never pickle).
 
+What a detector can do beyond that is declared on its class, so that the steps ask the
+detector instead of testing its name: ``names_sensors`` (its scores split over the sensors),
+``engines`` (what can compute its saved scores, the default first: ``load(engine=...)``) and
+``warm_starts`` (a fit can start from an earlier fit's state).
+
 In the spirit of scikit-learn estimators and PyOD detectors: configuration (an options
 dataclass, given at construction) stays apart from fitted state (attributes ending in ``_``).
 Scores are higher where a break is more likely and never negative, as the threshold rules
@@ -9,6 +14,7 @@ expect (they treat 0 as the floor).
 
 from __future__ import annotations
 
+import textwrap
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -17,13 +23,15 @@ from typing import ClassVar
 import numpy as np
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import Params, load_npz, save_npz, write_json
+from lstm_rare_event.files import Params, dumps, load_npz, save_npz, write_json
 from lstm_rare_event.preprocess.windows import Windows
 
 FORMAT = "lstm-rare-event/detector/1"
 CONFIG_JSON = "detector.json"
 STATE_NPZ = "state.npz"
 SCORE_BATCH = 65_536  # windows cut at a time: 77 MB for 5 x 59 float32 windows
+#: load options every detector accepts: permissions, which a detector that needs none ignores
+PERMISSIONS = ("allow_pickle",)
 
 
 @dataclass(frozen=True)
@@ -36,9 +44,18 @@ class Detector(ABC):
     Options: ClassVar[type] = NoOptions
     #: one sentence for ``inspect`` and the README: what the score is
     summary: ClassVar[str]
+    #: whether :meth:`explain` splits each score over the sensors (an alarm then names them)
+    names_sensors: ClassVar[bool] = True
+    #: what can compute the saved detector's scores, the default first; the built-in detectors
+    #: score with NumPy alone, and the autoencoder with Keras too
+    engines: ClassVar[tuple[str, ...]] = ("numpy",)
+    #: whether :meth:`warm_start` carries an earlier fit into the next (a network's weights)
+    warm_starts: ClassVar[bool] = False
 
     def __init__(self, options=None):
         self.options = options if options is not None else self.Options()
+        #: the engine computing the scores (one of ``engines``)
+        self.engine = self.engines[0]
         self.n_features_: int | None = None
         #: per-epoch losses for detectors that train iteratively, else None
         self.history_: dict | None = None
@@ -59,9 +76,10 @@ class Detector(ABC):
         return np.concatenate(parts) if parts else self.explain(windows)[0]
 
     def warm_start(self, previous: "Detector") -> "Detector":
-        """Start the next :meth:`fit` from ``previous``'s fitted state, where that means
-        anything (a network's weights); a closed-form fit ignores it."""
-        return self
+        """Start the next :meth:`fit` from ``previous``'s fitted state: only for detectors that
+        ``warm_starts``; any other refuses, as a closed-form fit has nothing to start from."""
+        raise UserError(f"the {self.name} detector cannot start from an earlier fit (--init-from, --warm-start); "
+                        "its fit is the same without one")
 
     def is_chief(self) -> bool:
         """Whether this process writes the results: only one worker of a training cluster does."""
@@ -70,6 +88,12 @@ class Detector(ABC):
     def describe(self) -> dict:
         """What the fitted detector is, as JSON-ready data (train.json, inspect)."""
         return {"detector": self.name, "summary": self.summary, "options": asdict(self.options)}
+
+    def describe_text(self) -> str:
+        """What the fitted detector is, for a reader (``inspect``)."""
+        options = dumps(self.describe()["options"]).strip()
+        text = textwrap.fill(f"{self.name} detector: {self.summary}.", width=90)
+        return text + ("" if options == "{}" else f"\noptions: {options}")
 
     # -- persistence -------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -92,15 +116,31 @@ class Detector(ABC):
 
     @classmethod
     def load(cls, folder, config: Params, **load_options) -> "Detector":
+        """The detector saved in ``folder``. ``load_options``: ``engine`` (one of ``engines``;
+        None or left out: the first) and the permissions every detector takes (``allow_pickle``);
+        any other option is refused."""
         folder = Path(folder)
-        engine = load_options.get("engine", "numpy")
-        if engine != "numpy":
-            raise UserError(f"--engine {engine}: the {cls.name} detector runs on NumPy only")
+        engine = cls.check_load_options(load_options)
         detector = cls(options_from_json(cls.Options, config.mapping("options")))
+        detector.engine = engine
         arrays = load_npz(folder / STATE_NPZ, cls.state_arrays, f"the state of a {cls.name} detector") \
             if cls.state_arrays else {}
         detector.set_state(config.mapping("state"), arrays, folder)
         return detector
+
+    @classmethod
+    def check_load_options(cls, load_options: dict, takes: tuple[str, ...] = ()) -> str:
+        """The engine that ``load_options`` choose; one line for an option this detector does
+        not take (``takes``: a subclass's own options besides ``engine`` and the permissions)."""
+        known = ("engine", *PERMISSIONS, *takes)
+        unknown = [key for key in load_options if key not in known]
+        if unknown:
+            raise UserError(f"the load option {unknown[0]!r} does not apply to the {cls.name} detector "
+                            f"(it takes {', '.join(known)})")
+        engine = load_options.get("engine") or cls.engines[0]
+        if engine not in cls.engines:
+            raise UserError(f"--engine {engine}: the {cls.name} detector runs on {' or '.join(cls.engines)} only")
+        return engine
 
     # -- helpers for subclasses --------------------------------------------------------
     def _check_windows(self, windows: Windows) -> None:

@@ -18,6 +18,7 @@ class RestartDetector(Detector):
     name = "restart"
     summary = ("1 / (1 + minutes since the last restart after downtime) at each window's end; "
                "uses no sensor, so it names none behind an alarm")
+    names_sensors = False
 
     def fit(self, train: Windows, valid: Windows | None = None) -> "RestartDetector":
         self.n_features_ = train.X.shape[2]

@@ -20,7 +20,7 @@ from lstm_rare_event.tables import format_table
 REPLICATES = 1000
 
 
-def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, reference=None,
+def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT, reference=None,
                  replicates: int = REPLICATES) -> dict:
     """Apply threshold.json to the test split; write evaluate.json and three figures; return the report.
 
@@ -43,7 +43,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
             "threshold": {"rule": chosen.rule, "params": chosen.params, "value": chosen.value,
                           "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes},
             "detector": detector.name,
-            "engine": engine,
+            "engine": detector.engine,
             "interval_minutes": interval,
             **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
         }
@@ -52,7 +52,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
                                      replicates)
         windows = report["windows"]
         log.info(f"writing {EVALUATE_JSON}, {TIMELINE_PNG}, {ROC_PR_PNG} and {HISTOGRAM_PNG}")
-        with run.writer("evaluate", {"engine": engine}) as out:
+        with run.writer("evaluate", {"engine": detector.engine}) as out:
             out.json(EVALUATE_JSON, report)
             ep = episodes.find_episodes(test.end_time, scores > chosen.value, chosen.merge_minutes)
             plots.alarm_timeline(test.end_time, scores, chosen.value, out.path(TIMELINE_PNG),

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from lstm_rare_event.detectors.lstm_ae import spec
-from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DETECTOR, Run
 
 
@@ -20,9 +17,4 @@ def inspect_run(run_dir) -> tuple[dict, str]:
     with run.reading():
         run.check("train", [DETECTOR])
         detector = run.detector()
-    described = detector.describe()
-    if detector.name == "lstm":
-        return described, spec.format_text(detector.arch_)
-    options = dumps(described["options"]).strip()
-    text = textwrap.fill(f"{detector.name} detector: {detector.summary}.", width=90)
-    return described, text + ("" if options == "{}" else f"\noptions: {options}")
+    return detector.describe(), detector.describe_text()

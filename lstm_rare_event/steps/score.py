@@ -47,7 +47,7 @@ class Scorer:
     utc_offset_seconds: int | None = None
 
 
-def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
+def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
     refused when they do not come from one run."""
     run = Run(run_dir)

@@ -52,7 +52,7 @@ EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    engine: str = "numpy"
+    engine: str | None = None  # None: the detector's own (Detector.engines)
     chunk_rows: int = CHUNK_ROWS
     #: what an empty cell means: "error" (exit 2 naming row and column) or "hold" the last value
     missing: str = "error"
@@ -186,7 +186,7 @@ class Stream:
 
     @property
     def _has_sensors(self) -> bool:
-        return not getattr(self.scorer.detector, "name", "") == "restart"
+        return self.scorer.detector.names_sensors
 
     def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
         """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
@@ -779,7 +779,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "episodes_opened": stream.opened,
         "merge_minutes": scorer.merge_minutes,
         "threshold": scorer.threshold,
-        "engine": options.engine,
+        "engine": scorer.detector.engine,
         "warnings": warnings,
     }
     if options.missing == "hold":

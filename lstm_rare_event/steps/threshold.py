@@ -50,7 +50,7 @@ def default_horizon(run: Run) -> float:
     return max(shift, 1) * interval
 
 
-def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str = "numpy",
+def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str | None = None,
                   wait: float = DEFAULT_WAIT) -> dict:
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
@@ -72,7 +72,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "merge_minutes": options.merge,
             "horizon_minutes": horizon,
             "detector": detector.name,
-            "engine": engine,
+            "engine": detector.engine,
             "interval_minutes": interval,
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
@@ -82,7 +82,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             summary["warning"] = warning
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
-                        "horizon": horizon, "engine": engine}
+                        "horizon": horizon, "engine": detector.engine}
         with run.writer("threshold", step_options) as out:
             out.json(THRESHOLD_JSON, summary)
             cuts, precision, recall = thresholds.precision_recall_by_threshold(scored.scores, valid.y)

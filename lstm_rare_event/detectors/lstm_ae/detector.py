@@ -100,6 +100,8 @@ class LstmDetector(Detector):
     Options = LstmOptions
     summary = ("LSTM autoencoder trained on normal windows; the score is the reconstruction error "
                "(mean squared error over the sensors, of the whole window or its last row)")
+    engines = numpy_engine.ENGINES
+    warm_starts = True
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -205,6 +207,9 @@ class LstmDetector(Detector):
             out["architecture"] = spec.describe(self.arch_)
         return {**out, **self.train_info_}
 
+    def describe_text(self) -> str:
+        return spec.format_text(self.arch_)
+
     def state(self):
         values, arrays = super().state()
         return {**values, "training": self.train_info_}, arrays
@@ -221,10 +226,10 @@ class LstmDetector(Detector):
         self.train_info_ = values.data.get("training") or {}
 
     @classmethod
-    def load(cls, folder, config: Params, engine: str = "numpy") -> "LstmDetector":
-        detector = super().load(folder, config)  # options and state; the network follows
-        detector.model_ = numpy_engine.load_model(folder, engine)
-        detector.arch_ = detector.model_.arch if engine == "numpy" else numpy_engine.read_architecture(folder)
+    def load(cls, folder, config: Params, **load_options) -> "LstmDetector":
+        detector = super().load(folder, config, **load_options)  # options and state; the network follows
+        detector.model_ = numpy_engine.load_model(folder, detector.engine)
+        detector.arch_ = detector.model_.arch if detector.engine == "numpy" else numpy_engine.read_architecture(folder)
         if detector.arch_.n_features != detector.n_features_:
             raise UserError(f"{folder}: model.npz has {detector.arch_.n_features} features, detector.json "
                             f"{detector.n_features_}; {config.hint}")
