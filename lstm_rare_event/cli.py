@@ -22,6 +22,7 @@ import click
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
+from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
@@ -140,7 +141,7 @@ def cli():
     The pipeline, each step reading and writing files in a run directory:
       demo-data   write a synthetic data set with the sheet-break schema
       prepare     read a CSV, shift labels ahead, window, split, scale
-      train       fit a detector (LSTM autoencoder, Mahalanobis, restart) on normal windows
+      train       fit a detector (LSTM autoencoder, Mahalanobis, PCA, restart) on normal windows
       inspect     show the detector: the network and how small its latent vector is
       threshold   choose the alarm threshold on the validation split
       evaluate    measure alarms on the test split
@@ -309,6 +310,20 @@ lstm_options = options(
                       "over the cluster in TF_CONFIG (only the chief writes)  [default: none]"),
 )
 
+PCA = PcaOptions
+pca_options = options(
+    click.option("--components", type=click.IntRange(min=0), default=None,
+                 help=f"pca: principal components T-squared keeps (0: as many as explain --variance)  "
+                      f"[default: {PCA.components}]"),
+    click.option("--variance", type=float, default=None,
+                 help=f"pca: share of the training variance the components explain  [default: {PCA.variance}]"),
+    click.option("--combine", type=click.Choice(COMBINE), default=None,
+                 help="pca: T-squared / its limit plus Q / its limit (sum, Yue and Qin's combined index), or the "
+                      f"larger (max)  [default: {PCA.combine}]"),
+    click.option("--confidence", type=float, default=None,
+                 help=f"pca: level of the T-squared and Q limits that weigh the two  [default: {PCA.confidence}]"),
+)
+
 
 @command(cli, "train", "lstm-rare-event train run\n"
                        "  lstm-rare-event train run --detector mahalanobis --out run-mahalanobis\n"
@@ -318,13 +333,15 @@ lstm_options = options(
 @click.option("--detector", "detector", type=click.Choice(detectors.NAMES), default=detectors.DEFAULT,
               show_default=True,
               help="lstm: LSTM autoencoder (reconstruction error); mahalanobis: distance of the last row "
-                   "from normal training rows; restart: minutes since the last restart after downtime.")
+                   "from normal training rows; pca: Hotelling's T-squared plus the Q residual of the last row; "
+                   "restart: minutes since the last restart after downtime.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write the detector here instead of RUN_DIR (the prepared data is copied along).")
 @click.option("--init-from", "init_from", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Start from this run's fit, for detectors that can (lstm: its weights; same network and "
                    "features): a retrain in seconds.")
 @lstm_options
+@pca_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
 def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **options):
@@ -625,6 +642,7 @@ B = BacktestOptions
 @read_options
 @preprocess_options
 @lstm_options
+@pca_options
 @threshold_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")

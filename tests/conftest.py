@@ -81,7 +81,7 @@ def runs(tmp_path_factory, demo_csv):
     prepared = base / "prepared"
     ok("prepare", demo_csv, "--out", prepared, "--detrend", "12", "-q")
     made = {}
-    for name in ("lstm", "mahalanobis", "restart"):
+    for name in ("lstm", "mahalanobis", "pca", "restart"):
         extra = TINY_LSTM if name == "lstm" else ()
         ok("train", prepared, "--detector", name, "--out", base / name, "-q", *extra)
         ok("threshold", base / name, "-q")

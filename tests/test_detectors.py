@@ -239,7 +239,8 @@ def test_restart_detector_finds_breaks_that_follow_restarts():
 
 
 # -- every detector: fit, save, load -----------------------------------------------------------
-FIT_PARAMS = {"lstm": {"encoder": "2", "epochs": 1, "batch_size": 32, "seed": 1}, "mahalanobis": {}, "restart": {}}
+FIT_PARAMS = {"lstm": {"encoder": "2", "epochs": 1, "batch_size": 32, "seed": 1}, "mahalanobis": {}, "pca": {},
+              "restart": {}}
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +306,7 @@ def test_an_option_of_another_detector_is_a_user_error_naming_it():
         detectors.create("mahalanobis", epochs=3)
     with pytest.raises(UserError, match="--batch-size does not apply to --detector restart"):
         detectors.create("restart", batch_size=3)
-    with pytest.raises(UserError, match="detector 'nearest': choose one of lstm, mahalanobis, restart"):
+    with pytest.raises(UserError, match="detector .nearest.: choose one of lstm, mahalanobis, pca, restart"):
         detectors.create("nearest")
 
 

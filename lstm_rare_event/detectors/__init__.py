@@ -17,6 +17,7 @@ from lstm_rare_event.files import Params, read_json
 REGISTRY = {
     "lstm": "lstm_rare_event.detectors.lstm_ae:LstmDetector",
     "mahalanobis": "lstm_rare_event.detectors.mahalanobis:MahalanobisDetector",
+    "pca": "lstm_rare_event.detectors.pca:PcaDetector",
     "restart": "lstm_rare_event.detectors.restart:RestartDetector",
 }
 DEFAULT = "lstm"
