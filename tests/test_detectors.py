@@ -3,6 +3,7 @@ Mahalanobis distance, minutes since a restart; saving and loading every detector
 npz, never pickle), and the registry's errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -355,3 +356,42 @@ def test_backtest_options_go_to_the_detectors_that_take_them():
     assert detectors.assign_options(("restart",), {}) == {}
     with pytest.raises(UserError, match="--epochs applies to the lstm detector, which --detector does not"):
         detectors.assign_options(("restart",), {"epochs": 3})
+
+
+# -- scikit-learn style: DataFrames and arrays -------------------------------------------------
+@pytest.mark.parametrize("name", ["mahalanobis", "pca"])
+def test_detectors_fit_and_score_dataframes_and_arrays(name):
+    import pandas as pd
+
+    rows = np.random.default_rng(5).normal(size=(80, 4))
+    frame = pd.DataFrame(rows, columns=["a", "b", "c", "d"])
+    from_frame = detectors.create(name).fit(frame)
+    scores = from_frame.score_samples(frame)
+    assert scores.shape == (80,) and np.isfinite(scores).all()
+    np.testing.assert_array_equal(detectors.create(name).fit(rows).score_samples(rows), scores)
+    # a 2-D row is a window of one row: the same score as a 3-D window ending in that row
+    windows3 = np.concatenate([np.zeros((80, 2, 4)), rows[:, None, :]], axis=1)
+    np.testing.assert_array_equal(from_frame.score_samples(windows3), scores)
+    far = from_frame.score_samples(rows[:1] + 10)
+    assert far[0] > scores.max()
+    assert from_frame.explain(frame)[1].shape == (80, 4)
+
+
+@pytest.mark.parametrize("X, fragment", [
+    ("text column", "column 'name' is not numeric"),
+    ("nan", "X: row 1 has a missing or infinite value"),
+    ("1-D", "expected rows (a DataFrame or a 2-D array) or windows"),
+])
+def test_bad_arrays_are_one_line(X, fragment):
+    import pandas as pd
+
+    given = {"text column": pd.DataFrame({"name": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]}),
+             "nan": np.array([[1.0, 2.0], [np.nan, 1.0], [0.0, 0.0]]),
+             "1-D": np.arange(5.0)}[X]
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        detectors.create("mahalanobis").fit(given)
+
+
+def test_restart_needs_times_that_arrays_do_not_carry():
+    with pytest.raises(UserError, match="restart detector scores the time since a restart"):
+        detectors.create("restart").fit(np.zeros((3, 2)))

@@ -10,6 +10,12 @@ In the spirit of scikit-learn estimators and PyOD detectors: configuration (an o
 dataclass, given at construction) stays apart from fitted state (attributes ending in ``_``).
 Scores are higher where a break is more likely and never negative, as the threshold rules
 expect (they treat 0 as the floor).
+
+``fit``, ``score``, ``score_samples`` and ``explain`` take the steps' :class:`Windows` record or,
+scikit-learn style, a 3-D array of windows (N, lookback, features), or a 2-D array or a
+DataFrame of rows (N, features), each row a window of lookback 1 (one score per row); every
+window given as an array counts as normal (y = 0). Subclasses implement ``fit_windows`` and
+``explain_windows`` on :class:`Windows`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy as np
 
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, dumps, load_npz, save_npz, write_json
-from lstm_rare_event.preprocess.windows import Windows
+from lstm_rare_event.preprocess.windows import WindowArray, Windows
 
 FORMAT = "lstm-rare-event/detector/1"
 CONFIG_JSON = "detector.json"
@@ -62,18 +68,33 @@ class Detector(ABC):
 
     # -- the protocol ------------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: Windows, valid: Windows | None = None) -> "Detector":
+    def fit_windows(self, train: Windows, valid: Windows | None = None) -> "Detector":
         """Fit on the normal windows of ``train`` (``valid``'s for early stopping, where used)."""
 
     @abstractmethod
-    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray | None]:
+    def explain_windows(self, windows: Windows) -> tuple[np.ndarray, np.ndarray | None]:
         """(scores (N,), per-feature contributions (N, F) or None when the score has none)."""
 
-    def score(self, windows: Windows) -> np.ndarray:
-        """Scores of ``windows``, cut and scored a batch at a time: a split of millions of
-        windows is never held whole (a window's score does not depend on its batch)."""
-        parts = [self.explain(batch)[0] for batch in windows.batches(SCORE_BATCH)]
-        return np.concatenate(parts) if parts else self.explain(windows)[0]
+    def fit(self, X, valid=None) -> "Detector":
+        """Fit on ``X`` (windows, an array or a DataFrame: see the module's docstring);
+        ``valid``: windows for early stopping, where the detector uses them."""
+        return self.fit_windows(as_windows(X, "X"), None if valid is None else as_windows(valid, "valid"))
+
+    def explain(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scores (N,), per-feature contributions (N, F) or None when the score has none)."""
+        return self.explain_windows(as_windows(X, "X"))
+
+    def score(self, X) -> np.ndarray:
+        """Scores of ``X``, cut and scored a batch at a time: a split of millions of windows is
+        never held whole (a window's score does not depend on its batch)."""
+        windows = as_windows(X, "X")
+        parts = [self.explain_windows(batch)[0] for batch in windows.batches(SCORE_BATCH)]
+        return np.concatenate(parts) if parts else self.explain_windows(windows)[0]
+
+    def score_samples(self, X) -> np.ndarray:
+        """:meth:`score` under scikit-learn's name. Unlike scikit-learn's ``score_samples``
+        (higher is more normal), higher is more anomalous, as PyOD's ``decision_function``."""
+        return self.score(X)
 
     def warm_start(self, previous: "Detector") -> "Detector":
         """Start the next :meth:`fit` from ``previous``'s fitted state: only for detectors that
@@ -148,6 +169,38 @@ class Detector(ABC):
         if X.ndim != 3 or (self.n_features_ is not None and X.shape[2] != self.n_features_):
             raise UserError(f"the {self.name} detector was fitted on {self.n_features_} features, "
                             f"got windows of shape {tuple(X.shape[1:])}; were they prepared by the same run?")
+
+
+def as_windows(X, what: str = "X") -> Windows:
+    """``X`` as a :class:`Windows` record: as it is when it is one; a 3-D array as windows; a 2-D
+    array or a DataFrame (numeric columns only) as windows of one row each. Windows made from
+    an array are all normal (y = 0) and have no times (NaT)."""
+    if isinstance(X, Windows):
+        return X
+    if isinstance(X, WindowArray):
+        windows = X
+    else:
+        if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame: pandas is imported already
+            from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+            bad = [str(c) for c, t in X.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t))]
+            if bad:
+                raise UserError(f"{what}: column {bad[0]!r} is not numeric; give the sensor columns only")
+        try:
+            windows = np.asarray(X, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{what}: not an array of numbers ({exc})") from None
+        if windows.ndim == 2:
+            windows = windows[:, None, :]
+        if windows.ndim != 3:
+            raise UserError(f"{what}: expected rows (a DataFrame or a 2-D array) or windows (a 3-D array of "
+                            f"N x lookback x features), got {windows.ndim} dimension(s)")
+        finite = np.isfinite(windows).all(axis=(1, 2))
+        if not finite.all():
+            raise UserError(f"{what}: row {int(np.flatnonzero(~finite)[0])} has a missing or infinite value")
+    n = len(windows)
+    nat = np.full(n, np.datetime64("NaT", "s"))
+    return Windows(windows, np.zeros(n, dtype=np.int8), nat, nat, nat)
 
 
 def normal(windows: Windows) -> Windows:

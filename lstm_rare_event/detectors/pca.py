@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_rare_event.detectors.base import Detector, normal
+from lstm_rare_event.detectors.base import Detector, as_windows, normal
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params
 from lstm_rare_event.preprocess.windows import Windows
@@ -74,7 +74,7 @@ class PcaDetector(Detector):
                "training upper limit, then summed (or the larger)")
     state_arrays = ("mean", "scale", "loadings", "eigenvalues", "residual_eigenvalues", "limits")
 
-    def fit(self, train: Windows, valid: Windows | None = None) -> "PcaDetector":
+    def fit_windows(self, train: Windows, valid: Windows | None = None) -> "PcaDetector":
         from scipy import stats
 
         rows = np.asarray(normal(train).X[:, -1, :], dtype=np.float64)
@@ -124,10 +124,11 @@ class PcaDetector(Detector):
         self._t2_map = (self.loadings_ * inverse) @ self.loadings_.T
         self._residual_map = np.eye(self.n_features_) - self.loadings_ @ self.loadings_.T
 
-    def statistics(self, windows: Windows) -> dict[str, np.ndarray]:
-        """T-squared and Q of each window's last row, and their per-sensor contributions:
+    def statistics(self, windows) -> dict[str, np.ndarray]:
+        """T-squared and Q of each window's last row (``windows``: as :meth:`explain` takes them), and their per-sensor contributions:
         ``t2`` (N,), ``q`` (N,), ``t2_contributions`` and ``q_contributions`` (N, F), each
         summing over the sensors to its statistic."""
+        windows = as_windows(windows)
         self._check_windows(windows)
         z = (np.asarray(windows.X[:, -1, :], dtype=np.float64) - self.mean_) / self.scale_
         with np.errstate(over="ignore", invalid="ignore"):
@@ -139,7 +140,7 @@ class PcaDetector(Detector):
         return {"t2": t2_contributions.sum(axis=1), "q": q_contributions.sum(axis=1),
                 "t2_contributions": t2_contributions, "q_contributions": q_contributions}
 
-    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    def explain_windows(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         s = self.statistics(windows)
         t2_limit, q_limit = self.limits_
         with np.errstate(over="ignore", invalid="ignore"):

@@ -129,7 +129,7 @@ class LstmDetector(Detector):
         o = self.options
         return Architecture(o.encoder, o.decoder, o.activation, lookback, n_features)
 
-    def fit(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
+    def fit_windows(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
         X_train = normal(train).X
         X_valid = normal(valid).X if valid is not None else np.empty((0, *train.X.shape[1:]), np.float32)
         for what, windows, X in (("train", train, X_train), ("validate", valid, X_valid)):
@@ -189,7 +189,7 @@ class LstmDetector(Detector):
 
         return distributed.is_chief()
 
-    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    def explain_windows(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         self._check_windows(windows)
         X = np.asarray(windows.X, dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
