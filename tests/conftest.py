@@ -74,6 +74,14 @@ def new_csv(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def history(tmp_path_factory):
+    """3000 rows of the plant (seed 3), about four days: enough history for a few backtest folds."""
+    path = tmp_path_factory.mktemp("bt") / "history.csv"
+    write_csv(make_sheet_breaks(3000, seed=3), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory, demo_csv):
     """One prepared, trained and thresholded run per detector (tiny autoencoder), built once.
     Tests that change a run must copy it first (``copy_run``)."""

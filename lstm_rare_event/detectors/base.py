@@ -57,6 +57,13 @@ class Detector(ABC):
     engines: ClassVar[tuple[str, ...]] = ("numpy",)
     #: whether :meth:`warm_start` carries an earlier fit into the next (a network's weights)
     warm_starts: ClassVar[bool] = False
+    #: whether saving needs pickle (a plug-in's fitted state): then only with ``allow_pickle``
+    saves_with_pickle: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, name: str, options) -> "Detector":
+        """The detector the registry makes for ``name`` (a plug-in: the class that ``name`` imports)."""
+        return cls(options)
 
     def __init__(self, options=None):
         self.options = options if options is not None else self.Options()
@@ -126,7 +133,16 @@ class Detector(ABC):
 
     state_arrays: ClassVar[tuple[str, ...]] = ()
 
-    def save(self, folder) -> None:
+    def check_save(self, allow_pickle: bool = False) -> None:
+        """Refuse, before any work, a save that would need pickle without the permission."""
+        if self.saves_with_pickle and not allow_pickle:
+            raise UserError(f"the {self.name} detector can only be saved with pickle, and loading a pickle runs "
+                            "code: pass --allow-pickle to save it (and to every step that loads it)")
+
+    def save(self, folder, allow_pickle: bool = False) -> None:
+        """Write the detector into ``folder``; ``allow_pickle``: a permission that only a detector
+        that ``saves_with_pickle`` needs."""
+        self.check_save(allow_pickle)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         values, arrays = self.state()

@@ -21,7 +21,7 @@ REPLICATES = 1000
 
 
 def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT, reference=None,
-                 replicates: int = REPLICATES) -> dict:
+                 replicates: int = REPLICATES, allow_pickle: bool = False) -> dict:
     """Apply threshold.json to the test split; write evaluate.json and three figures; return the report.
 
     ``reference``: another run directory trained on the same prepared split (``train --out``);
@@ -35,7 +35,7 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
         chosen = run.threshold()
         interval = run.interval_minutes()
         test = run.split("test")
-        detector = run.detector(engine=engine)
+        detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(test):,} test windows")
         scores = detector.score(test)
         s = evaluation.scored(scores, test, interval, chosen.merge_minutes, chosen.horizon_minutes)
@@ -47,7 +47,7 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
             "interval_minutes": interval,
             **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
         }
-        reference_scores = _reference_scores(run, reference, test) if reference is not None else None
+        reference_scores = _reference_scores(run, reference, test, allow_pickle) if reference is not None else None
         report["verdict"] = _verdict(run, detector.name, scores, test, chosen, report, reference_scores,
                                      replicates)
         windows = report["windows"]
@@ -80,7 +80,7 @@ def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
         if mine is None or mine != theirs:
             raise UserError(f"--reference {other.path}: its test split differs from {run.path}'s; give a run made "
                             "from the same prepare (train --out)")
-        detector = other.detector()
+        detector = other.detector(allow_pickle=allow_pickle)
         log.info(f"reference {detector.name} ({other.path}): scores of {len(test):,} test windows")
         return detector.name, detector.score(test)
 

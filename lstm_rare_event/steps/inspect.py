@@ -11,10 +11,10 @@ def inspect_architecture(options: dict, lookback: int, n_features: int) -> tuple
     return spec.describe(arch), spec.format_text(arch)
 
 
-def inspect_run(run_dir) -> tuple[dict, str]:
+def inspect_run(run_dir, allow_pickle: bool = False) -> tuple[dict, str]:
     """(JSON-ready description, text) of the detector in ``run_dir``."""
     run = Run(run_dir)
     with run.reading():
         run.check("train", [DETECTOR])
-        detector = run.detector()
+        detector = run.detector(allow_pickle=allow_pickle)
     return detector.describe(), detector.describe_text()

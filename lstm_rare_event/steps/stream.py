@@ -53,6 +53,8 @@ EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread 
 @dataclass(frozen=True)
 class ScoreOptions:
     engine: str | None = None  # None: the detector's own (Detector.engines)
+    #: load a plug-in detector saved with pickle (which runs its code)
+    allow_pickle: bool = False
     chunk_rows: int = CHUNK_ROWS
     #: what an empty cell means: "error" (exit 2 naming row and column) or "hold" the last value
     missing: str = "error"
@@ -578,7 +580,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     elif options.plot is not None:
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
-        scorer = load_scorer(run_dir, options.engine, options.wait)
+        scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
     if state_path is None:
         stream = Stream(scorer, options)
         summary = _batch(stream, input_path, out_path, to_stdout, options, history)
@@ -641,7 +643,7 @@ def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(),
         seen[name] = path
     for name, path in seen.items():
         check_output(out_dir / name, path, run_dir)
-    scorer = load_scorer(run_dir, options.engine, options.wait)
+    scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
     done, failed = [], []
     for name, path in seen.items():
         try:

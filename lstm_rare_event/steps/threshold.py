@@ -51,7 +51,7 @@ def default_horizon(run: Run) -> float:
 
 
 def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str | None = None,
-                  wait: float = DEFAULT_WAIT) -> dict:
+                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False) -> dict:
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
     with run.locked(wait):
@@ -61,7 +61,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         horizon = options.horizon if options.horizon is not None else default_horizon(run)
         valid = run.split("valid")
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
-        detector = run.detector(engine=engine)
+        detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
         scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)

@@ -214,9 +214,9 @@ class LstmDetector(Detector):
         values, arrays = super().state()
         return {**values, "training": self.train_info_}, arrays
 
-    def save(self, folder) -> None:
+    def save(self, folder, allow_pickle: bool = False) -> None:
         folder = Path(folder)
-        super().save(folder)
+        super().save(folder, allow_pickle)
         numpy_engine.save_npz(folder / numpy_engine.MODEL_NPZ, self.arch_, self.model_.weights)
         if self._keras is not None:
             self._keras.save(folder / numpy_engine.MODEL_KERAS)
