@@ -14,6 +14,7 @@ from lstm_rare_event.detectors.base import CONFIG_JSON, FORMAT
 from lstm_rare_event.detectors.lstm_ae import LstmOptions
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.detector import feature_errors
+from lstm_rare_event.detectors.lstm_ae.keras_engine import MODEL_KERAS
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
@@ -290,7 +291,7 @@ def test_saved_detector_holds_no_pickle(fitted, name):
 
 def test_lstm_loads_with_keras_too(fitted):
     detector, folder, test = fitted["lstm"]
-    assert (folder / engine.MODEL_KERAS).is_file()
+    assert (folder / MODEL_KERAS).is_file()
     keras_scores = detectors.load(folder, engine="keras").score(test)
     np.testing.assert_allclose(keras_scores, detector.score(test), rtol=1e-4, atol=1e-6)
 
