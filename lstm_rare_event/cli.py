@@ -612,8 +612,9 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
 @click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
                    "and a figure of the scored period.")
+@load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, as_json):
+def report_command(run_dir, out_path, scores_csv, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
@@ -622,7 +623,7 @@ def report_command(run_dir, out_path, scores_csv, as_json):
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 

@@ -122,7 +122,7 @@ def test_train_refuses_a_plugin_without_allow_pickle_before_fitting(prepared, tm
     assert not (tmp_path / "p" / "detector").exists()
 
 
-def test_a_plugin_run_thresholds_and_evaluates_with_the_flag(prepared, tmp_path):
+def test_a_plugin_run_thresholds_evaluates_scores_and_reports_with_the_flag(prepared, new_csv, tmp_path):
     run = tmp_path / "p"
     ok("train", prepared, "--detector", f"{HERE}:HigherIsNormal", "--out", run, "--allow-pickle", "-q")
     fails(2, "threshold", run, "-q", fragment="--allow-pickle")
@@ -130,6 +130,10 @@ def test_a_plugin_run_thresholds_and_evaluates_with_the_flag(prepared, tmp_path)
     assert saved["detector"] == f"{HERE}:HigherIsNormal" and saved["engine"] == "python"
     report = json.loads(ok("evaluate", run, "--allow-pickle", "--json", "-q").stdout)
     assert report["windows"]["n_windows"] > 0
+    fails(2, "score", run, new_csv, "--out", tmp_path / "s.csv", "-q", fragment="--allow-pickle")
+    ok("score", run, new_csv, "--out", tmp_path / "s.csv", "--allow-pickle", "-q")
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "time,score,flag,episode,opened"  # no sensors
+    ok("report", run, "--out", tmp_path / "r.html", "--allow-pickle", "-q")
 
 
 def test_backtest_runs_a_plugin_beside_a_built_in_without_pickle(history, tmp_path):

@@ -24,7 +24,7 @@ sensors.
 
 Saving: the fitted state of an outside class can only be saved with pickle, and loading a pickle
 runs code, so saving needs ``allow_pickle`` (``train --allow-pickle``) and so does every load
-(``threshold``, ``evaluate``, ``score``, ``compare``, ``inspect --allow-pickle``). The import path
+(``threshold``, ``evaluate``, ``score``, ``compare``, ``inspect``, ``report --allow-pickle``). The import path
 and constructor parameters are in ``detector.json`` beside ``model.pkl``. ``backtest`` saves no
 plug-in (it refits every fold) and needs no flag.
 """
@@ -101,7 +101,7 @@ def target_of(cls: type) -> str:
 
 
 class PluginDetector(Detector):
-    name = "plugin"  # an instance's name is its class's import path
+    name = "plug-in"  # an instance's name is its class's import path
     Options = PluginOptions
     summary = ("an outside detector (fit and score_samples or decision_function) on each window's last row, "
                "flattened window or window; score made higher = more anomalous and shifted by the training minimum")
