@@ -88,7 +88,8 @@ def assign_options(names, given: dict) -> dict[str, dict]:
     the detectors that take it."""
     for key in given:
         if not any(key in option_names(name) for name in names):
-            takers = [name for name in (*NAMES, "plug-in") if key in option_names(name if name in NAMES else PLUGIN)]
+            takers = [name for name in NAMES if key in option_names(name)] or \
+                (["plug-in"] if key in option_names(PLUGIN) else [])
             which = f"the {' and '.join(takers)} detector{'s' if len(takers) > 1 else ''}" if takers else "no detector"
             raise UserError(f"--{key.replace('_', '-')} applies to {which}, which --detector does not include")
     shared = {name: {k: v for k, v in given.items() if k in option_names(name)} for name in names}

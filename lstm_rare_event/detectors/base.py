@@ -1,5 +1,6 @@
 """What every detector is: fit on windows, score windows, name the sensors behind a score,
-save to and load from a folder (JSON and npz, never pickle).
+save to and load from a folder (JSON and npz, never pickle; only a plug-in's outside state needs
+pickle, and only with the user's permission, ``allow_pickle``).
 
 What a detector can do beyond that is declared on its class, so that the steps ask the
 detector instead of testing its name: ``names_sensors`` (its scores split over the sensors),
@@ -166,10 +167,10 @@ class Detector(ABC):
         return detector
 
     @classmethod
-    def check_load_options(cls, load_options: dict, takes: tuple[str, ...] = ()) -> str:
+    def check_load_options(cls, load_options: dict) -> str:
         """The engine that ``load_options`` choose; one line for an option this detector does
-        not take (``takes``: a subclass's own options besides ``engine`` and the permissions)."""
-        known = ("engine", *PERMISSIONS, *takes)
+        not take."""
+        known = ("engine", *PERMISSIONS)
         unknown = [key for key in load_options if key not in known]
         if unknown:
             raise UserError(f"the load option {unknown[0]!r} does not apply to the {cls.name} detector "
