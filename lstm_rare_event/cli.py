@@ -420,7 +420,7 @@ def inspect_command(run_dir, lookback, features, allow_pickle, as_json, **spec):
 def engine_option(func):
     return click.option("--engine", type=click.Choice(detectors.engines()), default=None,
                         help="What computes the scores: numpy (no TensorFlow), or for lstm keras (model.keras)  "
-                             "[default: the detector's first engine: numpy]")(func)
+                             "[default: the detector's own first engine (Detector.engines)]")(func)
 
 
 T = ThresholdOptions
