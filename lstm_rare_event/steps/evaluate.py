@@ -70,7 +70,7 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
     return report
 
 
-def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
+def _reference_scores(run: Run, reference, test, allow_pickle: bool = False) -> tuple[str, np.ndarray]:
     """(name, test scores) of the detector in ``reference``, which must share this run's test split."""
     other = Run(reference)
     with other.reading():
