@@ -22,7 +22,8 @@ import click
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
-from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
+from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
+from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
@@ -141,7 +142,7 @@ def cli():
     The pipeline, each step reading and writing files in a run directory:
       demo-data   write a synthetic data set with the sheet-break schema
       prepare     read a CSV, shift labels ahead, window, split, scale
-      train       fit a detector (LSTM autoencoder, Mahalanobis, restart) on normal windows
+      train       fit a detector (LSTM autoencoder, Mahalanobis, PCA, restart) on normal windows
       inspect     show the detector: the network and how small its latent vector is
       threshold   choose the alarm threshold on the validation split
       evaluate    measure alarms on the test split
@@ -330,25 +331,62 @@ lstm_options = options(
                       "over the cluster in TF_CONFIG (only the chief writes)  [default: none]"),
 )
 
+PCA = PcaOptions
+pca_options = options(
+    click.option("--components", type=click.IntRange(min=0), default=None,
+                 help=f"pca: principal components T-squared keeps (0: as many as explain --variance)  "
+                      f"[default: {PCA.components}]"),
+    click.option("--variance", type=float, default=None,
+                 help=f"pca: share of the training variance the components explain  [default: {PCA.variance}]"),
+    click.option("--combine", type=click.Choice(COMBINE), default=None,
+                 help="pca: T-squared / its limit plus Q / its limit (sum, Yue and Qin's combined index), or the "
+                      f"larger (max)  [default: {PCA.combine}]"),
+    click.option("--confidence", type=float, default=None,
+                 help=f"pca: level of the T-squared and Q limits that weigh the two  [default: {PCA.confidence}]"),
+)
+
+PL = PluginOptions
+plugin_options = options(
+    click.option("--plugin-params", default=None, metavar="JSON",
+                 help="A plug-in's constructor arguments as a JSON object, e.g. '{\"n_estimators\": 50, "
+                      "\"random_state\": 0}'  [default: {}]"),
+    click.option("--plugin-input", type=click.Choice(INPUTS), default=None,
+                 help="What a plug-in is fed: each window's last row (the labelled row), the window flattened, "
+                      f"or the 3-D windows  [default: {PL.plugin_input}]"),
+)
+PLUGIN_HELP = ("or a plug-in package.module:Class: any class with fit and score_samples (scikit-learn: higher = "
+               "normal, negated) or decision_function (PyOD: higher = anomalous), e.g. pyod.models.ecod:ECOD")
+
+
+def load_pickle_option(func):
+    return click.option("--allow-pickle", is_flag=True,
+                        help="Load a plug-in detector saved with pickle (train --allow-pickle). Loading a pickle "
+                             "runs code from the run directory: only for runs you trust.")(func)
+
 
 @command(cli, "train", "lstm-rare-event train run\n"
                        "  lstm-rare-event train run --detector mahalanobis --out run-mahalanobis\n"
                        "  lstm-rare-event train recipe-run --arch article --epochs 200 --batch-size 64 "
                        "--learning-rate 1e-4 --patience 0 --error last   # reproduce the 2019 recipe")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--detector", "detector", type=click.Choice(detectors.NAMES), default=detectors.DEFAULT,
-              show_default=True,
+@click.option("--detector", "detector", default=detectors.DEFAULT, show_default=True, metavar="NAME",
               help="lstm: LSTM autoencoder (reconstruction error); mahalanobis: distance of the last row "
-                   "from normal training rows; restart: minutes since the last restart after downtime.")
+                   "from normal training rows; pca: Hotelling's T-squared plus the Q residual of the last row; "
+                   f"restart: minutes since the last restart after downtime; {PLUGIN_HELP}.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write the detector here instead of RUN_DIR (the prepared data is copied along).")
 @click.option("--init-from", "init_from", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="lstm: start from this run's trained weights (same network and features): a retrain in "
-                   "seconds.")
+              help="Start from this run's fit, for detectors that can (lstm: its weights; same network and "
+                   "features): a retrain in seconds.")
 @lstm_options
+@pca_options
+@plugin_options
+@click.option("--allow-pickle", is_flag=True,
+              help="Save a plug-in detector with pickle, the only way to keep its fitted state. Loading it "
+                   "runs code, so every step that loads it needs --allow-pickle too.")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print train.json instead of the summary.")
-def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **options):
+def train_command(run_dir, detector, out_dir, init_from, allow_pickle, as_json, wait, **options):
     """Fit a detector on the normal windows that `prepare` wrote.
 
     Fits on normal training windows (the autoencoder validates on normal validation windows
@@ -359,7 +397,8 @@ def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **option
     from lstm_rare_event.steps import train
 
     given = {name: value for name, value in options.items() if value is not None}
-    summary = train.train(run_dir, detector, given, out=out_dir, wait=wait, init_from=init_from)
+    summary = train.train(run_dir, detector, given, out=out_dir, wait=wait, init_from=init_from,
+                          allow_pickle=allow_pickle)
     if as_json:
         click.echo(dumps(summary), nl=False)
     else:
@@ -373,8 +412,9 @@ def train_command(run_dir, detector, out_dir, init_from, as_json, wait, **option
 @architecture_options
 @click.option("--lookback", default=None, type=int, help="Rows per window (without RUN_DIR).")
 @click.option("--features", default=None, type=int, help="Number of features (without RUN_DIR).")
+@load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def inspect_command(run_dir, lookback, features, as_json, **spec):
+def inspect_command(run_dir, lookback, features, allow_pickle, as_json, **spec):
     """Show the run's detector: for the autoencoder every layer, the parameter counts and
     how small the latent vector is; for the others, what their score is.
 
@@ -388,7 +428,7 @@ def inspect_command(run_dir, lookback, features, as_json, **spec):
         raise UserError("give RUN_DIR or an architecture (--arch, --encoder, --decoder, --activation, "
                         "--lookback, --features), not both: a trained model's architecture is fixed")
     if run_dir is not None:
-        described, text = inspect.inspect_run(run_dir)
+        described, text = inspect.inspect_run(run_dir, allow_pickle)
     elif lookback is None or features is None:
         raise UserError("inspect needs RUN_DIR (a trained detector) or --lookback and --features, "
                         "e.g. --lookback 5 --features 59")
@@ -398,8 +438,9 @@ def inspect_command(run_dir, lookback, features, as_json, **spec):
 
 
 def engine_option(func):
-    return click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
-                        help="lstm: run the network with NumPy (no TensorFlow) or Keras (model.keras).")(func)
+    return click.option("--engine", type=click.Choice(detectors.engines()), default=None,
+                        help="What computes the scores: numpy (no TensorFlow), or for lstm keras (model.keras)  "
+                             "[default: the detector's own first engine (Detector.engines)]")(func)
 
 
 T = ThresholdOptions
@@ -434,9 +475,10 @@ def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOption
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @threshold_options
 @engine_option
+@load_pickle_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine, wait, as_json):
+def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine, allow_pickle, wait, as_json):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -446,7 +488,7 @@ def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine
     from lstm_rare_event.steps import threshold
 
     options = threshold_from(rule, value, beta, target, merge, horizon)
-    summary = threshold.run_threshold(run_dir, options, engine, wait=wait)
+    summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
@@ -457,9 +499,10 @@ def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine
               help="A run trained on the same prepared split (train --out): the verdict says whether this "
                    "run's detector ranks breaks better (paired bootstrap interval).")
 @engine_option
+@load_pickle_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print evaluate.json instead of the tables.")
-def evaluate_command(run_dir, reference, engine, wait, as_json):
+def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
     """Measure the alarms of threshold.json on the test split, and say what they mean.
 
     Per window: confusion matrix, precision, recall, F1, false-positive rate, ROC-AUC
@@ -473,7 +516,7 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
     """
     from lstm_rare_event.steps import evaluate
 
-    report = evaluate.run_evaluate(run_dir, engine, wait=wait, reference=reference)
+    report = evaluate.run_evaluate(run_dir, engine, wait=wait, reference=reference, allow_pickle=allow_pickle)
     click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate.evaluate_text(report))
 
 
@@ -530,12 +573,14 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
                    "into this PNG.")
 @read_options
 @engine_option
+@load_pickle_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, wait, as_json):
+                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, allow_pickle, wait,
+                  as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -559,8 +604,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         raise UserError("give --out FILE (one INPUT) or --out-dir DIR (one output per INPUT)")
     if len(inputs) > 1 and out_dir is None:
         raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
-    options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
-                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
+    options = stream.ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
+                                  drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                                   time_column=time_column, label_column=label_column, time_format=time_format)
     if out_dir is not None:
         def report(result):
@@ -595,8 +640,9 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
 @click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
                    "and a figure of the scored period.")
+@load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, as_json):
+def report_command(run_dir, out_path, scores_csv, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
@@ -605,7 +651,7 @@ def report_command(run_dir, out_path, scores_csv, as_json):
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 
@@ -613,8 +659,9 @@ def report_command(run_dir, out_path, scores_csv, as_json):
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--replicates", default=REPLICATES, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates (break events and normal days resampled).")
+@load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def compare_command(run_dirs, replicates, as_json):
+def compare_command(run_dirs, replicates, allow_pickle, as_json):
     """Compare evaluated runs of one prepared split: each detector's ROC-AUC and PR-AUC with
     95% bootstrap intervals by break event, and paired differences.
 
@@ -623,7 +670,7 @@ def compare_command(run_dirs, replicates, as_json):
     """
     from lstm_rare_event.steps import compare
 
-    result = compare.compare(list(run_dirs), replicates)
+    result = compare.compare(list(run_dirs), replicates, allow_pickle=allow_pickle)
     click.echo(dumps(result), nl=False) if as_json else click.echo(compare.compare_text(result))
 
 
@@ -636,7 +683,9 @@ B = BacktestOptions
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for backtest.json, backtest.csv, the figures and the finished folds.")
 @click.option("--detector", "detector_names", default=",".join(B.detectors), show_default=True,
-              callback=comma_list, help=f"Detectors to walk forward on the same folds: {', '.join(detectors.NAMES)}.")
+              callback=comma_list,
+              help=f"Detectors to walk forward on the same folds: {', '.join(detectors.NAMES)}, {PLUGIN_HELP} "
+                   "(refitted every fold, never saved: no pickle).")
 @click.option("--start", default=B.start, show_default=True,
               help="The first cut: a share of the rows (40%) or a date (1999-05-12).")
 @click.option("--every", default=B.every, show_default=True,
@@ -646,12 +695,14 @@ B = BacktestOptions
 @click.option("--valid-window", default=B.valid_window, show_default=True,
               help="History just before each cut that the threshold rule (and early stopping) uses.")
 @click.option("--warm-start/--no-warm-start", default=B.warm_start, show_default=True,
-              help="lstm: start each fold from the previous fold's weights.")
+              help="Start each fold from the previous fold's fit, for detectors that can (lstm: its weights).")
 @click.option("--replicates", default=B.replicates, show_default=True, type=click.IntRange(min=10),
               help="Bootstrap replicates for the intervals (break events and normal days resampled).")
 @read_options
 @preprocess_options
 @lstm_options
+@pca_options
+@plugin_options
 @threshold_options
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
@@ -671,13 +722,9 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
 
     pre_names = [f.name for f in fields(PreprocessOptions)]
     preprocess = PreprocessOptions(**{k: options.pop(k) for k in pre_names})
-    lstm = {k: v for k, v in options.items() if v is not None}
     walk = BacktestOptions(start=start, every=every, train_window=train_window, valid_window=valid_window,
                            detectors=detector_names, warm_start=warm_start, replicates=replicates)
-    params = {"lstm": lstm} if lstm else {}
-    if lstm and "lstm" not in detector_names:
-        raise UserError(f"--{next(iter(lstm)).replace('_', '-')} applies to the lstm detector, which --detector "
-                        "does not include")
+    params = detectors.assign_options(detector_names, {k: v for k, v in options.items() if v is not None})
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
                                threshold_from(rule, value, beta, target, merge, horizon), wait=wait, sep=sep,
                                decimal=decimal)

@@ -76,6 +76,14 @@ def new_csv(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def history(tmp_path_factory):
+    """3000 rows of the plant (seed 3), about four days: enough history for a few backtest folds."""
+    path = tmp_path_factory.mktemp("bt") / "history.csv"
+    write_csv(make_sheet_breaks(3000, seed=3), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory, demo_csv):
     """One prepared, trained and thresholded run per detector (tiny autoencoder), built once.
     Tests that change a run must copy it first (``copy_run``)."""
@@ -83,7 +91,7 @@ def runs(tmp_path_factory, demo_csv):
     prepared = base / "prepared"
     ok("prepare", demo_csv, "--out", prepared, "--detrend", "12", "-q")
     made = {}
-    for name in ("lstm", "mahalanobis", "restart"):
+    for name in ("lstm", "mahalanobis", "pca", "restart"):
         extra = TINY_LSTM if name == "lstm" else ()
         ok("train", prepared, "--detector", name, "--out", base / name, "-q", *extra)
         ok("threshold", base / name, "-q")

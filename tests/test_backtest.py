@@ -9,17 +9,9 @@ from conftest import TINY_LSTM, fails, invoke, ok
 
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.steps import backtest as bt
-from lstm_rare_event.synthetic import make_sheet_breaks, write_csv
 
 WALK = ("--start", "50%", "--train-window", "1d", "--valid-window", "12h", "--every", "12h", "--detrend", "0",
         "--horizon", "30", "--replicates", "50", "-q")
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bt") / "history.csv"
-    write_csv(make_sheet_breaks(3000, seed=3), path)
-    return path
 
 
 def minutes(*values):

@@ -3,6 +3,7 @@ Mahalanobis distance, minutes since a restart; saving and loading every detector
 npz, never pickle), and the registry's errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from lstm_rare_event.detectors.base import CONFIG_JSON, FORMAT
 from lstm_rare_event.detectors.lstm_ae import LstmOptions
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.detector import feature_errors
+from lstm_rare_event.detectors.lstm_ae.keras_engine import MODEL_KERAS
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
@@ -239,7 +241,8 @@ def test_restart_detector_finds_breaks_that_follow_restarts():
 
 
 # -- every detector: fit, save, load -----------------------------------------------------------
-FIT_PARAMS = {"lstm": {"encoder": "2", "epochs": 1, "batch_size": 32, "seed": 1}, "mahalanobis": {}, "restart": {}}
+FIT_PARAMS = {"lstm": {"encoder": "2", "epochs": 1, "batch_size": 32, "seed": 1}, "mahalanobis": {}, "pca": {},
+              "restart": {}}
 
 
 @pytest.fixture(scope="module")
@@ -288,14 +291,14 @@ def test_saved_detector_holds_no_pickle(fitted, name):
 
 def test_lstm_loads_with_keras_too(fitted):
     detector, folder, test = fitted["lstm"]
-    assert (folder / engine.MODEL_KERAS).is_file()
+    assert (folder / MODEL_KERAS).is_file()
     keras_scores = detectors.load(folder, engine="keras").score(test)
     np.testing.assert_allclose(keras_scores, detector.score(test), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["mahalanobis", "restart"])
 def test_detectors_without_a_network_refuse_the_keras_engine(fitted, name):
-    with pytest.raises(UserError, match=f"--engine keras: the {name} detector runs on NumPy only"):
+    with pytest.raises(UserError, match=f"--engine keras: the {name} detector runs on numpy only"):
         detectors.load(fitted[name][1], engine="keras")
 
 
@@ -305,7 +308,7 @@ def test_an_option_of_another_detector_is_a_user_error_naming_it():
         detectors.create("mahalanobis", epochs=3)
     with pytest.raises(UserError, match="--batch-size does not apply to --detector restart"):
         detectors.create("restart", batch_size=3)
-    with pytest.raises(UserError, match="detector 'nearest': choose one of lstm, mahalanobis, restart"):
+    with pytest.raises(UserError, match="detector .nearest.: choose one of lstm, mahalanobis, pca, restart"):
         detectors.create("nearest")
 
 
@@ -327,3 +330,69 @@ def test_a_missing_or_broken_detector_json_is_a_user_error_naming_the_file(tmp_p
     (tmp_path / CONFIG_JSON).write_text("{not json")
     with pytest.raises(UserError, match=r"detector\.json: not valid JSON"):
         detectors.load(tmp_path)
+
+
+# -- capabilities: what the steps ask a detector instead of its name ---------------------
+def test_capabilities_are_declared_on_the_classes():
+    lstm, mahalanobis, restart = (detectors.detector_class(n) for n in ("lstm", "mahalanobis", "restart"))
+    assert lstm.engines == ("numpy", "keras") and mahalanobis.engines == restart.engines == ("numpy",)
+    assert lstm.warm_starts and not mahalanobis.warm_starts and not restart.warm_starts
+    assert mahalanobis.names_sensors and not restart.names_sensors
+    assert detectors.engines() == ("numpy", "keras")
+
+
+def test_a_load_option_the_detector_does_not_take_is_a_user_error(fitted):
+    with pytest.raises(UserError, match="'batch' does not apply to the mahalanobis detector"):
+        detectors.load(fitted["mahalanobis"][1], batch=3)
+    assert detectors.load(fitted["mahalanobis"][1], engine=None, allow_pickle=True).engine == "numpy"
+
+
+def test_a_detector_that_cannot_warm_start_refuses_to(fitted):
+    with pytest.raises(UserError, match="mahalanobis detector cannot start from an earlier fit"):
+        detectors.create("mahalanobis").warm_start(fitted["mahalanobis"][0])
+
+
+def test_backtest_options_go_to_the_detectors_that_take_them():
+    assert detectors.assign_options(("lstm", "restart"), {"epochs": 3}) == {"lstm": {"epochs": 3}}
+    assert detectors.assign_options(("restart",), {}) == {}
+    with pytest.raises(UserError, match="--epochs applies to the lstm detector, which --detector does not"):
+        detectors.assign_options(("restart",), {"epochs": 3})
+
+
+# -- scikit-learn style: DataFrames and arrays -------------------------------------------------
+@pytest.mark.parametrize("name", ["mahalanobis", "pca"])
+def test_detectors_fit_and_score_dataframes_and_arrays(name):
+    import pandas as pd
+
+    rows = np.random.default_rng(5).normal(size=(80, 4))
+    frame = pd.DataFrame(rows, columns=["a", "b", "c", "d"])
+    from_frame = detectors.create(name).fit(frame)
+    scores = from_frame.score_samples(frame)
+    assert scores.shape == (80,) and np.isfinite(scores).all()
+    np.testing.assert_array_equal(detectors.create(name).fit(rows).score_samples(rows), scores)
+    # a 2-D row is a window of one row: the same score as a 3-D window ending in that row
+    windows3 = np.concatenate([np.zeros((80, 2, 4)), rows[:, None, :]], axis=1)
+    np.testing.assert_array_equal(from_frame.score_samples(windows3), scores)
+    far = from_frame.score_samples(rows[:1] + 10)
+    assert far[0] > scores.max()
+    assert from_frame.explain(frame)[1].shape == (80, 4)
+
+
+@pytest.mark.parametrize("X, fragment", [
+    ("text column", "column 'name' is not numeric"),
+    ("nan", "X: row 1 has a missing or infinite value"),
+    ("1-D", "expected rows (a DataFrame or a 2-D array) or windows"),
+])
+def test_bad_arrays_are_one_line(X, fragment):
+    import pandas as pd
+
+    given = {"text column": pd.DataFrame({"name": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]}),
+             "nan": np.array([[1.0, 2.0], [np.nan, 1.0], [0.0, 0.0]]),
+             "1-D": np.arange(5.0)}[X]
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        detectors.create("mahalanobis").fit(given)
+
+
+def test_restart_needs_times_that_arrays_do_not_carry():
+    with pytest.raises(UserError, match="restart detector scores the time since a restart"):
+        detectors.create("restart").fit(np.zeros((3, 2)))

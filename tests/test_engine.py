@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from lstm_rare_event.detectors.lstm_ae import engines
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture, resolve
 from lstm_rare_event.errors import UserError
@@ -41,12 +42,12 @@ def test_numpy_engine_matches_keras_predict(tmp_path, name):
     arch = NETWORKS[name]
     keras_model = build(arch)
     keras_model.set_weights(random_weights(arch))
-    keras_model.save(tmp_path / engine.MODEL_KERAS)
+    keras_model.save(tmp_path / engines.MODEL_KERAS)
     engine.save_npz(tmp_path / engine.MODEL_NPZ, arch, keras_model.get_weights())
     X = inputs(arch)
 
-    ours = engine.load_model(tmp_path).predict(X, batch_size=7)  # uneven batches on purpose
-    reference = engine.load_model(tmp_path, engine="keras").predict(X)
+    ours = engines.load_model(tmp_path).predict(X, batch_size=7)  # uneven batches on purpose
+    reference = engines.load_model(tmp_path, engine="keras").predict(X)
     assert ours.shape == X.shape and ours.dtype == np.float32
     assert np.abs(reference).max() > 0.1  # a real signal, not zeros matching zeros
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
@@ -55,7 +56,7 @@ def test_numpy_engine_matches_keras_predict(tmp_path, name):
 def test_batches_do_not_change_the_result(tmp_path):
     arch = NETWORKS["tanh"]
     write_npz_model(tmp_path, arch)
-    model = engine.load_model(tmp_path)
+    model = engines.load_model(tmp_path)
     X = inputs(arch, n=23)
     np.testing.assert_array_equal(model.predict(X, batch_size=5), model.predict(X))
     assert model.predict(X[:0]).shape == (0, arch.lookback, arch.n_features)
@@ -66,7 +67,7 @@ def test_scoring_with_the_default_engine_never_imports_tensorflow(tmp_path, heav
     write_npz_model(tmp_path, arch)
     code = (
         "import numpy as np\n"
-        "from lstm_rare_event.detectors.lstm_ae.numpy_engine import load_model\n"
+        "from lstm_rare_event.detectors.lstm_ae.engines import load_model\n"
         f"model = load_model({str(tmp_path)!r})\n"
         f"out = model.predict(np.zeros((10, {arch.lookback}, {arch.n_features}), np.float32))\n"
         "assert out.shape == (10, 5, 59)\n"
@@ -75,51 +76,51 @@ def test_scoring_with_the_default_engine_never_imports_tensorflow(tmp_path, heav
 
 
 def test_missing_model_is_a_user_error_naming_the_file(tmp_path):
-    for name, path in (("numpy", engine.MODEL_NPZ), ("keras", engine.MODEL_KERAS)):
+    for name, path in (("numpy", engines.MODEL_NPZ), ("keras", engines.MODEL_KERAS)):
         with pytest.raises(UserError, match=f"{path}: not found"):
-            engine.load_model(tmp_path, engine=name)
+            engines.load_model(tmp_path, engine=name)
     with pytest.raises(UserError, match="engine 'torch'"):
-        engine.load_model(tmp_path, engine="torch")
+        engines.load_model(tmp_path, engine="torch")
 
 
 def test_corrupt_and_foreign_npz_files_are_user_errors(tmp_path):
     path = tmp_path / engine.MODEL_NPZ
     path.write_bytes(b"not a zip file at all")
     with pytest.raises(UserError, match=r"model\.npz: not a model\.npz written by train"):
-        engine.load_model(tmp_path)
+        engines.load_model(tmp_path)
 
     np.savez(path, weights=np.zeros(3))  # some other program's arrays
     with pytest.raises(UserError, match=r"model\.npz: not a model\.npz written by train"):
-        engine.load_model(tmp_path)
+        engines.load_model(tmp_path)
 
     arch = NETWORKS["tanh"]
     weights = random_weights(arch)
     weights[0] = weights[0][:, :-1]  # truncated kernel
     engine.save_npz(path, arch, weights)
     with pytest.raises(UserError, match="encoder_1 weights have shapes"):
-        engine.load_model(tmp_path)
+        engines.load_model(tmp_path)
 
 
 def test_corrupt_and_foreign_keras_files_are_user_errors(tmp_path):
     import keras
 
-    path = tmp_path / engine.MODEL_KERAS
+    path = tmp_path / engines.MODEL_KERAS
     path.write_bytes(b"garbage")
     with pytest.raises(UserError, match=r"model\.keras: not a Keras model file") as info:
-        engine.load_model(tmp_path, engine="keras")
+        engines.load_model(tmp_path, engine="keras")
     assert "\n" not in str(info.value)
 
     classifier = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2)])
     classifier.save(path)
     with pytest.raises(UserError, match=r"model\.keras: not an autoencoder written by train"):
-        engine.load_model(tmp_path, engine="keras")
+        engines.load_model(tmp_path, engine="keras")
 
 
 def test_windows_of_the_wrong_shape_are_a_user_error(tmp_path):
     arch = NETWORKS["tanh"]
     write_npz_model(tmp_path, arch)
     with pytest.raises(UserError, match=r"model\.npz: the model expects windows of 3 x 3"):
-        engine.load_model(tmp_path).predict(np.zeros((2, 3, 4), np.float32))
+        engines.load_model(tmp_path).predict(np.zeros((2, 3, 4), np.float32))
 
 
 def test_read_architecture_without_keras(tmp_path):

@@ -250,7 +250,7 @@ def test_with_a_real_numpy_model(tmp_path):
 
 # -- every detector, through the command line --------------------------------------------
 
-@pytest.mark.parametrize("name", ["lstm", "mahalanobis", "restart"])
+@pytest.mark.parametrize("name", ["lstm", "mahalanobis", "pca", "restart"])
 def test_threshold_and_evaluate_work_for_every_detector(runs, tmp_path, name):
     path = copy_run(runs[name], tmp_path)
     # the fixture's threshold: default horizon, the label shift in minutes

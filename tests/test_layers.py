@@ -15,6 +15,12 @@ its own layer or lower ones, never a higher one:
 ``__main__`` is the ``python -m`` entry point: it imports ``cli`` and nothing imports it, so it
 stands outside the layers (it sits in layer 0 by the package's own list, yet its one job is to
 call the top layer).
+
+No import cycle anywhere, counting the imports inside functions: a loop through a function-level
+import is still a loop (two modules that cannot be understood or moved apart).
+
+Step modules are the commands, each its own job: one imports another only along the edges of
+``STEP_IMPORTS``, each with its reason, and an edge no module uses any more must leave the list.
 """
 
 import ast
@@ -35,6 +41,20 @@ LAYERS = [
     ("cli",),
 ]
 ENTRY_POINTS = {"__main__"}  # may import any layer; nothing may import them
+
+THRESHOLD_OPTIONS = "the threshold step owns its rule's options (ThresholdOptions), which this step applies too"
+REPORTED = "the report shows each step's results in that step's own words (its text and summary functions)"
+SCORING_SPLIT = "removed by the scoring package split"
+STEP_IMPORTS = {
+    ("steps.backtest", "steps.threshold"): THRESHOLD_OPTIONS,
+    ("steps.evaluate", "steps.threshold"): THRESHOLD_OPTIONS,
+    ("steps.report", "steps.evaluate"): REPORTED,
+    ("steps.report", "steps.inspect"): REPORTED,
+    ("steps.report", "steps.prepare"): REPORTED,
+    ("steps.report", "steps.threshold"): REPORTED,
+    ("steps.stream", "steps.score"): SCORING_SPLIT,  # the scoring engine's pieces
+    ("steps.stream", "steps.report"): SCORING_SPLIT,  # score --plot draws with the report's figure
+}
 
 
 def module_names() -> dict[str, Path]:
@@ -122,16 +142,16 @@ def test_no_module_imports_a_higher_layer():
     assert not violations, "\n".join(violations)
 
 
-def test_top_level_imports_have_no_cycle():
-    graph = {m: sorted({t for t, _, top in imports(m) if top}) for m in MODULES}
+def cycles(graph: dict[str, list[str]]) -> list[str]:
+    """Every cycle a depth-first walk of ``graph`` closes, as 'a -> b -> a'."""
     state: dict[str, int] = {}  # 1 on the stack, 2 done
-    cycles = []
+    found = []
 
     def visit(node, stack):
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                found.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -139,7 +159,35 @@ def test_top_level_imports_have_no_cycle():
     for module in graph:
         if module not in state:
             visit(module, [module])
-    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+    return found
+
+
+def test_imports_have_no_cycle_even_through_functions():
+    graph = {m: sorted({t for t, _, _ in imports(m)}) for m in MODULES}
+    found = cycles(graph)
+    assert not found, "import cycles (top level or inside functions):\n" + "\n".join(found)
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == ["a -> b -> c -> a"]
+    assert cycles({"a": ["b", "c"], "b": ["c"], "c": []}) == []
+
+
+def test_step_modules_import_each_other_only_along_the_allowed_edges():
+    used, violations = set(), []
+    for module in MODULES:
+        if not module.startswith("steps."):
+            continue
+        for target, line, _ in imports(module):
+            if target.startswith("steps.") and target != module:
+                if (module, target) in STEP_IMPORTS:
+                    used.add((module, target))
+                else:
+                    violations.append(f"{MODULES[module].relative_to(ROOT.parent)}:{line}: {module} imports {target}")
+    assert not violations, ("step modules import each other outside STEP_IMPORTS (move the shared piece below "
+                            "the steps, or add the edge with its reason):\n" + "\n".join(violations))
+    stale = sorted(set(STEP_IMPORTS) - used)
+    assert not stale, f"STEP_IMPORTS edges no module uses any more (remove them): {stale}"
 
 
 def test_the_checker_sees_imports_inside_functions_and_submodule_imports():

@@ -16,6 +16,7 @@ from conftest import TINY_LSTM, copy_run, fails, invoke, ok
 
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.detectors.lstm_ae import LstmOptions
+from lstm_rare_event.detectors.lstm_ae import engines
 from lstm_rare_event.detectors.lstm_ae import numpy_engine as engine
 from lstm_rare_event.detectors.lstm_ae.detector import _training_summary
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
@@ -133,7 +134,7 @@ def test_trained_model_scores_the_same_with_both_engines(runs):
     run = Run(runs["lstm"])
     X = np.random.default_rng(5).normal(0, 1, (40, 5, n_features(run.path))).astype(np.float32)
     folder = run.path / DETECTOR
-    np.testing.assert_allclose(engine.load_model(folder).predict(X), engine.load_model(folder, "keras").predict(X),
+    np.testing.assert_allclose(engines.load_model(folder).predict(X), engines.load_model(folder, "keras").predict(X),
                                rtol=0, atol=1e-5)
     test = run.split("test")
     np.testing.assert_allclose(run.detector().score(test), run.detector(engine="keras").score(test),

@@ -21,7 +21,7 @@ class MahalanobisDetector(Detector):
                "training rows, under their covariance; no training beyond a mean and a covariance")
     state_arrays = ("mean", "precision")
 
-    def fit(self, train: Windows, valid: Windows | None = None) -> "MahalanobisDetector":
+    def fit_windows(self, train: Windows, valid: Windows | None = None) -> "MahalanobisDetector":
         """Mean and pseudo-inverse covariance of the last rows of the normal training windows.
 
         The pseudo-inverse, because a sensor that is constant in training makes the covariance
@@ -36,7 +36,7 @@ class MahalanobisDetector(Detector):
         self.precision_ = np.linalg.pinv(np.cov(rows, rowvar=False).reshape(self.n_features_, -1), hermitian=True)
         return self
 
-    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    def explain_windows(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         """The distance, and its exact split over the sensors: c_f * (P c)_f sums to it. A term
         can be negative where correlated sensors explain part of a deviation."""
         self._check_windows(windows)

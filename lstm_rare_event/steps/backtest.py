@@ -175,7 +175,7 @@ def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan
     fold_pre = pre.refit(rows, ends[train_i])
     train_w, valid_w, test_w = (fold_pre.windows(rows, ends[i]) for i in (train_i, valid_i, test_i))
     detector = detectors.create(name, **params)
-    if previous is not None:
+    if previous is not None and detector.warm_starts:
         detector.warm_start(previous)
     detector.fit(train_w, valid_w)
     s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon)
@@ -234,7 +234,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
                     continue
                 detector, scores, value = _fit_fold(name, params[name], pre, rows, ends, plan, k, threshold,
                                                     interval_minutes, previous if options.warm_start else None)
-                if options.warm_start and detector.history_ is not None:
+                if options.warm_start and detector.warm_starts:
                     detector.save(store.model_dir(name, k))
                 previous = detector
                 store.save(name, k, index=plan.test[k], score=scores, threshold=np.float64(value))

@@ -17,7 +17,8 @@ from lstm_rare_event.tables import format_table
 REPLICATES = 1000
 
 
-def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0) -> dict:
+def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0, allow_pickle: bool = False) -> dict:
+    """``allow_pickle``: load plug-in detectors saved with pickle (which runs their code)."""
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories")
     reports, scores, test, test_hash = {}, {}, None, None
@@ -34,7 +35,7 @@ def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0) -> dict:
             name = _label(report["detector"], run.path.name, reports)
             reports[name] = report
             test = run.split("test")
-            scores[name] = run.detector().score(test)
+            scores[name] = run.detector(allow_pickle=allow_pickle).score(test)
     intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time),
                                   n=replicates, seed=seed)
     return to_jsonable({"runs": {name: str(d) for name, d in zip(reports, run_dirs)}, "reports": reports,

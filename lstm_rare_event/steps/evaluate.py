@@ -21,8 +21,8 @@ from lstm_rare_event.tables import format_table
 REPLICATES = 1000
 
 
-def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, reference=None,
-                 replicates: int = REPLICATES) -> dict:
+def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT, reference=None,
+                 replicates: int = REPLICATES, allow_pickle: bool = False) -> dict:
     """Apply threshold.json to the test split; write evaluate.json and three figures; return the report.
 
     ``reference``: another run directory trained on the same prepared split (``train --out``);
@@ -36,7 +36,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
         chosen = run.threshold()
         interval = run.interval_minutes()
         test = run.split("test")
-        detector = run.detector(engine=engine)
+        detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(test):,} test windows")
         scores = detector.score(test)
         s = evaluation.scored(scores, test, interval, chosen.merge_minutes, chosen.horizon_minutes)
@@ -44,7 +44,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
             "threshold": {"rule": chosen.rule, "params": chosen.params, "value": chosen.value,
                           "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes},
             "detector": detector.name,
-            "engine": engine,
+            "engine": detector.engine,
             "interval_minutes": interval,
             **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
         }
@@ -53,12 +53,12 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
             report["coverage"] = judged
             line, large = no_window_line(judged, "judged (test) rows")
             (log.warning if large else log.info)(f"{run_dir}: {line}")
-        reference_scores = _reference_scores(run, reference, test) if reference is not None else None
+        reference_scores = _reference_scores(run, reference, test, allow_pickle) if reference is not None else None
         report["verdict"] = _verdict(run, detector.name, scores, test, chosen, report, reference_scores,
                                      replicates)
         windows = report["windows"]
         log.info(f"writing {EVALUATE_JSON}, {TIMELINE_PNG}, {ROC_PR_PNG} and {HISTOGRAM_PNG}")
-        with run.writer("evaluate", {"engine": engine}) as out:
+        with run.writer("evaluate", {"engine": detector.engine}) as out:
             out.json(EVALUATE_JSON, report)
             ep = episodes.find_episodes(test.end_time, scores > chosen.value, chosen.merge_minutes)
             plots.alarm_timeline(test.end_time, scores, chosen.value, out.path(TIMELINE_PNG),
@@ -76,7 +76,7 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
     return report
 
 
-def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
+def _reference_scores(run: Run, reference, test, allow_pickle: bool = False) -> tuple[str, np.ndarray]:
     """(name, test scores) of the detector in ``reference``, which must share this run's test split."""
     other = Run(reference)
     with other.reading():
@@ -86,7 +86,7 @@ def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
         if mine is None or mine != theirs:
             raise UserError(f"--reference {other.path}: its test split differs from {run.path}'s; give a run made "
                             "from the same prepare (train --out)")
-        detector = other.detector()
+        detector = other.detector(allow_pickle=allow_pickle)
         log.info(f"reference {detector.name} ({other.path}): scores of {len(test):,} test windows")
         return detector.name, detector.score(test)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from lstm_rare_event.detectors.lstm_ae import spec
-from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DETECTOR, Run
 
 
@@ -14,15 +11,10 @@ def inspect_architecture(options: dict, lookback: int, n_features: int) -> tuple
     return spec.describe(arch), spec.format_text(arch)
 
 
-def inspect_run(run_dir) -> tuple[dict, str]:
+def inspect_run(run_dir, allow_pickle: bool = False) -> tuple[dict, str]:
     """(JSON-ready description, text) of the detector in ``run_dir``."""
     run = Run(run_dir)
     with run.reading():
         run.check("train", [DETECTOR])
-        detector = run.detector()
-    described = detector.describe()
-    if detector.name == "lstm":
-        return described, spec.format_text(detector.arch_)
-    options = dumps(described["options"]).strip()
-    text = textwrap.fill(f"{detector.name} detector: {detector.summary}.", width=90)
-    return described, text + ("" if options == "{}" else f"\noptions: {options}")
+        detector = run.detector(allow_pickle=allow_pickle)
+    return detector.describe(), detector.describe_text()

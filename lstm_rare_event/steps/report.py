@@ -154,9 +154,10 @@ def _check_out(out: Path, run: Run) -> None:
         raise UserError(f"{out}: is a folder; --out needs a file name such as report.html")
 
 
-def build_report(run_dir, out_path, scores_csv=None) -> dict:
+def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False) -> dict:
     """Write the HTML report of ``run_dir`` (and ``scores_csv``) to ``out_path`` atomically;
-    return what it contains: {"sections": [...], "figures": n, "episodes": n or None}."""
+    return what it contains: {"sections": [...], "figures": n, "episodes": n or None}.
+    ``allow_pickle``: describe a plug-in detector saved with pickle (loading it runs its code)."""
     from lstm_rare_event.steps import evaluate as evaluate_step
     from lstm_rare_event.steps import inspect as inspect_step
     from lstm_rare_event.steps import prepare as prepare_step
@@ -207,7 +208,7 @@ def build_report(run_dir, out_path, scores_csv=None) -> dict:
 
         # The detector.
         if train is not None:
-            _, text = inspect_step.inspect_run(run.path)
+            _, text = inspect_step.inspect_run(run.path, allow_pickle)
             body.append("<h2>Detector</h2>" + _pre(text) + figure("train", LOSS_PNG, "training and validation loss"))
             sections.append("detector")
 

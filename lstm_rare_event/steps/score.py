@@ -47,7 +47,7 @@ class Scorer:
     utc_offset_seconds: int | None = None
 
 
-def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
+def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
     refused when they do not come from one run."""
     run = Run(run_dir)
@@ -58,7 +58,7 @@ def load_scorer(run_dir, engine: str = "numpy", wait: float = 60.0) -> Scorer:
         threshold = run.threshold()
         merge = DEFAULT_MERGE_MINUTES if threshold.merge_minutes is None else threshold.merge_minutes
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
-        return Scorer(run.preprocessor(), run.detector(engine=engine), threshold.value, merge, fingerprint,
+        return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), threshold.value, merge, fingerprint,
                       run.utc_offset_seconds())
 
 

@@ -53,7 +53,9 @@ EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    engine: str = "numpy"
+    engine: str | None = None  # None: the detector's own (Detector.engines)
+    #: load a plug-in detector saved with pickle (which runs its code)
+    allow_pickle: bool = False
     chunk_rows: int = CHUNK_ROWS
     #: what an empty cell means: "error" (exit 2 naming row and column) or "hold" the last value
     missing: str = "error"
@@ -199,7 +201,7 @@ class Stream:
 
     @property
     def _has_sensors(self) -> bool:
-        return not getattr(self.scorer.detector, "name", "") == "restart"
+        return self.scorer.detector.names_sensors
 
     def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
         """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
@@ -594,7 +596,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     elif options.plot is not None:
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
-        scorer = load_scorer(run_dir, options.engine, options.wait)
+        scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
     if state_path is None:
         stream = Stream(scorer, options)
         summary = _batch(stream, input_path, out_path, to_stdout, options, history)
@@ -657,7 +659,7 @@ def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(),
         seen[name] = path
     for name, path in seen.items():
         check_output(out_dir / name, path, run_dir)
-    scorer = load_scorer(run_dir, options.engine, options.wait)
+    scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
     done, failed = [], []
     for name, path in seen.items():
         try:
@@ -799,7 +801,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "episodes_opened": stream.opened,
         "merge_minutes": scorer.merge_minutes,
         "threshold": scorer.threshold,
-        "engine": options.engine,
+        "engine": scorer.detector.engine,
         "warnings": warnings,
         "coverage": coverage,
     }

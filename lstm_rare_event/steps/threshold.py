@@ -50,8 +50,8 @@ def default_horizon(run: Run) -> float:
     return max(shift, 1) * interval
 
 
-def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str = "numpy",
-                  wait: float = DEFAULT_WAIT) -> dict:
+def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str | None = None,
+                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False) -> dict:
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
     with run.locked(wait):
@@ -64,7 +64,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             raise UserError(f"--rule {options.rule} needs labelled breaks and the data of {run_dir} has no label "
                             "column; use --rule alarms-per-day or --rule value, or prepare with --label-column")
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
-        detector = run.detector(engine=engine)
+        detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
         scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
@@ -75,7 +75,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "merge_minutes": options.merge,
             "horizon_minutes": horizon,
             "detector": detector.name,
-            "engine": engine,
+            "engine": detector.engine,
             "interval_minutes": interval,
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
@@ -85,7 +85,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             summary["warning"] = warning
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
-                        "horizon": horizon, "engine": engine}
+                        "horizon": horizon, "engine": detector.engine}
         with run.writer("threshold", step_options) as out:
             out.json(THRESHOLD_JSON, summary)
             cuts, precision, recall = thresholds.precision_recall_by_threshold(scored.scores, valid.y)

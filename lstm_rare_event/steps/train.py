@@ -96,11 +96,13 @@ def _trained(run_dir, wait: float):
 
 
 def train(run_dir, detector: str = detectors.DEFAULT, params: dict | None = None, out=None,
-          wait: float = DEFAULT_WAIT, init_from=None) -> dict:
+          wait: float = DEFAULT_WAIT, init_from=None, allow_pickle: bool = False) -> dict:
     """Fit ``detector`` (with ``params``) on ``run_dir``'s prepared windows; write it into ``out``
     (default ``run_dir``). Returns what ``train.json`` records. Nothing is written unless
-    fitting completes."""
+    fitting completes. ``allow_pickle``: save a plug-in detector, whose fitted state only pickle
+    can hold."""
     model = detectors.create(detector, **(params or {}))  # bad options fail before any work
+    model.check_save(allow_pickle)
     if init_from is not None:
         model.warm_start(_trained(init_from, wait))
     source = Run(run_dir)
@@ -124,7 +126,7 @@ def train(run_dir, detector: str = detectors.DEFAULT, params: dict | None = None
             summary["prepared_in"] = str(source.path)
         inputs = {name: target.inputs[name] for name in names}
         with target.writer("train", {"detector": detector, **model.describe()["options"]}, inputs) as staged:
-            model.save(staged.path(DETECTOR))
+            model.save(staged.path(DETECTOR), allow_pickle)
             staged.json(TRAIN_JSON, summary)
             if model.history_ is not None:
                 write_history(staged.path(HISTORY_CSV), model.history_)

@@ -15,6 +15,8 @@ import numpy as np
 
 from lstm_rare_event.detectors.base import Detector, normal
 from lstm_rare_event.detectors.lstm_ae import numpy_engine, spec
+from lstm_rare_event.detectors.lstm_ae.engines import ENGINES, load_model
+from lstm_rare_event.detectors.lstm_ae.keras_engine import MODEL_KERAS, import_keras_model
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params
@@ -100,6 +102,8 @@ class LstmDetector(Detector):
     Options = LstmOptions
     summary = ("LSTM autoencoder trained on normal windows; the score is the reconstruction error "
                "(mean squared error over the sensors, of the whole window or its last row)")
+    engines = ENGINES
+    warm_starts = True
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -127,7 +131,7 @@ class LstmDetector(Detector):
         o = self.options
         return Architecture(o.encoder, o.decoder, o.activation, lookback, n_features)
 
-    def fit(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
+    def fit_windows(self, train: Windows, valid: Windows | None = None) -> "LstmDetector":
         X_train = normal(train).X
         X_valid = normal(valid).X if valid is not None else np.empty((0, *train.X.shape[1:]), np.float32)
         for what, windows, X in (("train", train, X_train), ("validate", valid, X_valid)):
@@ -187,7 +191,7 @@ class LstmDetector(Detector):
 
         return distributed.is_chief()
 
-    def explain(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    def explain_windows(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         self._check_windows(windows)
         X = np.asarray(windows.X, dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -205,26 +209,29 @@ class LstmDetector(Detector):
             out["architecture"] = spec.describe(self.arch_)
         return {**out, **self.train_info_}
 
+    def describe_text(self) -> str:
+        return spec.format_text(self.arch_)
+
     def state(self):
         values, arrays = super().state()
         return {**values, "training": self.train_info_}, arrays
 
-    def save(self, folder) -> None:
+    def save(self, folder, allow_pickle: bool = False) -> None:
         folder = Path(folder)
-        super().save(folder)
+        super().save(folder, allow_pickle)
         numpy_engine.save_npz(folder / numpy_engine.MODEL_NPZ, self.arch_, self.model_.weights)
         if self._keras is not None:
-            self._keras.save(folder / numpy_engine.MODEL_KERAS)
+            self._keras.save(folder / MODEL_KERAS)
 
     def set_state(self, values: Params, arrays, folder) -> None:
         super().set_state(values, arrays, folder)
         self.train_info_ = values.data.get("training") or {}
 
     @classmethod
-    def load(cls, folder, config: Params, engine: str = "numpy") -> "LstmDetector":
-        detector = super().load(folder, config)  # options and state; the network follows
-        detector.model_ = numpy_engine.load_model(folder, engine)
-        detector.arch_ = detector.model_.arch if engine == "numpy" else numpy_engine.read_architecture(folder)
+    def load(cls, folder, config: Params, **load_options) -> "LstmDetector":
+        detector = super().load(folder, config, **load_options)  # options and state; the network follows
+        detector.model_ = load_model(folder, detector.engine)
+        detector.arch_ = detector.model_.arch if detector.engine == "numpy" else numpy_engine.read_architecture(folder)
         if detector.arch_.n_features != detector.n_features_:
             raise UserError(f"{folder}: model.npz has {detector.arch_.n_features} features, detector.json "
                             f"{detector.n_features_}; {config.hint}")
@@ -234,7 +241,6 @@ class LstmDetector(Detector):
 # The recipe's network has about 25,000 parameters and the largest preset fits in megabytes; a
 # network of this size is a typing slip (--encoder 100000000), whose weights alone would not fit.
 MAX_PARAMS = 50_000_000
-TRAIN_EXTRA = "lstm-rare-event[train]"
 
 
 def check_size(arch: Architecture) -> None:
@@ -244,19 +250,6 @@ def check_size(arch: Architecture) -> None:
         raise UserError(f"the network would have {params:,} parameters (--encoder {','.join(map(str, arch.encoder))}"
                         f" --decoder {','.join(map(str, arch.decoder))} on {arch.n_features} features), more than "
                         f"{MAX_PARAMS:,}; use smaller layers")
-
-
-def import_keras_model(needs: str = "training the lstm detector",
-                       instead: str = "use --detector mahalanobis or restart, which need neither"):
-    """The Keras side, or one line saying what to install: scoring hosts may go without TensorFlow."""
-    try:
-        from lstm_rare_event.detectors.lstm_ae import keras_model
-    except ImportError as exc:
-        if (exc.name or "").split(".")[0] not in ("tensorflow", "keras"):
-            raise
-        raise UserError(f"{needs} needs TensorFlow and Keras, which are not installed ({exc.name}): "
-                        f"pip install '{TRAIN_EXTRA}', or {instead}") from None
-    return keras_model
 
 
 def _training_summary(options: LstmOptions, arch: Architecture, history: dict, n_train: int, n_valid: int,

@@ -1,9 +1,9 @@
-"""Run a trained autoencoder: the NumPy forward pass (default) or Keras (the reference).
+"""Run a trained autoencoder with NumPy alone, from ``model.npz``.
 
 Importing TensorFlow costs seconds, which a cron job would pay on every call, so ``train``
 also exports the weights and the architecture to ``model.npz`` and this module evaluates the
-network with NumPy alone. ``engine="keras"`` loads ``model.keras`` instead; it is the reference
-the NumPy pass is tested against.
+network with NumPy alone. The Keras engine (:mod:`.keras_engine`) is the reference this pass is
+tested against; :mod:`.engines` chooses between them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import numpy as np
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 
-MODEL_KERAS = "model.keras"
 MODEL_NPZ = "model.npz"
-MODEL_FILES = {"numpy": MODEL_NPZ, "keras": MODEL_KERAS}
-ENGINES = tuple(MODEL_FILES)
 NPZ_FORMAT = "lstm-rare-event/model-npz/1"
 BATCH = 1024  # windows per forward pass: the buffers of a layer stay in the cache
 
@@ -134,7 +131,7 @@ def forward(arch: Architecture, layers: list[list[np.ndarray]], X: np.ndarray) -
     return h @ kernel + bias
 
 
-def _check_input(path: Path, lookback: int, n_features: int, X) -> np.ndarray:
+def check_input(path: Path, lookback: int, n_features: int, X) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 3 or X.shape[1:] != (lookback, n_features):
         raise UserError(
@@ -165,43 +162,13 @@ class NumpyModel:
         return [array for layer in self._layers for array in layer]
 
     def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-        X = _check_input(self.path, self.arch.lookback, self.arch.n_features, X)
+        X = check_input(self.path, self.arch.lookback, self.arch.n_features, X)
         out = np.empty_like(X)
         for start in range(0, len(X), batch_size):
             out[start : start + batch_size] = forward(self.arch, self._layers, X[start : start + batch_size])
         return out
 
 
-class KerasModel:
-    """The trained network evaluated by Keras from ``model.keras`` (imports TensorFlow)."""
-
-    def __init__(self, path):
-        from lstm_rare_event.detectors.lstm_ae.detector import import_keras_model
-
-        keras_model = import_keras_model("--engine keras", "use --engine numpy (the default), which gives the same "
-                                                          "scores within 1e-5")
-        self.path = Path(path)
-        self._model = keras_model.load_keras(self.path)
-        _, self.lookback, self.n_features = self._model.input_shape
-
-    def predict(self, X: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-        X = _check_input(self.path, self.lookback, self.n_features, X)
-        return np.asarray(self._model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
-
-
 def read_architecture(folder) -> Architecture:
     """The architecture of the network saved in ``folder``, read from model.npz."""
     return _read_npz(Path(folder) / MODEL_NPZ)[0]
-
-
-def model_file(engine: str) -> str:
-    """The file in a run directory that ``engine`` reads the model from."""
-    if engine not in MODEL_FILES:
-        raise UserError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    return MODEL_FILES[engine]
-
-
-def load_model(folder, engine: str = "numpy"):
-    """The network saved in ``folder``, with ``.predict(X) -> reconstruction``."""
-    path = Path(folder) / model_file(engine)
-    return NumpyModel(path) if engine == "numpy" else KerasModel(path)
