@@ -93,9 +93,9 @@ class Prep:
     drop: tuple[str, ...] = ()
 
 
-def windows_of(table: Table, prep: Prep):
+def windows_of(table: Table, prep: Prep, scaler: bool = True):
     """The Preprocessor's windows over one experiment, its scaler fitted on the training rows;
-    returns (windows, end row of each window, segment id per row)."""
+    returns (windows, end row of each window, segment id per row); without ``scaler``, no windows."""
     if prep.drop:
         keep = [i for i, f in enumerate(table.features) if f not in prep.drop]
         table = Table(table.time, table.values[:, keep], [table.features[i] for i in keep], table.y)
@@ -106,6 +106,8 @@ def windows_of(table: Table, prep: Prep):
         pre.interval_ = MAX_GAP  # what --max-gap will set: the longest step that is not a gap
     rows = pre.rows(table)
     ends = pre.window_ends(rows)
+    if scaler is False:
+        return None, ends, rows.window_segment
     pre.fit_scaler(rows, ends[ends < TRAIN_ROWS])
     return pre.windows(rows, ends), ends, rows.window_segment
 
@@ -170,10 +172,11 @@ def base_configs() -> dict[str, tuple[str, Prep, dict]]:
     # with 2-s steps tolerated: what the gap rule alone costs.
     configs["mahalanobis cli-today"] = ("mahalanobis", Prep(5, 30, 10.0, max_gap=False), {})
     configs["mahalanobis cli-today max-gap"] = ("mahalanobis", Prep(5, 30, 10.0), {})
-    for detrend, clip, variance, combine in itertools.product((0, 30), (0.0, 10.0), (0.85, 0.9, 0.95, 0.99),
-                                                              ("or", "sum")):
-        configs[f"pca d{detrend} c{clip:g} v{variance} {combine}"] = (
-            "pca", Prep(1, detrend, clip), {"variance": variance, "combine": combine})
+    # Clipping changes nothing here (rows beyond 10 sd are over any limit either way) and detrending
+    # hides the level shifts (mahalanobis above): PCA is tried at clip 10 without detrending, and once with.
+    for variance, combine in itertools.product((0.85, 0.9, 0.95, 0.99), ("or", "sum")):
+        configs[f"pca d0 c10 v{variance} {combine}"] = ("pca", Prep(1, 0, 10.0), {"variance": variance, "combine": combine})
+    configs["pca d30 c10 v0.9 or"] = ("pca", Prep(1, 30, 10.0), {"variance": 0.9, "combine": "or"})
     return configs
 
 
@@ -187,6 +190,7 @@ def lstm_configs() -> dict[str, tuple[str, Prep, dict]]:
         "lstm L10 d0 last": ("lstm", Prep(10, 0, 10.0), {**base, "error": "last"}),
         "lstm L10 d0 enc16": ("lstm", Prep(10, 0, 10.0), {**base, "encoder": "16"}),
         "lstm L10 d30": ("lstm", Prep(10, 30, 10.0), base),
+        "lstm L10 d0 no-temperatures": ("lstm", Prep(10, 0, 10.0, drop=THERMAL), base),
         "lstm L5 cli-today": ("lstm", Prep(5, 30, 10.0, max_gap=False), {**base}),
     }
 
@@ -200,7 +204,11 @@ def compute_scores(experiments, configs, which: set[str] | None) -> None:
         if path.exists():
             continue
         start = time.perf_counter()
-        parts = [experiment_scores(e.table, prep, detector, params) for e in experiments]
+        parts = []
+        for e in experiments:
+            parts.append(experiment_scores(e.table, prep, detector, params))
+            if detector == "lstm":
+                log(f"{name}: experiment {e.name} done, {time.perf_counter() - start:.0f} s")
         np.savez(path, **{f"{key}_{i}": part[key] for i, part in enumerate(parts) for key in part})
         log(f"{name}: {time.perf_counter() - start:.1f} s")
 
@@ -247,18 +255,22 @@ def smoothed(score: np.ndarray, segment: np.ndarray, how: str, k: int) -> np.nda
 
 def evt_threshold(train: np.ndarray, risk: float, init_q: float = 0.9) -> float:
     """Peaks over threshold (SPOT, Siffer et al. 2017): a generalized Pareto tail fitted to the
-    training scores above their ``init_q`` quantile, read at probability ``risk``."""
-    from scipy.stats import genpareto
-
+    training scores above their ``init_q`` quantile, read at probability ``risk``. Fitted by
+    probability-weighted moments (Hosking and Wallis 1987), which are sound for the ~40
+    exceedances that 400 training rows give, in closed form (SPOT's maximum likelihood needs a
+    search per fit)."""
     t = np.quantile(train, init_q)
-    excess = train[train > t] - t
-    if len(excess) < 5:
+    excess = np.sort(train[train > t] - t)
+    if len(excess) < 5 or excess.mean() <= 0:
         return float(train.max())
-    gamma, _, sigma = genpareto.fit(excess, floc=0)
+    a0 = excess.mean()
+    a1 = np.mean(excess * (1 - (np.arange(1, len(excess) + 1) - 0.35) / len(excess)))
+    shape = 2 - a0 / (a0 - 2 * a1)  # xi; Hosking's k is -xi
+    sigma = 2 * a0 * a1 / (a0 - 2 * a1)
     ratio = risk * len(train) / len(excess)
-    if abs(gamma) < 1e-8:
+    if abs(shape) < 1e-8:
         return float(t - sigma * np.log(ratio))
-    return float(t + sigma / gamma * (ratio ** (-gamma) - 1))
+    return float(t + sigma / shape * (ratio ** (-shape) - 1))
 
 
 def consecutive(flags: np.ndarray, segment: np.ndarray, k: int) -> np.ndarray:
@@ -333,6 +345,11 @@ def post_grid() -> list[Post]:
     rules += [("evt", SKAB_Q, 1.0, r) for r in (1e-3, 1e-4)]
     return [Post(sm, k, rule, q, f, risk, cons) for (sm, k), (rule, q, f, risk), cons
             in itertools.product(smooths, rules, (1, 3, 5, 10))]
+
+
+# A few post-processings read for every option set, to pick one semantics for all detectors.
+COMMON = [Post(), Post(consecutive=5), Post("mean", 10), Post("mean", 30), Post("median", 30),
+          Post("mean", 30, factor=2.0, q=1.0), Post("median", 30, factor=2.0, q=1.0), Post("mean", 30, "evt", risk=1e-4)]
 
 
 # Each knob's ordered values: a neighbour of an option set changes one knob by one step.
@@ -433,15 +450,20 @@ def report(experiments, configs) -> None:
             r[f"chosen_{far}_post"] = chosen.__dict__
             r[f"neighbours_{far}"] = [row(name, p.label(), table[p]) for p in neighbours(chosen, set(table))]
             r[f"leave_one_out_{far}"] = row(name, "chosen on the other 15 files", leave_one_out(table, n, far))
+        r["common"] = {post.label(): metrics(table[post]) for post in COMMON}
         unscored = [np.isnan(p["score"][TRAIN_ROWS:]).sum() for p in parts]
         r["unscored_judged_share"] = float(np.sum(unscored) / np.sum([len(p["score"]) - TRAIN_ROWS for p in parts]))
         results[name] = r
         log(f"{name}: SKAB rule F1 {r['skab_rule']['f1']:.3f}; chosen {r['chosen_skab_far']['options']} "
             f"F1 {r['chosen_skab_far']['f1']:.3f} FAR {r['chosen_skab_far']['skab_far']:.1f} "
             f"(leave-one-out F1 {r['leave_one_out_skab_far']['f1']:.3f}); {time.perf_counter() - start:.0f} s")
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    text = tables(results)
+    # Stages run in pieces: results of option sets not run now are kept.
+    path = WORK / "results.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    everything = {**base_configs(), **lstm_configs()}
+    merged = {name: results.get(name, earlier.get(name)) for name in everything if name in results or name in earlier}
+    path.write_text(json.dumps(merged, indent=1, default=float))
+    text = tables(merged)
     (WORK / "tables.md").write_text(text)
     print(text)
 
@@ -465,6 +487,13 @@ def tables(results: dict) -> str:
             ("leave_one_out_skab_far",))
     section("Leave one experiment out (FAR of the judged rows)", ("leave_one_out_far",))
     section("Neighbours of each choice (FAR as SKAB counts): one knob one step", ("chosen_skab_far", "neighbours_skab_far"))
+    lines.append("\n### Fixed post-processings for every option set: F1 / FAR % as SKAB counts / FAR % of judged rows\n")
+    lines.append("| option set | " + " | ".join(p.label() for p in COMMON) + " |")
+    lines.append("|---|" + "---|" * len(COMMON))
+    for name, r in results.items():
+        if "common" in r:
+            cells = [r["common"][p.label()] for p in COMMON]
+            lines.append(f"| {name} | " + " | ".join(f"{c['f1']:.3f} / {c['skab_far']:.0f} / {c['far']:.0f}" for c in cells) + " |")
     lines.append("\n### Judged rows without a score (no full window)\n")
     lines.append("| option set | unscored share |\n|---|---|")
     for name, r in results.items():
@@ -472,11 +501,33 @@ def tables(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unscored_by_lookback(experiments) -> str:
+    """Judged rows that get no window: today (every step above the 1-s cadence a gap) and with
+    2-s steps tolerated, by lookback. No detector needed."""
+    lines = ["| lookback | judged rows unscored, every 2-s step a gap (today) | training windows (today) "
+             "| judged rows unscored, 2-s steps tolerated |", "|---|---|---|---|"]
+    for lookback in (1, 5, 10, 30, 60):
+        shares = []
+        for max_gap in (False, True):
+            judged = missing = trained = 0
+            for e in experiments:
+                _, ends, _ = windows_of(e.table, Prep(lookback, 0, 10.0, max_gap=max_gap), scaler=False)
+                scored = np.zeros(len(e.table), dtype=bool)
+                scored[ends] = True
+                judged += len(scored) - TRAIN_ROWS
+                missing += int((~scored[TRAIN_ROWS:]).sum())
+                trained += int((ends < TRAIN_ROWS).sum())
+            shares.append((100 * missing / judged, trained))
+        lines.append(f"| {lookback} | {shares[0][0]:.1f} % | {shares[0][1]} | {shares[1][0]:.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=DATA, help="folder of SKAB valve1 .csv files")
-    parser.add_argument("stage", choices=("scores", "lstm", "report"), help="scores: mahalanobis and pca; "
-                        "lstm: the autoencoders (one training at a time); report: the grid and the tables")
+    parser.add_argument("stage", choices=("scores", "lstm", "report", "gaps"), help="scores: mahalanobis and "
+                        "pca; lstm: the autoencoders (one training at a time); report: the grid and the tables; "
+                        "gaps: judged rows left without a window, by lookback")
     parser.add_argument("--only", default="", help="comma-separated option set names (default: all of the stage)")
     args = parser.parse_args(argv)
     if "valve1" not in args.data.resolve().parts:
@@ -488,6 +539,10 @@ def main(argv=None) -> None:
         compute_scores(experiments, base_configs(), which)
     elif args.stage == "lstm":
         compute_scores(experiments, lstm_configs(), which)
+    elif args.stage == "gaps":
+        text = unscored_by_lookback(experiments)
+        (WORK / "gaps.md").write_text(text)
+        print(text)
     else:
         report(experiments, {**base_configs(), **lstm_configs()} if not which else
                {k: v for k, v in {**base_configs(), **lstm_configs()}.items() if k in which})
