@@ -538,6 +538,37 @@ def tables(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Option sets compared under SKAB's rule, the same files drawn for both: (a, b) reads "a - b".
+PAIRS = [("lstm L10 d0 last", "lstm L10 d0"), ("lstm L30 d0", "lstm L10 d0"), ("lstm L10 d0", "mahalanobis d0 c10"),
+         ("lstm L10 d0 last", "mahalanobis d0 c10"), ("pca d0 c10 v0.99 or", "pca d0 c10 v0.85 or"),
+         ("lstm L10 d0 no-temperatures", "lstm L10 d0"), ("mahalanobis d0 c10 no-temperatures", "mahalanobis d0 c10"),
+         ("lstm L10 d0 enc16", "lstm L10 d0"), ("lstm L10 d30", "lstm L10 d0")]
+
+
+def paired_sets(n_files: int, n: int = REPLICATES, seed: int = SEED) -> str:
+    """F1 and FAR (as SKAB counts) differences between option sets under SKAB's rule."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_files, size=(n, n_files))
+
+    def reps(c):
+        tp, fp, fn, tn, fp_train, tn_train = c[draws].sum(axis=1).T
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1), 100 * (fp + fp_train) / np.maximum(fp + fp_train + tn + tn_train, 1)
+
+    lines = ["| a - b | F1 [95 % CI] | FAR % as SKAB counts [95 % CI] |", "|---|---|---|"]
+    for a, b in PAIRS:
+        parts_a, parts_b = load_scores(a, n_files), load_scores(b, n_files)
+        if parts_a is None or parts_b is None:
+            continue
+        ca, cb = counts(parts_a, Post()), counts(parts_b, Post())
+        (fa, ra), (fb, rb) = reps(ca), reps(cb)
+        ma, mb = metrics(ca), metrics(cb)
+        f_lo, f_hi = np.percentile(fa - fb, [2.5, 97.5])
+        r_lo, r_hi = np.percentile(ra - rb, [2.5, 97.5])
+        lines.append(f"| {a} - {b} | {ma['f1'] - mb['f1']:+.3f} [{f_lo:+.3f}, {f_hi:+.3f}] "
+                     f"| {ma['skab_far'] - mb['skab_far']:+.1f} [{r_lo:+.1f}, {r_hi:+.1f}] |")
+    return "\n".join(lines) + "\n"
+
+
 def unscored_by_lookback(experiments) -> str:
     """Judged rows that get no window: today (every step above the 1-s cadence a gap) and with
     2-s steps tolerated, by lookback. No detector needed."""
@@ -562,9 +593,9 @@ def unscored_by_lookback(experiments) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=DATA, help="folder of SKAB valve1 .csv files")
-    parser.add_argument("stage", choices=("scores", "lstm", "report", "gaps"), help="scores: mahalanobis and "
+    parser.add_argument("stage", choices=("scores", "lstm", "report", "gaps", "pairs"), help="scores: mahalanobis and "
                         "pca; lstm: the autoencoders (one training at a time); report: the grid and the tables; "
-                        "gaps: judged rows left without a window, by lookback")
+                        "gaps: judged rows left without a window, by lookback; pairs: option sets compared")
     parser.add_argument("--only", default="", help="comma-separated option set names (default: all of the stage)")
     args = parser.parse_args(argv)
     if "valve1" not in args.data.resolve().parts:
@@ -576,6 +607,10 @@ def main(argv=None) -> None:
         compute_scores(experiments, base_configs(), which)
     elif args.stage == "lstm":
         compute_scores(experiments, lstm_configs(), which)
+    elif args.stage == "pairs":
+        text = paired_sets(len(experiments))
+        (WORK / "pairs.md").write_text(text)
+        print(text)
     elif args.stage == "gaps":
         text = unscored_by_lookback(experiments)
         (WORK / "gaps.md").write_text(text)
