@@ -363,7 +363,8 @@ def post_grid() -> list[Post]:
 
 # A few post-processings read for every option set, to pick one semantics for all detectors.
 COMMON = [Post(), Post(consecutive=5), Post("mean", 10), Post("mean", 30), Post("median", 30),
-          Post("mean", 30, factor=2.0, q=1.0), Post("median", 30, factor=2.0, q=1.0), Post("mean", 30, "evt", factor=1.0, risk=1e-4)]
+          Post("mean", 30, factor=2.0, q=1.0), Post("median", 30, factor=2.0, q=1.0),
+          Post("mean", 30, "evt", factor=1.0, risk=1e-4)]
 
 
 # The smoothing measured for every option set beside SKAB's rule (bench/skab_study.md): a trailing
@@ -521,7 +522,8 @@ def tables(results: dict) -> str:
     for name, r in results.items():
         if "common" in r:
             cells = [r["common"][p.label()] for p in COMMON]
-            lines.append(f"| {name} | " + " | ".join(f"{c['f1']:.3f} / {c['skab_far']:.0f} / {c['far']:.0f}" for c in cells) + " |")
+            lines.append(f"| {name} | " + " | ".join(f"{c['f1']:.3f} / {c['skab_far']:.0f} / {c['far']:.0f}"
+                                                     for c in cells) + " |")
     section("Neighbours of SKAB's rule", ("skab_rule", "skab_rule_neighbours"))
     section("Neighbours of the median 30, 2 x max post-processing", ("recommended", "recommended_neighbours"))
     lines.append("\n### F1 minus F1 of SKAB's rule, paired by file: the recommended post-processing, and the one "
@@ -552,7 +554,8 @@ def paired_sets(n_files: int, n: int = REPLICATES, seed: int = SEED) -> str:
 
     def reps(c):
         tp, fp, fn, tn, fp_train, tn_train = c[draws].sum(axis=1).T
-        return 2 * tp / np.maximum(2 * tp + fp + fn, 1), 100 * (fp + fp_train) / np.maximum(fp + fp_train + tn + tn_train, 1)
+        far = 100 * (fp + fp_train) / np.maximum(fp + fp_train + tn + tn_train, 1)
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1), far
 
     lines = ["| a - b | F1 [95 % CI] | FAR % as SKAB counts [95 % CI] |", "|---|---|---|"]
     for a, b in PAIRS:
