@@ -17,8 +17,13 @@ step of 2 s in this 1-s data is not a gap, longer steps are (``--max-gap``).
 
 Stages (each prints progress on stderr; scores are cached under bench/work/skab, never the data):
 
-    python bench/skab_study.py [DATA] scores   # detector scores per row, per option set
+    python bench/skab_study.py [DATA] scores   # mahalanobis and T²+Q scores per row, per option set
+    python bench/skab_study.py [DATA] lstm     # the autoencoders' scores (one training at a time)
     python bench/skab_study.py [DATA] report   # post-processing grid, metrics, bootstrap -> tables
+    python bench/skab_study.py [DATA] pairs    # option sets against each other, paired by file
+    python bench/skab_study.py [DATA] gaps     # judged rows left without a window, by lookback
+
+``--only NAME,...`` limits a stage to some option sets; ``report`` keeps the results of the others.
 
 DATA defaults to ../shared/data/skab/valve1 (beside the worktree). Only valve1 is ever read.
 """
@@ -52,8 +57,6 @@ MAX_GAP = np.timedelta64(2, "s")  # a step up to 2 s is clock jitter in this 1-s
 REPLICATES, SEED = 1000, 0
 THERMAL = ("Temperature", "Thermocouple")
 SKAB_Q, SKAB_FACTOR = 0.99, 1.5  # the LSTM-AE notebook's limit: 1.5 x q99 of the training scores
-LEADERBOARD = [("Conv-AE", 0.78, 13.6, 28.0), ("MSET", 0.78, 39.7, 14.1), ("T²+Q (PCA)", 0.76, 26.6, 24.9),
-               ("LSTM-AE", 0.74, 30.0, 25.9), ("T²", 0.66, None, None), ("Isolation forest", 0.29, None, None)]
 
 
 def log(message: str) -> None:
