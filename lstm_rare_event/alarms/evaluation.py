@@ -18,10 +18,11 @@ BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per
                 "applied unchanged to test: deployable, not an oracle; the test rate can differ")
 
 
-def scored(scores, windows, interval_minutes: float, merge_minutes: float, horizon_minutes: float) -> Scored:
+def scored(scores, windows, interval_minutes: float, merge_minutes: float, horizon_minutes: float,
+           train_normal=None) -> Scored:
     return Scored(np.asarray(scores, dtype=np.float64), np.asarray(windows.y), windows.end_time,
                   metrics.break_times(windows.y, windows.event_time), interval_minutes, merge_minutes,
-                  horizon_minutes)
+                  horizon_minutes, train_normal)
 
 
 def alarm_summary(s: Scored, value: float) -> dict:
@@ -43,6 +44,7 @@ def choose_on_validation(s: Scored, rule: str, params: dict) -> dict:
         "validation": alarm_summary(s, value),
         "budgets": [{"alarms_per_day": budget, "value": thresholds.choose_threshold("alarms-per-day", s, target=budget)}
                     for budget in BUDGETS],
+        **(thresholds.fitted_tail(rule, s, params) or {}),
     })
 
 

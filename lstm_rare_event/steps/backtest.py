@@ -178,7 +178,9 @@ def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan
     if previous is not None:
         detector.warm_start(previous)
     detector.fit(train_w, valid_w)
-    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon)
+    train_normal = detector.score(train_w)[train_w.y == 0] if threshold.params.get("on") == "train" else None
+    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon,
+                          train_normal)
     value = thresholds.choose_threshold(threshold.rule, s, **threshold.params)
     return detector, detector.score(test_w), value
 

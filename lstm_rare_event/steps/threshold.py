@@ -55,7 +55,8 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", [*split_files("valid"), PREPARE_JSON])
+        on_train = options.params.get("on") == "train"
+        run.check("prepare", [*split_files("valid", *(["train"] if on_train else [])), PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
         horizon = options.horizon if options.horizon is not None else default_horizon(run)
@@ -63,7 +64,12 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
         detector = run.detector(engine=engine)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
-        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon)
+        train_normal = None
+        if on_train:
+            train = run.split("train")
+            log.info(f"{detector.name} scores of {len(train):,} training windows (--on train)")
+            train_normal = detector.score(train)[np.asarray(train.y) == 0]
+        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
         summary = {
             "rule": options.rule,
@@ -76,7 +82,10 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "interval_minutes": interval,
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
+            **{key: chosen[key] for key in ("tail", "note") if key in chosen},
         }
+        if "note" in summary:
+            log.warning(summary["note"])
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
@@ -119,7 +128,8 @@ def value_warning(rule: str, value: float, validation: dict) -> str | None:
 
 
 def rule_text(chosen: dict) -> str:
-    params = ", ".join(f"{name} {value:g}" for name, value in (chosen.get("params") or {}).items())
+    params = ", ".join(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+                       for name, value in (chosen.get("params") or {}).items())
     return f"{chosen['rule']} ({params})" if params else str(chosen["rule"])
 
 
@@ -146,4 +156,4 @@ def threshold_text(summary: dict) -> str:
         ["F1", v["f1"]],
         ["false alarm windows per day", v["false_alarms_per_day"]],
         *episode_rows(v["episodes"]),
-    ])
+    ]) + (f"\nNote: {summary['note']}" if summary.get("note") else "")
