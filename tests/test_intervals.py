@@ -72,3 +72,74 @@ def test_no_interval_leaves_the_event_figures_undefined():
     m = interval_metrics(np.zeros(4), np.array([0, 1, 0, 0], dtype=bool), times(4))
     assert m["n_intervals"] == 0 and np.isnan(m["detected_share"]) and np.isnan(m["mean_delay_minutes"])
     assert np.isnan(m["recall"]) and m["far"] == pytest.approx(1 / 4)
+
+
+# -- chance and on-time in the evaluation, and interval runs through the command line ------
+
+from types import SimpleNamespace  # noqa: E402
+
+from lstm_rare_event.alarms import evaluation, verdict  # noqa: E402
+from lstm_rare_event.alarms.bootstrap import interval_groups  # noqa: E402
+
+
+def windows_of(y, minutes=2):
+    y = np.asarray(y)
+    return SimpleNamespace(y=y, end_time=times(len(y), minutes), event_time=np.full(len(y), np.datetime64("NaT", "s")))
+
+
+def test_evaluation_reports_intervals_for_interval_labels_only():
+    w = windows_of(Y)
+    s = evaluation.scored(FLAGS * 2.0, w, 2.0, 0.0, 2.0)
+    report = evaluation.evaluate_scores(s, w, {"value": 1.0}, labels="intervals")
+    assert report["intervals"]["detected"] == 1 and report["intervals"]["f1"] == pytest.approx(4 / 9)
+    assert "intervals" not in evaluation.evaluate_scores(s, w, {"value": 1.0})
+
+
+def test_breaks_warned_by_chance_and_alarm_on_share():
+    # 10 windows 2 minutes apart, a break after window 4 (at 10 min), horizon 2 minutes: only an
+    # episode starting at window 4 warns. One flag at window 4 warns; rotated to 1..9 it is never there.
+    w = SimpleNamespace(y=np.zeros(10), end_time=times(10), event_time=None)
+    s = evaluation.Scored(np.zeros(10), np.zeros(10), w.end_time, np.array([START + np.timedelta64(600, "s")]),
+                          2.0, 0.0, 2.0)
+    flags = np.arange(10) == 4
+    c = evaluation.warned_chance(s, flags)
+    assert c == {"warned_share": 1.0, "warned_share_chance": 0.0, "alarm_on_share": 0.1}
+    # always on: warned, and by chance just as much
+    assert evaluation.warned_chance(s, np.ones(10, dtype=bool))["warned_share_chance"] == 1.0
+
+
+def test_verdict_says_detected_beside_chance_and_on_time():
+    m = interval_metrics(Y, FLAGS, times(12))
+    v = verdict.verdict(episodes=None, intervals=m)
+    assert "Detected 1 of 2 anomaly intervals" in v["lines"][0] and "alarm on 33% of the time" in v["lines"][0]
+    assert "F1 0.44" in v["lines"][0]
+    warned = verdict.warned({"n_breaks": 2, "warned": 1, "horizon_minutes": 60, "mean_lead_minutes": 5.0,
+                             "median_lead_minutes": 5.0},
+                            {"warned_share": 0.5, "warned_share_chance": 0.25, "alarm_on_share": 0.1})
+    assert "(chance 25%, alarm on 10% of the time)" in warned["text"]
+
+
+def test_interval_groups_block_each_interval_and_normal_days():
+    groups = interval_groups(Y, times(12, minutes=240))  # 12 windows 4 h apart: two days
+    assert groups[2] == groups[3] == groups[4] != groups[7] == groups[8]
+    normal = groups[Y == 0]
+    assert len(set(normal.tolist())) == 2 and not set(normal.tolist()) & {groups[2], groups[7]}
+
+
+def test_evaluate_and_compare_of_interval_runs(runs, tmp_path, monkeypatch):
+    import json
+
+    from conftest import copy_run, invoke, ok
+    from lstm_rare_event.steps import compare, evaluate
+
+    # runs prepared before --labels existed read as events; an interval run is one that says so
+    monkeypatch.setattr(evaluate, "label_mode", lambda run: "intervals")
+    monkeypatch.setattr(compare, "label_mode", lambda run: "intervals")
+    a, b = copy_run(runs["mahalanobis"], tmp_path, "a"), copy_run(runs["restart"], tmp_path, "b")
+    report = json.loads(ok("evaluate", a, "--json", "-q").stdout)
+    assert {"f1", "far", "mar", "detected", "detected_share_chance", "alarm_on_share"} <= set(report["intervals"])
+    assert "anomaly intervals" in report["verdict"]["lines"][1]
+    assert "intervals detected by chance" in ok("evaluate", a, "-q").stdout
+    ok("evaluate", b, "-q")
+    text = invoke("compare", a, b, "--replicates", 50).stdout
+    assert "intervals detected" in text and "anomaly intervals" in text

@@ -248,4 +248,4 @@ def check_labels(rule: str, labels) -> None:
     """Refuse a rule that needs positive windows when the validation labels have none."""
     if RULES[rule].needs_positives and not np.any(np.asarray(labels) == 1):
         raise UserError(f"--rule {rule} needs positive windows in the validation split and it has none; "
-                        "use --rule quantile, evt, alarms-per-day or --rule value")
+                        "use --rule alarms-per-day or --rule value (or quantile or evt)")

@@ -6,7 +6,7 @@ import numpy as np
 
 from lstm_rare_event import log
 from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, verdict
-from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.run import (
@@ -39,13 +39,15 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
         log.info(f"{detector.name} scores of {len(test):,} test windows")
         scores = detector.score(test)
         s = evaluation.scored(scores, test, interval, chosen.merge_minutes, chosen.horizon_minutes)
+        labels = label_mode(run)
         report = {
             "threshold": {"rule": chosen.rule, "params": chosen.params, "value": chosen.value,
                           "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes},
             "detector": detector.name,
             "engine": engine,
             "interval_minutes": interval,
-            **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
+            **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])},
+                                         labels),
         }
         reference_scores = _reference_scores(run, reference, test) if reference is not None else None
         report["verdict"] = _verdict(run, detector.name, scores, test, chosen, report, reference_scores,
@@ -68,6 +70,13 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
                                           "precision": windows["precision"], "recall": windows["recall"]})
             plots.error_histogram(scores, test.y, chosen.value, out.path(HISTOGRAM_PNG))
     return report
+
+
+def label_mode(run: Run) -> str:
+    """How the run's labels read: "events" (a break after the labelled rows) or "intervals"
+    (every labelled row anomalous); runs prepared before the option existed have events."""
+    options = run.prepare_info().data.get("options")
+    return options.get("labels", "events") if isinstance(options, dict) else "events"
 
 
 def _reference_scores(run: Run, reference, test) -> tuple[str, np.ndarray]:
@@ -114,13 +123,14 @@ def _verdict(run: Run, name: str, scores, test, chosen, report: dict, reference_
         if reference_scores is not None:
             other = reference_scores[0] if reference_scores[0] != name else f"{reference_scores[0]} (reference)"
             named[other] = reference_scores[1]
-        boot = bootstrap_metrics(test.y, named, event_groups(test.y, test.event_time, test.end_time),
-                                 n=replicates, seed=0)
+        groups = blocks(label_mode(run), test.y, test.event_time, test.end_time)
+        boot = bootstrap_metrics(test.y, named, groups, n=replicates, seed=0)
         roc = boot["detectors"][name]["roc_auc"]
         references = {d["b"]: d["roc_auc"] for d in boot["differences"]}
     promised = chosen.params.get("target") if chosen.rule == "alarms-per-day" else None
     result = verdict.verdict(roc=roc, promised=promised, measured=report["episodes"]["false_episodes_per_day"],
-                             episodes=report["episodes"], references=references, drift_=_drift(run))
+                             episodes=report["episodes"], references=references, drift_=_drift(run),
+                             warned_chance=report["warned_chance"], intervals=report.get("intervals"))
     if boot is not None:
         result["bootstrap"] = {"replicates": boot["replicates"], "seed": boot["seed"], "blocks": boot["blocks"]}
     return to_jsonable(result)
@@ -128,6 +138,29 @@ def _verdict(run: Run, name: str, scores, test, chosen, report: dict, reference_
 
 def verdict_text(report: dict) -> str:
     return "\n".join(report.get("verdict", {}).get("lines", []))
+
+
+def chance_rows(c: dict, what: str) -> list[list]:
+    """An event-level share beside chance (the same alarms shifted in time) and the alarm on-time."""
+    share, by_chance = (c["warned_share"], c["warned_share_chance"]) if "warned_share" in c else \
+        (c["detected_share"], c["detected_share_chance"])
+    return [[f"{what}, share", share],
+            [f"{what} by chance (the alarms shifted in time)", by_chance],
+            ["alarm on (share of windows flagged)", c["alarm_on_share"]]]
+
+
+def interval_rows(i: dict) -> list[list]:
+    return [
+        ["anomaly intervals (runs of labelled windows)"],
+        ["point-wise F1 / FAR / MAR", f"{_g(i['f1'])} / {_g(i['far'])} / {_g(i['mar'])}"],
+        ["intervals detected (a window flagged inside)", f"{i['detected']} of {i['n_intervals']}"],
+        *chance_rows(i, "intervals detected"),
+        ["detection delay, minutes: mean / median", f"{_g(i['mean_delay_minutes'])} / {_g(i['median_delay_minutes'])}"],
+    ]
+
+
+def _g(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.4g}"
 
 
 def evaluate_text(report: dict) -> str:
@@ -147,10 +180,13 @@ def evaluate_text(report: dict) -> str:
         ["ROC-AUC", w["roc_auc"]],
         ["PR-AUC (average precision)", w["pr_auc"]],
         ["base rate (PR-AUC by chance)", w["base_rate"]],
-        ["breaks (events)"],
-        ["breaks caught (a positive window flagged)", f"{e['caught']} of {e['n_breaks']}"],
-        ["false alarm windows per day", e["false_alarms_per_day"]],
-        *episode_rows(report["episodes"]),
+        *(interval_rows(report["intervals"]) if "intervals" in report else [
+            ["breaks (events)"],
+            ["breaks caught (a positive window flagged)", f"{e['caught']} of {e['n_breaks']}"],
+            ["false alarm windows per day", e["false_alarms_per_day"]],
+            *episode_rows(report["episodes"]),
+            *chance_rows(report["warned_chance"], "breaks warned"),
+        ]),
     ])
     rows = report["alarm_budgets"]["rows"]
     tail = f"\n\nVerdict:\n{verdict_text(report)}" if report.get("verdict", {}).get("lines") else ""
