@@ -31,7 +31,7 @@ from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.steps.stream import MISSING, ScoreOptions
-from lstm_rare_event.steps.threshold import ThresholdOptions
+from lstm_rare_event.steps.threshold import DEFAULT_MERGE, ThresholdOptions
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -408,11 +408,13 @@ threshold_options = options(
     click.option("--on", type=click.Choice(RULES["quantile"].params["on"].choices), default=None,
                  help=f"--rule quantile, evt: the normal scores of this split  "
                       f"[default: {RULES['quantile'].params['on'].default}]"),
-    click.option("--merge", type=float, default=T.merge, show_default=True,
-                 help="Minutes: flagged windows closer than this are one alarm episode."),
-    click.option("--horizon", type=float, default=None,
-                 help="Minutes: a break is warned when an episode starts at most this long before it  "
-                      "[default: the label shift, --shift rows x the cadence]"),
+    click.option("--merge", default=None,
+                 help="Flagged windows closer than this are one alarm episode: a duration (90s, 30min), rows "
+                      f"(15rows) or a bare number of minutes  [default: {DEFAULT_MERGE}, 30 min at a 2-minute "
+                      "cadence]"),
+    click.option("--horizon", default=None,
+                 help="A break is warned when an episode starts at most this long before it: a duration, rows "
+                      "or minutes as --merge  [default: the label shift, --shift rows]"),
 )
 # The options of threshold_options that are parameters of a rule.
 RULE_PARAMS = ("value", "beta", "target", "q", "factor", "risk", "on")

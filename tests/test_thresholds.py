@@ -315,3 +315,34 @@ def test_alarms_per_day_on_long_enough_validation_counts_episodes_as_before():
     assert not extrapolates(s, 1.0)
     assert fitted_tail("alarms-per-day", s, {"target": 1.0}) is None
     assert alarms_per_day(s, target=1.0) in candidate_thresholds(scores)
+
+
+# -- merge gap and horizon in the data's cadence ----------------------------------------------
+
+
+@pytest.mark.parametrize("merge, horizon, interval, shift, expected", [
+    (None, None, 2.0, 2, (30.0, 4.0)),  # the sheet-break defaults: 15 rows and the label shift, as always
+    (None, None, 1 / 60, 0, (0.25, 1 / 60)),  # 1-second data: 15 seconds, one row
+    (30.0, 60.0, 1 / 60, 0, (30.0, 60.0)),  # numbers are minutes, as before units
+    ("30", "0.5", 1 / 60, 0, (30.0, 0.5)),  # and so are bare numbers on the command line
+    ("90s", "2h", 2.0, 2, (1.5, 120.0)),
+    ("10rows", "3rows", 0.5, 2, (5.0, 1.5)),
+    ("0", "1min", 2.0, 2, (0.0, 1.0)),  # merge 0: every flagged window is its own episode
+])
+def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, shift, expected):
+    from lstm_rare_event.steps.threshold import ThresholdOptions
+
+    resolved = ThresholdOptions(merge=merge, horizon=horizon).resolved(interval, shift)
+    assert (resolved.merge, resolved.horizon) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("merge, horizon, message", [
+    ("5parsecs", None, "--merge '5parsecs': expected a duration"), ("-1", None, "--merge -1"),
+    ("1.5rows", None, "whole number"), (None, "0rows", "--horizon 0rows: must be more than 0"),
+    (None, "nan", "--horizon nan"),
+])
+def test_bad_merge_or_horizon(merge, horizon, message):
+    from lstm_rare_event.steps.threshold import ThresholdOptions
+
+    with pytest.raises(UserError, match=message):
+        ThresholdOptions(merge=merge, horizon=horizon)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -210,8 +210,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
     ends = pre.window_ends(rows)
     end_time, y, event_time = rows.time[ends], rows.y[ends], rows.event_time[ends]
     interval_minutes = pre.interval_minutes
-    horizon = threshold.horizon if threshold.horizon is not None else max(preprocess.shift, 1) * interval_minutes
-    threshold = replace(threshold, horizon=horizon)
+    threshold = threshold.resolved(interval_minutes, preprocess.shift)
     plan = plan_folds(end_time, table.time, pre.interval_, options)
     n_folds = len(plan.test)
 
