@@ -432,8 +432,11 @@ def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
 @threshold_options
 @engine_option
 @wait_option
+@click.option("--previous", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="The run whose threshold this one replaces (last night's): warns when the new value is over "
+                   "2x or under 0.5x its value.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, merge, horizon, engine, wait, as_json, **params):
+def threshold_command(run_dir, rule, merge, horizon, engine, wait, previous, as_json, **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -443,7 +446,7 @@ def threshold_command(run_dir, rule, merge, horizon, engine, wait, as_json, **pa
     from lstm_rare_event.steps import threshold
 
     options = threshold_from(rule, merge, horizon, **params)
-    summary = threshold.run_threshold(run_dir, options, engine, wait=wait)
+    summary = threshold.run_threshold(run_dir, options, engine, wait=wait, previous=previous)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 

@@ -82,8 +82,13 @@ def resolved_options(run: Run, options: ThresholdOptions) -> ThresholdOptions:
 
 
 def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str = "numpy",
-                  wait: float = DEFAULT_WAIT) -> dict:
-    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
+                  wait: float = DEFAULT_WAIT, previous=None) -> dict:
+    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary.
+
+    ``previous``: the run directory whose threshold this one replaces (last night's); the
+    summary then compares the two values and warns when they are far apart (:func:`compared`).
+    """
+    before = _previous_threshold(previous, wait) if previous is not None else None
     run = Run(run_dir)
     with run.locked(wait):
         on_train = options.params.get("on") == "train"
@@ -121,6 +126,8 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
+        if before is not None:
+            summary["previous"] = compared(chosen["value"], detector.name, *before)
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
                         "horizon": horizon, "engine": engine}
@@ -137,7 +144,41 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
                                   alarms_label="false alarm episodes per day")
     if warning:  # once the threshold is saved
         log.warning(warning)
+    if summary.get("previous", {}).get("warning"):
+        log.warning(summary["previous"]["warning"])
     return summary
+
+
+# threshold --previous warns when the new value is more than this many times the previous one, or
+# less than its inverse: a retrain or a validation period that moved the alarm line that much
+# changes how often the plant is alarmed (issue 19: 8.64 after 4.5 the night before, then silence).
+PREVIOUS_RATIO = 2.0
+
+
+def _previous_threshold(previous, wait: float) -> tuple[str, float, str]:
+    """(run directory, threshold value, detector) of the run ``previous``; read before this run
+    is locked, as it may be the same directory."""
+    other = Run(previous)
+    with other.reading(wait):
+        chosen = other.threshold()
+    return str(other.path), chosen.value, str(chosen.data.get("detector", ""))
+
+
+def compared(value: float, detector: str, run: str, before: float, before_detector: str) -> dict:
+    """The new threshold ``value`` against the previous run's: their ratio, and a warning when it
+    is beyond PREVIOUS_RATIO either way or the detectors differ (their scores do not compare)."""
+    result = {"run": run, "value": before, "detector": before_detector, "ratio": None, "warning": None}
+    if before_detector and before_detector != detector:
+        result["warning"] = (f"--previous {run} thresholds another detector ({before_detector}, this is {detector}); "
+                             "their values do not compare")
+        return result
+    if before > 0:
+        result["ratio"] = value / before
+        if not 1 / PREVIOUS_RATIO <= result["ratio"] <= PREVIOUS_RATIO:
+            result["warning"] = (f"the threshold {value:.6g} is {result['ratio']:.3g}x the previous run's {before:.6g} "
+                                 f"({run}): alarms will be much {'rarer' if result['ratio'] > 1 else 'more frequent'} "
+                                 "than under the previous threshold; check the validation period (its length, any drift)")
+    return result
 
 
 # --rule value warns when its threshold flags more than this share of the validation windows.
@@ -188,4 +229,6 @@ def threshold_text(summary: dict) -> str:
         ["F1", v["f1"]],
         ["false alarm windows per day", v["false_alarms_per_day"]],
         *episode_rows(v["episodes"]),
-    ]) + (f"\nNote: {summary['note']}" if summary.get("note") else "")
+    ]) + "".join(f"\n{label}: {text}" for label, text in (("Note", summary.get("note")),
+                                                           ("Warning", summary.get("previous", {}).get("warning")))
+                  if text)
