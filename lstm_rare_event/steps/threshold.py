@@ -122,7 +122,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             **{key: chosen[key] for key in ("tail", "note") if key in chosen},
         }
         if "note" in summary:
-            log.warning(summary["note"])
+            log.info(summary["note"])
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
