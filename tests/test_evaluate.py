@@ -413,3 +413,14 @@ def test_threshold_previous_of_another_detector_says_the_values_do_not_compare(r
     b = copy_run(runs["mahalanobis"], tmp_path, "b")
     result = ok("threshold", b, "--previous", runs["restart"], "--json", "-q")
     assert "thresholds another detector (restart" in json.loads(result.stdout)["previous"]["warning"]
+
+
+def test_threshold_on_validation_shorter_than_the_budget_extrapolates_and_says_so(runs, tmp_path):
+    # the fixture's validation is a fraction of a day: a budget of 1 a day would allow no alarm
+    run_dir = copy_run(runs["mahalanobis"], tmp_path)
+    result = invoke("threshold", run_dir, "--json")
+    summary = json.loads(result.stdout)
+    assert "extrapolates" in summary["note"] and summary["note"] in result.stderr
+    assert summary["tail"]["peaks"] >= 10
+    # a budget the validation period can hold counts episodes as before: no note, no tail
+    assert "note" not in json.loads(ok("threshold", run_dir, "--target", 100, "--json", "-q").stdout)

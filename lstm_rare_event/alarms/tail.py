@@ -116,9 +116,9 @@ def fit_gpd(excess) -> tuple[float, float]:
 def _peaks(s: np.ndarray) -> tuple[float, np.ndarray, float]:
     """(initial threshold, excesses over it, its level) of the sorted scores ``s``."""
     n = s.size
-    level = min(LEVEL, 1 - MIN_PEAKS / n)
-    t = float(s[int(level * n)])
-    return t, s[s > t] - t, level
+    at = min(int(LEVEL * n), n - MIN_PEAKS - 1)  # MIN_PEAKS scores above it, unless tied
+    t = float(s[at])
+    return t, s[s > t] - t, at / n
 
 
 def fittable(scores) -> bool:
