@@ -31,7 +31,7 @@ from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.steps.stream import MISSING, ScoreOptions
-from lstm_rare_event.steps.threshold import DEFAULT_MERGE, ThresholdOptions
+from lstm_rare_event.steps.threshold import DEFAULT_MERGE, PREVIOUS_RATIO, ThresholdOptions
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -434,7 +434,7 @@ def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
 @wait_option
 @click.option("--previous", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="The run whose threshold this one replaces (last night's): warns when the new value is over "
-                   "2x or under 0.5x its value.")
+                   f"{PREVIOUS_RATIO:g}x or under {1 / PREVIOUS_RATIO:g}x its value.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
 def threshold_command(run_dir, rule, merge, horizon, engine, wait, previous, as_json, **params):
     """Choose the alarm threshold on the validation split.
