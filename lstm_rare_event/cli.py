@@ -26,7 +26,7 @@ from lstm_rare_event.detectors.lstm_ae.numpy_engine import ENGINES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
-from lstm_rare_event.preprocess.preprocessor import PreprocessOptions
+from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
@@ -214,8 +214,12 @@ read_options = options(
 
 P = PrepareOptions
 preprocess_options = options(
+    click.option("--labels", type=click.Choice(LABELS), default=P.labels, show_default=True,
+                 help="events: a 1 marks a break (--shift labels the rows before it); intervals: a 1 marks an "
+                      "anomalous row, kept as it is (an interval is a run of them), never shifted."),
     click.option("--shift", default=P.shift, show_default=True, type=int,
-                 help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels)."),
+                 help="Label the SHIFT rows before each break 1 and drop the break row (0: keep labels); "
+                      "--labels events only."),
     click.option("--lookback", default=P.lookback, show_default=True, type=int, help="Rows per window."),
     click.option("--drop", default=",".join(P.drop), show_default=True, callback=comma_list,
                  help="Columns left out of the features (categorical by default)."),
@@ -223,11 +227,24 @@ preprocess_options = options(
                  help="Use exactly these feature columns, comma-separated (overrides --drop)."),
     click.option("--allow-gaps", is_flag=True,
                  help="Let windows span time gaps, indexed as the 2019 recipe does (reproduces its split)."),
+    click.option("--max-gap", default=P.max_gap,
+                 help="A step between rows longer than this is a time gap (downtime), which no window or "
+                      "detrending median spans: a duration (90s, 5min) or a number of cadences  [default: 1.5 "
+                      "cadences, and at least the cadence + 1 second (clock jitter: 2-second steps in 1-second "
+                      "data)]"),
     click.option("--detrend", default=P.detrend, show_default=True, type=int,
                  help="Subtract each sensor's median over this many past rows, never across a time gap "
                       "(0: off, the recipe)."),
     click.option("--clip", default=P.clip, show_default=True, type=float,
                  help="Limit scaled values to +-CLIP standard deviations (0: off, the recipe)."),
+    click.option("--time-column", default=P.time_column, show_default=True, help="The column of the times."),
+    click.option("--label-column", default=P.label_column, show_default=True,
+                 help="The 0/1 label column. Without the default column the data is unlabelled: every row "
+                      "is normal, and only rules that need no labels choose a threshold."),
+    click.option("--time-format", default=P.time_format,
+                 help="How times are written when the default reading is wrong: a strftime pattern "
+                      "('%d.%m.%Y %H:%M:%S') or 'epoch' (seconds since 1970 UTC)  [default: ISO 8601, "
+                      "M/D/YY H:MM or epoch seconds, as the times read]"),
 )
 
 
@@ -248,6 +265,9 @@ preprocess_options = options(
 @click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
 @click.option("--last", default=None,
               help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
+@click.option("--train-rows", default=P.train_rows, type=int,
+              help="Fit per experiment: train and validate in the first N rows (split as --fractions' train:valid), "
+                   "and judge (test) every later row; its windows may start in the first N rows.")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
 def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
@@ -517,6 +537,12 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
 @click.option("--adopt", is_flag=True,
               help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
                    "its rows, last scored time and open episode.")
+@click.option("--time-column", default=ScoreOptions.time_column,
+              help="The column of the times  [default: the run's, as prepare was told]")
+@click.option("--label-column", default=ScoreOptions.label_column,
+              help="The 0/1 label column, optional  [default: the run's]")
+@click.option("--time-format", default=ScoreOptions.time_format,
+              help="A strftime pattern or 'epoch' for the times  [default: the run's]")
 @click.option("--chunk-rows", default=ScoreOptions.chunk_rows, show_default=True, type=click.IntRange(min=1),
               help="Rows read and scored at a time; bounds memory on large inputs, same output.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False, path_type=Path),
@@ -529,7 +555,7 @@ def evaluate_command(run_dir, reference, engine, wait, as_json):
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  chunk_rows, plot, sep, decimal, engine, wait, as_json):
+                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -554,7 +580,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     if len(inputs) > 1 and out_dir is None:
         raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
     options = stream.ScoreOptions(engine=engine, chunk_rows=chunk_rows, missing=missing, drift_sd=drift_sd,
-                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot)
+                                  wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
+                                  time_column=time_column, label_column=label_column, time_format=time_format)
     if out_dir is not None:
         def report(result):
             if "error" in result:

@@ -315,6 +315,11 @@ class Run:
         value = self.prepare_info().data.get("utc_offset_seconds")
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
+    def labelled(self) -> bool:
+        """Whether prepare read a label column (runs from before unlabelled data always did)."""
+        given = self.prepare_info().data.get("input")
+        return not (isinstance(given, dict) and given.get("labelled") is False)
+
     def interval_minutes(self) -> float:
         return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")
 

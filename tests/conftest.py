@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +95,24 @@ def copy_run(run_dir, tmp_path, name="run"):
     import shutil
 
     return Path(shutil.copytree(run_dir, tmp_path / name))
+
+
+#: SKAB's experiments, beside the checkout (tests that read them skip when absent)
+SKAB = Path(os.environ.get("SKAB_DIR", ROOT.parent / "shared/data/skab"))
+
+
+def skab_like(n=120, anomaly=(80, 100), seed=0, jitter=()):
+    """Rows written as SKAB writes them: 1-second `datetime` (2-second steps after the rows in
+    ``jitter``), `.` decimals, 0.0/1.0 `anomaly` labels on the rows ``anomaly`` spans."""
+    rng = np.random.default_rng(seed)
+    step = np.ones(n, dtype=int)
+    step[0] = 0
+    step[list(jitter)] = 2
+    times = pd.Timestamp("2020-03-09 10:14:33") + pd.to_timedelta(np.cumsum(step), unit="s")
+    data = {"datetime": times.strftime("%Y-%m-%d %H:%M:%S")}
+    for name in ("Accelerometer1RMS", "Current", "Volume Flow RateRMS"):
+        data[name] = rng.normal(1.0, 0.1, n).round(6)
+    label = np.zeros(n)
+    label[anomaly[0]:anomaly[1]] = 1.0
+    data["anomaly"], data["changepoint"] = label, np.zeros(n)
+    return pd.DataFrame(data)

@@ -195,7 +195,7 @@ def test_no_break_is_prepared_with_a_warning(tmp_path):
 
 BAD = {
     "missing_column": (lambda df: df.drop(columns=["x2"]), "--features", "x1,x2", "missing column(s) x2"),
-    "no_label": (lambda df: df.drop(columns=["y"]), None, None, "no 'y' label column"),
+    "no_label": (lambda df: df.drop(columns=["y"]), "--label-column", "label", "no 'label' label column"),
     "bad_label": (lambda df: df.assign(y=df.y.where(df.index != 7, 2)), None, None, "row 8, column 'y'"),
     "non_numeric": (lambda df: df.astype({"x2": object}).assign(x2=lambda d: d.x2.where(d.index != 3, "abc")),
                     None, None, "row 4, column 'x2'"),
@@ -242,7 +242,7 @@ def test_unreadable_files(tmp_path, content, expected):
 
 def test_failed_prepare_keeps_the_earlier_run(tmp_path):
     good = write(frame(40, breaks=[20]), tmp_path / "good.csv")
-    bad = write(frame(40).drop(columns=["y"]), tmp_path / "bad.csv")
+    bad = write(frame(40).assign(y=lambda d: d.y.where(d.index != 7, 2)), tmp_path / "bad.csv")
     ok("prepare", good, "--out", tmp_path / "run")
     before = files_of(tmp_path / "run")
     assert invoke("prepare", bad, "--out", tmp_path / "run").exit_code == 2

@@ -291,8 +291,39 @@ def test_missing_key_in_preprocessor_json_names_file_and_key(saved, tmp_path, ke
     assert "re-run prepare" in message and "\n" not in message
 
 
+# Keys added after runs were first written: a file without them (an older run) reads the defaults.
+ADDED_KEYS = ["options.time_column", "options.label_column", "options.time_format", "options.max_gap",
+              "options.labels", "max_gap_seconds"]
+
+
 def test_every_written_key_is_checked(saved):
-    assert len(_config_keys(saved)) == 11
+    assert len(_config_keys(saved)) == 11 + len(ADDED_KEYS)
+
+
+def test_older_preprocessor_json_reads_the_defaults_of_added_keys(saved, tmp_path):
+    folder = _broken_copy(saved, tmp_path)
+    config = json.loads((folder / CONFIG_JSON).read_text())
+    for key in ADDED_KEYS:
+        *outer, last = key.split(".")
+        del (config[outer[0]] if outer else config)[last]
+    (folder / CONFIG_JSON).write_text(json.dumps(config))
+    older, saved = Preprocessor.load(folder), Preprocessor.load(saved)
+    assert older.options == saved.options
+    # Before --max-gap, every step longer than the cadence was a time gap.
+    assert older.max_gap_ == older.interval_ < saved.max_gap_
+
+
+@pytest.mark.parametrize("key, value", [("time_column", 5), ("label_column", None), ("time_format", "dd.mm"),
+                                        ("max_gap", "soon"), ("labels", "points")])
+def test_bad_added_key_names_file_and_key(saved, tmp_path, key, value):
+    folder = _broken_copy(saved, tmp_path)
+    config = json.loads((folder / CONFIG_JSON).read_text())
+    config["options"][key] = value
+    (folder / CONFIG_JSON).write_text(json.dumps(config))
+    with pytest.raises(UserError) as error:
+        Preprocessor.load(folder, "re-run prepare")
+    message = str(error.value)
+    assert str(folder / CONFIG_JSON) in message and "re-run prepare" in message, message
 
 
 @pytest.mark.parametrize("change, key", [

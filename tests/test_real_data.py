@@ -74,3 +74,12 @@ def test_prepare_in_blocks_gives_the_same_windows_and_scores(monkeypatch):
         np.testing.assert_allclose(np.asarray(blocked.splits[name].X), np.asarray(whole.splits[name].X), rtol=0, atol=1e-6)
     detector = MahalanobisDetector().fit(whole.splits["train"])
     np.testing.assert_allclose(detector.score(blocked.splits["test"]), detector.score(whole.splits["test"]), rtol=1e-6)
+
+
+def test_default_max_gap_keeps_the_exact_rules_windows(tmp_path):
+    """The real file's steps are whole cadences, so 1.5 cadences finds the gaps that any step
+    over one cadence (the rule before --max-gap, --max-gap 1) found: the same bytes."""
+    ok("prepare", REAL, "--out", tmp_path / "default", "-q")
+    ok("prepare", REAL, "--out", tmp_path / "exact", "--max-gap", "1", "-q")
+    for name in ("rows.npy", "train.npz", "valid.npz", "test.npz"):
+        assert (tmp_path / "default" / name).read_bytes() == (tmp_path / "exact" / name).read_bytes(), name

@@ -1,9 +1,10 @@
 """Reading and checking sheet-break CSV files.
 
 The real file (``time, y, x1..x61``) is CRLF, comma-separated, times like ``5/1/99 0:00``.
-Files may also be gzip-compressed, LF, start with a UTF-8 BOM, use ISO 8601 times, order
-columns differently or carry extra columns. Every problem becomes a one-line
-:class:`UserError` naming the file, the column or row, and what was expected.
+Files may also be gzip-compressed, LF, start with a UTF-8 BOM, use ISO 8601 times or epoch
+seconds, order columns differently, carry extra columns, or name the time and label columns
+otherwise (:class:`Columns`). Every problem becomes a one-line :class:`UserError` naming the
+file, the column or row, and what was expected.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gzip
 import io
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ TIME = "time"
 LABEL = "y"
 DEFAULT_DROP = ("x28", "x61")
 REAL_TIME_FORMAT = "%m/%d/%y %H:%M"
+EPOCH = "epoch"  # --time-format for seconds since 1970-01-01 UTC
 GZIP_MAGIC = b"\x1f\x8b"
 # Largest accepted |value|. Sensor values are squared and summed (scaling, reconstruction
 # errors over lookback x features), so a value must leave room for its square times a large
@@ -34,6 +37,28 @@ SHOW_NAMES = 5  # column names listed in a message before "... (N more)"
 SHOW_CHARS = 40  # longest value or name shown in a message
 # The UTC offset at the end of an ISO 8601 time: Z, +hh, +hhmm or +hh:mm after a time of day.
 OFFSET = re.compile(r"[T ]\d{1,2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:(?P<z>[Zz])|(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})?)$")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How a file names its time and label columns and writes its times.
+
+    ``time_format``: a strftime pattern (``%d.%m.%Y %H:%M:%S``) or ``epoch`` (seconds since
+    1970 UTC), for times that the default reading gets wrong or cannot read; None reads ISO 8601
+    (``YYYY-MM-DD HH:MM:SS`` too), the real file's ``M/D/YY H:MM``, or epoch seconds."""
+
+    time: str = TIME
+    label: str = LABEL
+    time_format: str | None = None
+
+    def __post_init__(self):
+        if not self.time or not self.label:
+            raise UserError("--time-column and --label-column must name a column")
+        if self.time == self.label:
+            raise UserError(f"--time-column and --label-column are both {self.time!r}; name two columns")
+        if self.time_format is not None and self.time_format != EPOCH and "%" not in self.time_format:
+            raise UserError(f"--time-format {self.time_format!r}: expected a strftime pattern such as "
+                            f"'%d.%m.%Y %H:%M:%S', or {EPOCH!r} for seconds since 1970")
 
 
 def _show(value, limit: int = SHOW_CHARS) -> str:
@@ -100,7 +125,7 @@ def is_parquet(path) -> bool:
     return Path(path).suffix.lower() in PARQUET_SUFFIXES
 
 
-def read_parquet(path, chunk_rows: int | None = None):
+def read_parquet(path, chunk_rows: int | None = None, columns: Columns = Columns()):
     """A Parquet file (a historian export) as read_csv's raw table, or an iterator of chunks:
     times as ISO 8601 text (with the UTC offset for zoned timestamps), numbers as they are."""
     path = Path(path)
@@ -113,8 +138,9 @@ def read_parquet(path, chunk_rows: int | None = None):
         handle = pq.ParquetFile(path)
         check_header(handle.schema_arrow.names, path)
         if chunk_rows is None:
-            return _parquet_frame(handle.read().to_pandas())
-        return _Chunks(_parquet_frame(batch.to_pandas()) for batch in handle.iter_batches(batch_size=chunk_rows))
+            return _parquet_frame(handle.read().to_pandas(), columns.time)
+        return _Chunks(_parquet_frame(batch.to_pandas(), columns.time)
+                       for batch in handle.iter_batches(batch_size=chunk_rows))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow's errors vary by version
@@ -146,14 +172,14 @@ class _Chunks:
             close()
 
 
-def _parquet_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    if TIME in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[TIME]):
-        times = frame[TIME]
+def _parquet_frame(frame: pd.DataFrame, time: str) -> pd.DataFrame:
+    if time in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[time]):
+        times = frame[time]
         text = times.map(lambda t: t.isoformat()) if getattr(times.dt, "tz", None) is not None \
             else times.dt.strftime("%Y-%m-%dT%H:%M:%S")
-        frame = frame.assign(**{TIME: text.astype(str)})
-    elif TIME in frame.columns:
-        frame = frame.assign(**{TIME: frame[TIME].astype(str)})
+        frame = frame.assign(**{time: text.astype(str)})
+    elif time in frame.columns:
+        frame = frame.assign(**{time: frame[time].astype(str)})
     return frame
 
 
@@ -183,7 +209,7 @@ def _format_hint(path: Path, sep: str, decimal: str) -> str | None:
 DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
-def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str = "."):
+def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str = ".", columns: Columns = Columns()):
     """The raw table (or an iterator of chunks), strings as read, with readable errors.
 
     ``sep`` and ``decimal``: historian exports are often tab-separated, or semicolon-separated
@@ -197,7 +223,7 @@ def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str =
         if not path.is_file():
             raise UserError(f"{path}: file not found")
         if is_parquet(path):
-            return read_parquet(path, chunk_rows)
+            return read_parquet(path, chunk_rows, columns)
         compression = _compression(path)
         source = lambda: path  # noqa: E731
     sep, decimal = separator(sep), _decimal(decimal)
@@ -213,7 +239,7 @@ def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str =
             raise UserError(f"{path}: one column only when read with --sep {sep!r} ({_show(header[0])}); {hint}")
         if hint and hint.startswith("numbers"):
             raise UserError(f"{path}: {hint}")
-        raw = pd.read_csv(source(), dtype={TIME: str}, chunksize=chunk_rows, decimal=decimal, **options)
+        raw = pd.read_csv(source(), dtype={columns.time: str}, chunksize=chunk_rows, decimal=decimal, **options)
         check_header(header, path)
         return raw
     except pd.errors.EmptyDataError:
@@ -256,17 +282,19 @@ def read_error(path: Path, exc: Exception) -> UserError | KeyboardInterrupt:
     return UserError(f"{path}: cannot be read as CSV ({type(exc).__name__}: {exc})")
 
 
-def select_features(columns, source, features=None, drop=DEFAULT_DROP) -> list[str]:
-    """The sensor columns to use: ``features`` if given, else all but time, y and ``drop``."""
+def select_features(columns, source, features=None, drop=DEFAULT_DROP, names: Columns = Columns()) -> list[str]:
+    """The sensor columns to use: ``features`` if given, else all but time, label and ``drop``."""
     columns = list(columns)
     present = set(columns)
-    if TIME not in present:
-        raise UserError(f"{source}: no '{TIME}' column (found: {_names(columns)})")
+    time, label = names.time, names.label
+    if time not in present:
+        option = "" if time != TIME else "; name it with --time-column"
+        raise UserError(f"{source}: no '{time}' column (found: {_names(columns)}){option}")
     if features:
         features = list(features)
         for name in features:
-            if name in (TIME, LABEL):
-                what = "the time column" if name == TIME else "the label column (0 = normal, 1 = break)"
+            if name in (time, label):
+                what = "the time column" if name == time else "the label column (0 = normal, 1 = break)"
                 raise UserError(f"{source}: column {_show(name)} is {what} and cannot be a feature; "
                                 "leave it out of --features")
         seen = set()
@@ -279,28 +307,72 @@ def select_features(columns, source, features=None, drop=DEFAULT_DROP) -> list[s
             raise UserError(f"{source}: missing column(s) {_names(missing)} (expected by the feature list)")
         return features
     drop = set(drop)
-    chosen = [name for name in columns if name not in (TIME, LABEL) and name not in drop]
+    chosen = [name for name in columns if name not in (time, label) and name not in drop]
     if not chosen:
-        raise UserError(f"{source}: no sensor columns besides time and y")
+        raise UserError(f"{source}: no sensor columns besides {time} and {label}")
     return chosen
 
 
-def parse_times(text: pd.Series, source, first_row: int = 1) -> np.ndarray:
-    """``datetime64[s]`` from the real file's ``M/D/YY H:MM`` or from ISO 8601 (times with a
-    UTC offset are converted to UTC)."""
-    return parse_times_with_offsets(text, source, first_row)[0]
+def parse_times(text: pd.Series, source, first_row: int = 1, columns: Columns = Columns()) -> np.ndarray:
+    """``datetime64[s]`` from the real file's ``M/D/YY H:MM``, from ISO 8601 (times with a
+    UTC offset are converted to UTC) or from epoch seconds."""
+    return parse_times_with_offsets(text, source, first_row, columns=columns)[0]
 
 
-def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlier_offsets: bool | None = None):
+def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlier_offsets: bool | None = None,
+                             columns: Columns = Columns()):
     """``(time, utc_offset)``: ``datetime64[s]`` times (in UTC where the text has an offset) and
     the offset of every row in seconds (int32), or None when no time has one.
 
     The offset may change from row to row (daylight saving, ``Z`` next to ``+00:00``); then the
     offsets are read from the text with a regular expression, the times stay vectorized.
     Times with and without an offset in one file are refused. ``earlier_offsets`` says whether
-    the rows of earlier chunks had offsets (None: no earlier rows).
+    the rows of earlier chunks had offsets (None: no earlier rows). ``columns.time_format``,
+    when given, is the only format tried.
     """
     text = text.astype(str).str.strip()
+    if columns.time_format is not None:
+        parsed, offsets = _formatted_times(text, columns.time_format, source), None
+    else:
+        parsed, offsets = _guessed_times(text, source, first_row, earlier_offsets, columns)
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        row = bad[0]
+        expected = "M/D/YY H:MM like 5/1/99 0:00, ISO 8601, or epoch seconds" if columns.time_format is None \
+            else f"--time-format {columns.time_format!r}"
+        raise UserError(
+            f"{source}: row {first_row + row}, column '{columns.time}': cannot read time {_show(text.iloc[row])} "
+            f"(expected {expected})"
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        if offsets is None:  # one offset for every row
+            offset = parsed.iloc[0].utcoffset()
+            offsets = np.full(len(parsed), int(offset.total_seconds()), dtype=np.int32)
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    has_offsets = offsets is not None
+    if earlier_offsets is not None and len(text) and has_offsets != earlier_offsets:
+        _refuse_mixed(text, source, first_row, 0, has_offsets, columns.time)
+    return parsed.to_numpy().astype("datetime64[s]"), offsets
+
+
+def _epoch(text: pd.Series) -> pd.Series:
+    seconds = pd.to_numeric(text, errors="coerce")
+    # Beyond pandas' nanosecond range (year 2262) is not a time anyone's sensors wrote.
+    seconds = seconds.where(seconds.abs() < 9e9)
+    return pd.to_datetime(seconds, unit="s", errors="coerce")
+
+
+def _formatted_times(text: pd.Series, time_format: str, source) -> pd.Series:
+    if time_format == EPOCH:
+        return _epoch(text)
+    try:
+        return pd.to_datetime(text, format=time_format, errors="coerce")
+    except ValueError as exc:  # a pattern pandas refuses, or %z with offsets that differ by row
+        raise UserError(f"{source}: cannot read the times with --time-format {time_format!r} ({exc})") from None
+
+
+def _guessed_times(text: pd.Series, source, first_row: int, earlier_offsets, columns: Columns):
+    """Times read as ISO 8601 or M/D/YY H:MM, whichever reads more rows, or else as epoch seconds."""
     parsed = offsets = None
     if len(text) and "/" not in text.iloc[0]:
         # ISO 8601 first when the first time is not M/D/YY: trying the real file's format on
@@ -315,30 +387,19 @@ def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlie
         try:
             iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
         except ValueError:  # "Mixed timezones": offsets differ, or some times have none
-            iso, offsets = _mixed_offsets(text, source, first_row, earlier_offsets)
+            iso, offsets = _mixed_offsets(text, source, first_row, earlier_offsets, columns.time)
         if iso.notna().sum() > parsed.notna().sum():
             parsed = iso
         else:
             offsets = None
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if bad.size:
-        row = bad[0]
-        raise UserError(
-            f"{source}: row {first_row + row}, column '{TIME}': cannot read time {_show(text.iloc[row])} "
-            "(expected M/D/YY H:MM like 5/1/99 0:00, or ISO 8601)"
-        )
-    if getattr(parsed.dt, "tz", None) is not None:
-        if offsets is None:  # one offset for every row
-            offset = parsed.iloc[0].utcoffset()
-            offsets = np.full(len(parsed), int(offset.total_seconds()), dtype=np.int32)
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    has_offsets = offsets is not None
-    if earlier_offsets is not None and len(text) and has_offsets != earlier_offsets:
-        _refuse_mixed(text, source, first_row, 0, has_offsets)
-    return parsed.to_numpy().astype("datetime64[s]"), offsets
+    if parsed.isna().all() and len(text):
+        # Neither format read a single time: whole numbers of 9 or more digits are epoch seconds
+        # (8 digits read as ISO 8601's YYYYMMDD; --time-format epoch for those).
+        parsed, offsets = _epoch(text), None
+    return parsed, offsets
 
 
-def _mixed_offsets(text: pd.Series, source, first_row: int, earlier_offsets: bool | None):
+def _mixed_offsets(text: pd.Series, source, first_row: int, earlier_offsets: bool | None, time: str):
     """Times in UTC and offsets in seconds for ISO 8601 text whose offsets differ by row."""
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     # The offset is read once per distinct text after the date (YYYY-MM-DD or YYYYMMDD):
@@ -351,7 +412,7 @@ def _mixed_offsets(text: pd.Series, source, first_row: int, earlier_offsets: boo
     differ = np.flatnonzero((has != expected) & parsed.notna().to_numpy())
     unreadable = np.flatnonzero(parsed.isna().to_numpy())
     if differ.size and not (unreadable.size and unreadable[0] < differ[0]):
-        _refuse_mixed(text, source, first_row, differ[0], bool(has[differ[0]]))
+        _refuse_mixed(text, source, first_row, differ[0], bool(has[differ[0]]), time)
     offsets = seconds[codes]
     return parsed, offsets
 
@@ -363,13 +424,13 @@ def _offset_seconds(match) -> int:
     return -seconds if match["sign"] == "-" else seconds
 
 
-def _refuse_mixed(text: pd.Series, source, first_row: int, row: int, has_offset: bool):
+def _refuse_mixed(text: pd.Series, source, first_row: int, row: int, has_offset: bool, time: str):
     if has_offset:
         what = "has a UTC offset but earlier rows do not"
     else:
         what = "has no UTC offset but earlier rows do"
     raise UserError(
-        f"{source}: row {first_row + row}, column '{TIME}': time {_show(text.iloc[row])} {what}; "
+        f"{source}: row {first_row + row}, column '{time}': time {_show(text.iloc[row])} {what}; "
         "give every time an offset (like +01:00 or Z) or none"
     )
 
@@ -412,13 +473,13 @@ def _number_words(text: pd.Series) -> np.ndarray:
     return words.isin(["nan", "inf", "infinity"]).to_numpy()
 
 
-def parse_labels(text: pd.Series, source, first_row: int = 1) -> np.ndarray:
-    values = parse_numbers(text, LABEL, source, first_row)
+def parse_labels(text: pd.Series, source, first_row: int = 1, column: str = LABEL) -> np.ndarray:
+    values = parse_numbers(text, column, source, first_row)
     bad = np.flatnonzero((values != 0) & (values != 1))
     if bad.size:
         row = bad[0]
         raise UserError(
-            f"{source}: row {first_row + row}, column '{LABEL}': label {_show(text.iloc[row])}; expected 0 or 1"
+            f"{source}: row {first_row + row}, column '{column}': label {_show(text.iloc[row])}; expected 0 or 1"
         )
     return values.astype(np.int8)
 
@@ -453,28 +514,30 @@ class Table:
 
 
 def check_table(raw: pd.DataFrame, source, features, labels: str = "required", first_row: int = 1,
-                previous_time=None, earlier_offsets: bool | None = None) -> Table:
+                previous_time=None, earlier_offsets: bool | None = None, names: Columns = Columns()) -> Table:
     """Parse and check one raw chunk. ``first_row`` is the 1-based data row of its first line,
     so messages point at the row in the file; ``previous_time`` continues the ordering check
     across chunks, and ``earlier_offsets`` (whether the earlier chunks' times had a UTC offset,
     i.e. ``table.utc_offset is not None``) the check that all times have one or none.
-    ``labels`` is "required", "optional" or "ignore"."""
+    ``labels`` is "required", "optional" or "ignore"; ``names`` names the time and label columns."""
     columns = set(raw.columns)
-    missing = [name for name in [TIME, *features] if name not in columns]
+    missing = [name for name in [names.time, *features] if name not in columns]
     if missing:
         raise UserError(f"{source}: missing column(s) {_names(missing)}")
-    if labels == "required" and LABEL not in columns:
-        raise UserError(f"{source}: no '{LABEL}' label column (0 = normal, 1 = break)")
-    time, utc_offset = parse_times_with_offsets(raw[TIME], source, first_row, earlier_offsets)
-    check_increasing(time, source, first_row, previous_time, text=raw[TIME])
-    y = parse_labels(raw[LABEL], source, first_row) if labels != "ignore" and LABEL in columns else None
+    if labels == "required" and names.label not in columns:
+        raise UserError(f"{source}: no '{names.label}' label column (0 = normal, 1 = break); name it with --label-column")
+    time, utc_offset = parse_times_with_offsets(raw[names.time], source, first_row, earlier_offsets, names)
+    check_increasing(time, source, first_row, previous_time, text=raw[names.time], column=names.time)
+    y = parse_labels(raw[names.label], source, first_row, names.label) \
+        if labels != "ignore" and names.label in columns else None
     values = np.empty((len(raw), len(features)), dtype=float)
     for j, name in enumerate(features):
         values[:, j] = parse_numbers(raw[name], name, source, first_row)
     return Table(time, values, list(features), y, utc_offset)
 
 
-def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None) -> None:
+def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None,
+                     column: str = TIME) -> None:
     """Times must strictly increase; ``text`` (the time column as read) is shown when given."""
     series = time if previous_time is None else np.concatenate([[previous_time], time])
     offset = 0 if previous_time is None else 1
@@ -488,7 +551,7 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
             return _show(str(series[i]))
 
         raise UserError(
-            f"{source}: row {first_row + row}, column '{TIME}': {shown(bad[0] + 1)} does not come after "
+            f"{source}: row {first_row + row}, column '{column}': {shown(bad[0] + 1)} does not come after "
             f"{shown(bad[0])}; times must be strictly increasing"
         )
 
@@ -496,10 +559,10 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
 CHUNK_ROWS = 50_000  # rows parsed at a time: bounds memory whatever the file's length
 
 
-def read_chunks(path, chunk_rows: int = CHUNK_ROWS, sep: str = ",", decimal: str = "."):
+def read_chunks(path, chunk_rows: int = CHUNK_ROWS, sep: str = ",", decimal: str = ".", columns: Columns = Columns()):
     """The raw CSV (or Parquet) in chunks of ``chunk_rows`` rows (a header-only file gives one
     empty chunk). ``path`` may be a :class:`Buffer` (standard input)."""
-    reader = read_csv(path, chunk_rows, sep=sep, decimal=decimal)
+    reader = read_csv(path, chunk_rows, sep=sep, decimal=decimal, columns=columns)
     with reader:
         while True:
             try:
@@ -512,24 +575,24 @@ def read_chunks(path, chunk_rows: int = CHUNK_ROWS, sep: str = ",", decimal: str
 
 
 def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required", sep: str = ",",
-               decimal: str = ".", values_to: Path | None = None) -> Table:
+               decimal: str = ".", values_to: Path | None = None, columns: Columns = Columns()) -> Table:
     """Read and check a whole sheet-break CSV file (or Parquet file), a chunk at a time.
 
     With ``values_to``, the sensor values go to that file (the Table's ``values`` is then a
     :class:`RowFile` over it) instead of memory, which holds only times and labels."""
     times, labels_read, offsets, values = [], [], [], []
     chosen, last, first_row = None, None, 1
-    for raw in read_chunks(path, CHUNK_ROWS, sep=sep, decimal=decimal):
+    for raw in read_chunks(path, CHUNK_ROWS, sep=sep, decimal=decimal, columns=columns):
         if chosen is None:
             if raw.empty:
                 raise UserError(f"{path}: no data rows, only a header")
-            chosen = select_features(raw.columns, path, features, drop)
+            chosen = select_features(raw.columns, path, features, drop, columns)
             if values_to is not None:
                 values = RowFile.create(values_to, len(chosen))
         if raw.empty:
             continue
         part = check_table(raw, path, chosen, labels, first_row, previous_time=last,
-                           earlier_offsets=None if last is None else bool(offsets))
+                           earlier_offsets=None if last is None else bool(offsets), names=columns)
         times.append(part.time)
         labels_read.append(part.y)
         if part.utc_offset is not None:

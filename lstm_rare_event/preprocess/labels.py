@@ -1,4 +1,5 @@
-"""Shifting break labels ahead, so the model learns what comes before a break."""
+"""What the labels mean: events (shifted ahead, so the model learns what comes before a break)
+or intervals (every labelled row is anomalous)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ def shift_labels(y: np.ndarray, shift: int) -> ShiftedLabels:
         event_row[rows[ok]] = breaks[ok]
     keep = ~y
     return ShiftedLabels(keep, (event_row[keep] >= 0).astype(np.int8), event_row[keep])
+
+
+def interval_labels(y: np.ndarray) -> ShiftedLabels:
+    """Interval labels: every labelled row is anomalous, nothing is dropped or shifted. An
+    interval is a run of labelled rows; each of its rows points at the interval's first row, so
+    the windows of one interval are one event (bootstrap groups, intervals detected)."""
+    y = np.asarray(y).astype(bool)
+    n = len(y)
+    starts = np.flatnonzero(y & ~np.concatenate([[False], y[:-1]]))
+    owner = np.searchsorted(starts, np.arange(n), side="right") - 1
+    event_row = np.where(y, starts[np.maximum(owner, 0)] if starts.size else -1, -1).astype(np.int64)
+    return ShiftedLabels(np.ones(n, dtype=bool), y.astype(np.int8), event_row)

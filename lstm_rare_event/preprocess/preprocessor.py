@@ -16,12 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_rare_event import log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, load_npz, read_json, save_npz, write_json
-from lstm_rare_event.preprocess.csv import DEFAULT_DROP, LABEL, TIME, Table, sampling_interval, select_features
+from lstm_rare_event.preprocess.csv import (
+    DEFAULT_DROP, LABEL, TIME, Columns, Table, sampling_interval, select_features,
+)
 from lstm_rare_event.preprocess.detrend import detrend
-from lstm_rare_event.preprocess.labels import shift_labels
+from lstm_rare_event.preprocess.labels import interval_labels, shift_labels
 from lstm_rare_event.preprocess.rowfile import NpyWriter, RowFile, blocks
+from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.preprocess.windows import (
     WindowArray, Windows, load_rows, recipe_window_ends, segment_starts, segments, window_ends,
 )
@@ -30,6 +34,27 @@ FORMAT = "lstm-rare-event/preprocessor/1"
 CONFIG_JSON = "preprocessor.json"
 SCALER_NPZ = "scaler.npz"
 NAT = np.datetime64("NaT", "s")
+# What a label of 1 means: events, a break on that row (--shift labels the rows before it, the row
+# itself is dropped); intervals, an anomalous row (an interval is a run of them; kept, not shifted).
+LABELS = ("events", "intervals")
+# Why a row of the table ends no window (0: it ends one).
+NO_WINDOW = ("before_first_window", "after_gap", "label_dropped", "split_boundary")
+WINDOWED, BEFORE_FIRST_WINDOW, AFTER_GAP, LABEL_DROPPED, SPLIT_BOUNDARY = range(5)
+# A warning when more than this share of the rows ends no window, of at least NO_WINDOW_WARNING_ROWS
+# rows: in fewer (a call from cron, a test file) the first window's lookback - 1 rows alone can be.
+NO_WINDOW_WARNING_SHARE = 0.1
+NO_WINDOW_WARNING_ROWS = 100
+
+
+def default_max_gap(interval: np.timedelta64) -> np.timedelta64:
+    """The longest step that is not a time gap, by default: 1.5 cadences, and at least the cadence
+    plus one second. A late sample is jitter and a missing one a gap (a step of 2 cadences or
+    more); with times written in whole seconds, a sampler a little slower than its nominal second
+    writes a 2-second step now and then (SKAB: 5 % of its steps), which is no gap. On the real
+    file (2-minute rows, times in minutes) that is 3 minutes: every gap of the exact rule (any
+    step over the cadence) stays one, as its steps are whole cadences."""
+    one = np.timedelta64(1, "s")
+    return max(interval * 3 // 2, interval + one)
 
 
 @dataclass(frozen=True)
@@ -44,8 +69,23 @@ class PreprocessOptions:
     # Chosen on the real data, kept by the walk-forward study (bench/backtest.md); 0 reproduces the recipe.
     detrend: int = 30
     clip: float = 10.0
+    # The longest step between rows that is not a time gap: a duration (90s, 5min) or a number of
+    # cadences; None: default_max_gap.
+    max_gap: str | None = None
+    labels: str = "events"
+    # How the file names its time and label columns and writes its times (see csv.Columns).
+    time_column: str = TIME
+    label_column: str = LABEL
+    time_format: str | None = None
 
     def __post_init__(self):
+        if self.labels not in LABELS:
+            raise UserError(f"--labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
+        if self.labels == "intervals":
+            if self.shift not in (0, PreprocessOptions.shift):
+                raise UserError(f"--shift {self.shift} labels the rows before each break (--labels events); "
+                                "interval labels are never shifted: leave --shift out")
+            object.__setattr__(self, "shift", 0)  # the default shift is the events' default
         if self.shift < 0:
             raise UserError(f"--shift must be 0 or more, got {self.shift}")
         if self.lookback < 1:
@@ -58,10 +98,18 @@ class PreprocessOptions:
             if len(set(self.features)) != len(self.features):
                 twice = sorted({f for f in self.features if self.features.count(f) > 1})
                 raise UserError(f"--features names {', '.join(twice)} more than once")
-            reserved = [f for f in self.features if f in (TIME, LABEL)]
+            reserved = [f for f in self.features if f in (self.time_column, self.label_column)]
             if reserved:
                 raise UserError(f"--features may not include '{reserved[0]}': it is the "
-                                f"{'label' if reserved[0] == LABEL else 'time'} column, not a sensor")
+                                f"{'label' if reserved[0] == self.label_column else 'time'} column, not a sensor")
+        self.columns  # noqa: B018 - checks the column names and the time format
+        if self.max_gap is not None:
+            object.__setattr__(self, "max_gap", str(self.max_gap))  # a number of cadences may come as a number
+            parse_span(self.max_gap, "--max-gap")
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(self.time_column, self.label_column, self.time_format)
 
     @property
     def context_rows(self) -> int:
@@ -103,6 +151,7 @@ class Preprocessor:
         self.options = options
         self.features_: list[str] | None = None
         self.interval_: np.timedelta64 | None = None
+        self.max_gap_: np.timedelta64 | None = None
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
 
@@ -133,10 +182,12 @@ class Preprocessor:
     def interval_minutes(self) -> float:
         return float(self.interval_ / np.timedelta64(1, "m"))
 
-    def select(self, columns, source) -> list[str]:
+    def select(self, columns, source, names: Columns | None = None) -> list[str]:
         """The feature columns of a table: at fit time by the options, afterwards exactly the
-        fitted ones under the same rule (extra columns only where the rule ignores them)."""
-        chosen = select_features(columns, source, self.options.features, self.options.drop)
+        fitted ones under the same rule (extra columns only where the rule ignores them).
+        ``names``: the table's time and label columns, when not named as in training."""
+        names = self.options.columns if names is None else names
+        chosen = select_features(columns, source, self.options.features, self.options.drop, names)
         if self.features_ is None:
             return chosen
         missing = [name for name in self.features_ if name not in chosen]
@@ -146,28 +197,30 @@ class Preprocessor:
         if extra:
             raise UserError(
                 f"{source}: column(s) {_names(extra)} were not among the {len(self.features_)} training features; "
-                f"a different feature set from training (prepare used every column but {TIME}, {LABEL} and "
+                f"a different feature set from training (prepare used every column but {names.time}, {names.label} and "
                 f"{', '.join(self.options.drop) or 'none'}); drop them from the file"
             )
         return list(self.features_)
 
     def rows(self, table: Table, first_segment_start=None, values_to: Path | None = None) -> Rows:
         """Detrend ``table`` within its gap-free segments, then (when it has labels and the
-        shift is on) label the rows before each break and drop the break rows.
+        shift is on) label the rows before each break and drop the break rows; interval labels
+        stay as they are.
 
         ``first_segment_start``: when the table continues earlier rows (a chunk of a stream),
         the restart time of its first segment, which began before the table did.
         ``values_to``: write the detrended values to this file (a :class:`RowFile`, read in
         blocks from a table whose values are one too) instead of holding them.
         """
-        interval = self.interval_
-        segment = segments(table.time, interval)
+        gap = self.max_gap_
+        segment = segments(table.time, gap)
         seg_start = segment_starts(table.time, segment)
         if first_segment_start is not None and len(table):
             seg_start[segment == segment[0]] = first_segment_start
         n = len(table)
         if table.y is not None:
-            shifted = shift_labels(table.y, self.options.shift)
+            shifted = shift_labels(table.y, self.options.shift) if self.options.labels == "events" \
+                else interval_labels(table.y)
             keep, y, event_row = shifted.keep, shifted.y, shifted.event_row
         else:
             keep, y, event_row = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int8), np.full(n, -1)
@@ -176,7 +229,7 @@ class Preprocessor:
         if self.options.allow_gaps:
             window_segment = np.zeros(len(time), dtype=np.int64)
         else:
-            window_segment = segments(time, interval)
+            window_segment = segments(time, gap)
         values = self._detrended(table.values, segment, keep, values_to)
         return Rows(time, values, y, event_time, seg_start[keep], window_segment, np.flatnonzero(keep), seg_start)
 
@@ -201,17 +254,38 @@ class Preprocessor:
             return recipe_window_ends(len(rows), self.lookback)
         return window_ends(rows.window_segment, self.lookback)
 
+    def no_window(self, rows: Rows, ends: np.ndarray, used: np.ndarray | None = None) -> np.ndarray:
+        """(T,) per row of the table ``rows`` came from, why it ends no window (an index into
+        NO_WINDOW, plus one), or WINDOWED. ``ends``: the rows that end a window; ``used``:
+        those of them kept (by the split), when fewer."""
+        reason = np.full(len(rows.table_segment_start), LABEL_DROPPED, dtype=np.int8)
+        first = np.maximum(np.arange(len(rows)) - self.lookback + 1, 0)
+        # A window cut at a gap would span it; otherwise the rows before it are too few.
+        kept = np.where(rows.window_segment[first] != rows.window_segment, AFTER_GAP, BEFORE_FIRST_WINDOW)
+        kept = kept.astype(np.int8)
+        kept[ends] = WINDOWED
+        if used is not None:
+            kept[np.setdiff1d(ends, used)] = SPLIT_BOUNDARY
+        reason[rows.source_row] = kept
+        return reason
+
     def fit_layout(self, table: Table) -> "Preprocessor":
-        """Learn the feature columns and the cadence (the most common step between rows)."""
+        """Learn the feature columns, the cadence (the most common step between rows) and the
+        longest step that is not a time gap."""
         self.features_ = list(table.features)
         self.interval_ = sampling_interval(table.time)
+        given = None if self.options.max_gap is None else parse_span(self.options.max_gap, "--max-gap")
+        self.max_gap_ = default_max_gap(self.interval_) if given is None else as_duration(given, self.interval_)
+        if self.max_gap_ < self.interval_:
+            raise UserError(f"--max-gap {self.options.max_gap}: shorter than the rows' cadence of "
+                            f"{_duration(self.interval_)}, so every step would be a time gap")
         return self
 
     def refit(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
         """A copy with the same layout and a scaler fitted on other training windows (a
         walk-forward fold's)."""
         fold = Preprocessor(self.options)
-        fold.features_, fold.interval_ = self.features_, self.interval_
+        fold.features_, fold.interval_, fold.max_gap_ = self.features_, self.interval_, self.max_gap_
         return fold.fit_scaler(rows, train_ends)
 
     def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
@@ -219,6 +293,9 @@ class Preprocessor:
         if len(train_ends) == 0:
             raise UserError("no windows in the training split to fit the scaler on")
         normal = train_ends[rows.y[train_ends] == 0]
+        if normal.size == 0 and self.options.labels == "intervals":
+            log.warning("every training window lies in a labelled anomaly interval; the scaler fits on them all")
+            normal = train_ends
         if normal.size == 0:
             raise UserError("no normal (y=0) windows in the training split to fit the scaler on")
         self.mean_, std = _moments(rows.values, np.sort(normal))
@@ -271,6 +348,7 @@ class Preprocessor:
             "options": asdict(self.options),
             "features": self.features_,
             "interval_seconds": int(self.interval_ / np.timedelta64(1, "s")),
+            "max_gap_seconds": int(self.max_gap_ / np.timedelta64(1, "s")),
         })
         save_npz(folder / SCALER_NPZ, mean=self.mean_, scale=self.scale_)
 
@@ -288,6 +366,12 @@ class Preprocessor:
             "allow_gaps": raw.get("allow_gaps", bool, "true or false"),
             "detrend": raw.integer("detrend"),
             "clip": raw.number("clip"),
+            # Runs prepared before these options existed read the defaults.
+            "time_column": raw.get("time_column", str, "a column name", default=TIME),
+            "label_column": raw.get("label_column", str, "a column name", default=LABEL),
+            "time_format": _optional(raw, "time_format", str, "a strftime pattern, 'epoch' or null"),
+            "max_gap": _optional(raw, "max_gap", str, "a duration, a number of rows, or null"),
+            "labels": raw.get("labels", str, f"one of {', '.join(LABELS)}", lambda v: v in LABELS, default="events"),
         }
         try:
             pre = cls(PreprocessOptions(**fields))
@@ -295,6 +379,10 @@ class Preprocessor:
             raise UserError(f"{folder / CONFIG_JSON}: {exc}; {hint}") from None
         pre.features_ = config.strings("features")
         pre.interval_ = np.timedelta64(config.integer("interval_seconds", lambda v: v > 0, "a positive integer"), "s")
+        # Runs prepared before --max-gap took every step over the cadence for a gap.
+        max_gap = config.get("max_gap_seconds", int, "a positive integer", lambda v: v > 0,
+                             default=int(pre.interval_ / np.timedelta64(1, "s")))
+        pre.max_gap_ = np.timedelta64(max_gap, "s")
         arrays = load_npz(folder / SCALER_NPZ, ("mean", "scale"), "a scaler written by prepare")
         n = len(pre.features_)
         for key, value in arrays.items():
@@ -321,11 +409,52 @@ def _moments(values, picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(var)
 
 
+def _optional(params: Params, key: str, kind, expected: str):
+    """A value of ``kind``, null, or (files written before the key existed) missing: None."""
+    if key not in params.data:
+        return None
+    return params.get(key, (kind, type(None)), expected)
+
+
 def _optional_strings(params: Params, key: str) -> tuple[str, ...] | None:
     """A list of strings or null; a missing key is an error like any other."""
     value = params.get(key, (list, type(None)), "a list of strings or null",
                        lambda v: v is None or all(isinstance(s, str) for s in v))
     return None if value is None else tuple(value)
+
+
+def _duration(span: np.timedelta64) -> str:
+    seconds = int(span / np.timedelta64(1, "s"))
+    return f"{seconds // 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
+
+
+def no_window_summary(reasons: np.ndarray) -> dict:
+    """Counts of :meth:`Preprocessor.no_window`'s reasons: rows, rows ending a window, and rows
+    ending none by reason."""
+    counts = np.bincount(reasons, minlength=len(NO_WINDOW) + 1)
+    return {"rows": int(len(reasons)), "windowed": int(counts[WINDOWED]),
+            "no_window": {name: int(counts[i + 1]) for i, name in enumerate(NO_WINDOW)}}
+
+
+def add_summaries(first: dict | None, second: dict) -> dict:
+    if first is None:
+        return second
+    return {"rows": first["rows"] + second["rows"], "windowed": first["windowed"] + second["windowed"],
+            "no_window": {k: first["no_window"][k] + second["no_window"][k] for k in NO_WINDOW}}
+
+
+def no_window_line(summary: dict, what: str) -> tuple[str, bool]:
+    """(line, large): how many of ``what`` rows end no window and why; large when the share is
+    over NO_WINDOW_WARNING_SHARE (of NO_WINDOW_WARNING_ROWS rows or more)."""
+    missing = summary["rows"] - summary["windowed"]
+    share = missing / summary["rows"] if summary["rows"] else 0.0
+    why = ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in summary["no_window"].items() if n)
+    line = f"{missing:,} of the {summary['rows']:,} {what} ({share:.1%}) end no window, so get no score"
+    line += f": {why}" if why else ""
+    large = share > NO_WINDOW_WARNING_SHARE and summary["rows"] >= NO_WINDOW_WARNING_ROWS
+    if large and summary["no_window"]["after_gap"]:
+        line += "; steps longer than --max-gap are time gaps that no window spans"
+    return line, large
 
 
 def _names(names, n=8) -> str:

@@ -1,4 +1,4 @@
-"""Spans of history as users write them: ``3d``, ``12h``, ``90min``, a number of rows, ``all``."""
+"""Spans of history as users write them: ``3d``, ``12h``, ``90min``, ``30s``, a number of rows, ``all``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from lstm_rare_event.errors import UserError
 
-_UNITS = {"d": 86400, "day": 86400, "days": 86400, "h": 3600, "hour": 3600, "hours": 3600,
+_UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "d": 86400, "day": 86400, "days": 86400, "h": 3600, "hour": 3600, "hours": 3600,
           "min": 60, "m": 60, "minutes": 60, "w": 7 * 86400, "week": 7 * 86400, "weeks": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 

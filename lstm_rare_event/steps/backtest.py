@@ -204,7 +204,8 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
     params = {name: dict((params or {}).get(name, {})) for name in options.detectors}
     for name in options.detectors:
         detectors.create(name, **params[name])  # bad options fail before any work
-    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required", sep=sep, decimal=decimal)
+    table = read_table(input_path, preprocess.features, preprocess.drop, labels="required", sep=sep, decimal=decimal,
+                       columns=preprocess.columns)
     pre = Preprocessor(preprocess).fit_layout(table)
     rows = pre.rows(table)
     ends = pre.window_ends(rows)

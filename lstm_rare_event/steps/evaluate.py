@@ -9,6 +9,7 @@ from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, verdict
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
+from lstm_rare_event.preprocess.preprocessor import no_window_line
 from lstm_rare_event.run import (
     DEFAULT_WAIT, DETECTOR, EVALUATE_JSON, HISTOGRAM_PNG, HISTORY_CSV, PREPARE_JSON, ROC_PR_PNG,
     THRESHOLD_JSON, TIMELINE_PNG, Run, split_files,
@@ -49,6 +50,11 @@ def run_evaluate(run_dir, engine: str = "numpy", wait: float = DEFAULT_WAIT, ref
             **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])},
                                          labels),
         }
+        judged = run.prepare_info().data.get("coverage", {}).get("judged")
+        if judged is not None:  # runs prepared before prepare counted them have no figure
+            report["coverage"] = judged
+            line, large = no_window_line(judged, "judged (test) rows")
+            (log.warning if large else log.info)(f"{run_dir}: {line}")
         reference_scores = _reference_scores(run, reference, test) if reference is not None else None
         report["verdict"] = _verdict(run, detector.name, scores, test, chosen, report, reference_scores,
                                      replicates)

@@ -13,9 +13,11 @@ import numpy as np
 from lstm_rare_event import __version__, log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import sha256_file
-from lstm_rare_event.preprocess.csv import Table, read_table
+from lstm_rare_event.preprocess.csv import LABEL, Table, read_table
 from lstm_rare_event.preprocess.spans import parse_span
-from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
+from lstm_rare_event.preprocess.preprocessor import (
+    PreprocessOptions, Preprocessor, no_window_line, no_window_summary,
+)
 from lstm_rare_event.preprocess.windows import SPLITS, Windows, save_splits
 from lstm_rare_event.run import DEFAULT_WAIT, PREPARE_JSON, PREPROCESSOR, ROWS_NPY, SPLIT_FILES, Run
 
@@ -31,6 +33,9 @@ class PrepareOptions(PreprocessOptions):
     seed: int = 123
     # Only the most recent rows: a duration (3d) or a row count; None keeps all.
     last: str | None = None
+    # Fit per experiment: train and validate in the first N rows (split train:valid as --fractions
+    # does), judge (test) every later row; None splits all rows by --fractions.
+    train_rows: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,6 +56,12 @@ class PrepareOptions(PreprocessOptions):
             parse_span(self.last, "--last")
         if not 0 <= self.seed < 2**32:
             raise UserError(f"--seed must be between 0 and 4294967295, got {self.seed}")
+        if self.train_rows is not None:
+            if self.split != "time":
+                raise UserError("--train-rows splits by time; leave out --split random")
+            if self.train_rows < 2 * self.lookback:
+                raise UserError(f"--train-rows must leave a window of --lookback {self.lookback} rows to train "
+                                f"and one to validate: at least {2 * self.lookback}, got {self.train_rows}")
 
     @property
     def preprocess(self) -> PreprocessOptions:
@@ -66,8 +77,10 @@ class Prepared:
     scratch: tempfile.TemporaryDirectory | None = None
 
 
-def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[str, np.ndarray]:
-    """Window end rows per split."""
+def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions, train_rows: int | None = None
+               ) -> dict[str, np.ndarray]:
+    """Window end rows per split; ``train_rows``: the rows (of ``n_rows``) that --train-rows keeps
+    for train and valid."""
     if options.fractions[2] == 0:
         options = replace(options, fractions=(*options.fractions[:2], 0.0))
     if options.split == "random":
@@ -82,17 +95,27 @@ def split_ends(ends: np.ndarray, n_rows: int, options: PrepareOptions) -> dict[s
         valid_share = options.fractions[1] / (options.fractions[0] + options.fractions[1])
         train, valid = train_test_split(train_valid, test_size=valid_share, random_state=options.seed)
         return {"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)}
-    cuts = time_cuts(n_rows, options.fractions)
+    cuts = time_cuts(n_rows, options.fractions) if train_rows is None else train_cuts(train_rows, options.fractions)
     # A window belongs to the part its first row is in; windows that straddle a cut are dropped,
     # so no row is seen by two splits.
     first = ends - options.lookback + 1
     bounds = [0, *cuts, n_rows]
-    names = SPLITS if options.fractions[2] > 0 else SPLITS[:2]
-    return {name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(names)}
+    names = SPLITS if options.fractions[2] > 0 or train_rows is not None else SPLITS[:2]
+    parts = {name: ends[(first >= bounds[i]) & (ends < bounds[i + 1])] for i, name in enumerate(names)}
+    if train_rows is not None:
+        # Every later row is judged, as score with the fitting rows for --history would: a test
+        # window may start in them (it sees their values, never their labels).
+        parts["test"] = ends[ends >= bounds[2]]
+    return parts
 
 
 def time_cuts(n_rows: int, fractions) -> list[int]:
     return [int(round(n_rows * fractions[0])), int(round(n_rows * (fractions[0] + fractions[1])))]
+
+
+def train_cuts(train_rows: int, fractions) -> list[int]:
+    """The first ``train_rows`` rows split train:valid in the ratio of --fractions; the rest is test."""
+    return [int(round(train_rows * fractions[0] / (fractions[0] + fractions[1]))), train_rows]
 
 
 def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".",
@@ -108,10 +131,14 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     if rows_path is None:
         temporary = tempfile.TemporaryDirectory(prefix="lstm-rare-event-prepare.")
         rows_path, scratch = Path(temporary.name) / ROWS_NPY, Path(temporary.name)
-    table = read_table(path, options.features, options.drop, labels="required", sep=sep, decimal=decimal,
-                       values_to=scratch / "values.f64")
+    # Without the default label column the data is unlabelled; a label column named by the user must be there.
+    labels = "optional" if options.label_column == LABEL else "required"
+    table = read_table(path, options.features, options.drop, labels=labels, sep=sep, decimal=decimal,
+                       values_to=scratch / "values.f64", columns=options.columns)
     if options.last is not None:
         table = most_recent(table, parse_span(options.last, "--last"))
+    if options.train_rows is not None and options.train_rows >= len(table):
+        raise UserError(f"{path}: --train-rows {options.train_rows} leaves none of its {len(table)} rows to judge")
     if len(table) < options.lookback:
         raise UserError(f"{path}: {len(table)} data rows, fewer than one window of --lookback {options.lookback}")
     try:
@@ -124,8 +151,10 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     ends = pre.window_ends(rows, recipe_index=options.allow_gaps)
     if len(ends) == 0:
         raise UserError(f"{path}: no window of {options.lookback} rows without a time gap; "
-                        "use fewer --lookback rows or --allow-gaps")
-    parts = split_ends(ends, len(rows), options)
+                        "use fewer --lookback rows, a longer --max-gap, or --allow-gaps")
+    # --train-rows counts the file's rows; the split cuts the rows kept after the label shift.
+    fit_rows = None if options.train_rows is None else int(np.searchsorted(rows.source_row, options.train_rows))
+    parts = split_ends(ends, len(rows), options, fit_rows)
     for name, idx in parts.items():
         if len(idx) == 0:
             raise UserError(f"{path}: the {name} split has no windows; use more rows or other --fractions")
@@ -135,13 +164,28 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         raise UserError(f"{path}: {exc}") from None
     scaled = pre.write_scaled(rows, rows_path)
     splits = {name: pre.windows(rows, idx, scaled) for name, idx in parts.items()}
+    if options.labels == "intervals":
+        fitting = np.concatenate([parts["train"], parts["valid"]])
+        anomalous = int(rows.y[fitting].sum())
+        if anomalous:
+            log.warning(f"{path}: {anomalous:,} of the {len(fitting):,} train and valid windows end in labelled "
+                        "anomaly intervals; the scaler and the detectors fit on the normal ones")
+    coverage = rows_without_windows(pre, rows, ends, parts, options, fit_rows)
+    for part, summary in coverage.items():
+        line, large = no_window_line(summary, "rows" if part == "all" else "judged (test) rows")
+        (log.warning if large else log.info)(f"{path}: {line}")
 
-    breaks = int(table.y.sum())
-    if breaks == 0:
-        log.warning(f"{path}: no break (y=1) rows; every window is normal")
+    labelled = table.y is not None
+    breaks = int(table.y.sum()) if labelled else 0
+    if not labelled:
+        log.warning(f"{path}: no '{options.label_column}' label column: unlabelled data, every row is taken as "
+                    "normal (name the label column with --label-column)")
+    elif breaks == 0:
+        log.warning(f"{path}: no break ({options.label_column}=1) rows; every window is normal")
     info = {
         "package_version": __version__,
-        "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks},
+        "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks,
+                  "labelled": labelled},
         "options": asdict(options),
         "features": table.features,
         "n_features": len(table.features),
@@ -149,12 +193,28 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         "interval_minutes": pre.interval_minutes,
         # The data's own time zone, for figures: the last row's UTC offset (None: times without one).
         "utc_offset_seconds": None if table.utc_offset is None else int(table.utc_offset[-1]),
-        "time_gaps": int((np.diff(table.time) > pre.interval_).sum()),
+        "max_gap_minutes": float(pre.max_gap_ / np.timedelta64(1, "m")),
+        "time_gaps": int((np.diff(table.time) > pre.max_gap_).sum()),
         "rows_after_shift": len(rows),
         "windows": int(sum(len(w) for w in splits.values())),
         "splits": {name: split_summary(w) for name, w in splits.items()},
+        "coverage": coverage,
     }
     return Prepared(splits, pre, info, temporary)
+
+
+def rows_without_windows(pre: Preprocessor, rows, ends: np.ndarray, parts: dict, options: PrepareOptions,
+                         fit_rows: int | None) -> dict:
+    """How many rows end no window, and why: over all rows, and over the judged (test) rows when
+    they are a stretch of time."""
+    used = np.sort(np.concatenate(list(parts.values())))
+    reasons = pre.no_window(rows, ends, used)
+    coverage = {"all": no_window_summary(reasons)}
+    if options.split == "time" and "test" in parts:
+        cut = time_cuts(len(rows), options.fractions)[1] if fit_rows is None else fit_rows
+        first = int(rows.source_row[cut]) if cut < len(rows) else len(reasons)
+        coverage["judged"] = no_window_summary(reasons[first:])
+    return coverage
 
 
 def most_recent(table: Table, span) -> Table:
@@ -199,7 +259,8 @@ def prepare_run(path, out_dir, options: PrepareOptions = PrepareOptions(), sep: 
 
 
 def summary_rows(info: dict) -> list[list]:
-    rows = [["split", "windows", "positive", "breaks", "first end", "last end"]]
+    events = "intervals" if info["options"].get("labels") == "intervals" else "breaks"
+    rows = [["split", "windows", "positive", events, "first end", "last end"]]
     for name, s in info["splits"].items():
         rows.append([name, s["windows"], s["positive"], s["breaks"], s["first_end"], s["last_end"]])
     return rows

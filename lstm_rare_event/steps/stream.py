@@ -37,7 +37,8 @@ from lstm_rare_event.alarms.thresholds import flag
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.parallel import ahead, map_parts, parts
-from lstm_rare_event.preprocess.csv import CHUNK_ROWS, TIME, Buffer, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.preprocessor import add_summaries, no_window_line, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
 from lstm_rare_event.steps.score import (
     Scorer, atomic_output, check_output, load_scorer, output_columns, top_sensors,
@@ -66,6 +67,10 @@ class ScoreOptions:
     decimal: str = "."
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
+    #: the input's time and label columns and time format; None: as the run was prepared
+    time_column: str | None = None
+    label_column: str | None = None
+    time_format: str | None = None
 
     def __post_init__(self):
         if self.chunk_rows < 1:
@@ -74,6 +79,12 @@ class ScoreOptions:
             raise UserError(f"--missing must be one of {', '.join(MISSING)}, got {self.missing!r}")
         if not (math.isfinite(self.drift_sd) and self.drift_sd > 0):
             raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
+
+    def columns(self, trained: Columns) -> Columns:
+        """The input's columns: those given here, the others as in training."""
+        pick = lambda given, default: default if given is None else given  # noqa: E731
+        return Columns(pick(self.time_column, trained.time), pick(self.label_column, trained.label),
+                       pick(self.time_format, trained.time_format))
 
 
 @dataclass
@@ -171,12 +182,14 @@ class Stream:
         self.scorer = scorer
         self.pre = scorer.preprocessor
         self.options = options
+        self.names = options.columns(self.pre.options.columns)
         self.carry = carry or Carry()
         self.quality = Quality()
         self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
         self.new_rows = self.skipped = self.windows = self.alarms = 0
         self.first_alarm = self.last_alarm = None
         self.held_windows = 0
+        self.coverage: dict | None = None  # the new rows: how many end a window, why the others do not
         self.columns: list[str] | None = None
         self._file_last = None  # the last time read from the current input (ordering check)
         self._file_offsets = None  # whether the current input's times have UTC offsets
@@ -193,7 +206,7 @@ class Stream:
         output rows of the windows ending in its new rows (None without any), or, with
         ``emit`` False (history), only carry its rows forward."""
         pre, carry = self.pre, self.carry
-        features = pre.select(raw.columns, source)
+        features = pre.select(raw.columns, source, self.names)
         if raw.empty:
             return None
         empty = _empty_cells(raw, features)
@@ -206,7 +219,7 @@ class Stream:
         if earlier is None and carry.tail is not None:
             earlier = carry.tail.utc_offset is not None
         table = check_table(raw, source, features, labels="optional", first_row=first_row,
-                            previous_time=self._file_last, earlier_offsets=earlier)
+                            previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
         self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
         n_seen = self._seen(table, raw, source, first_row)
         self.skipped += n_seen
@@ -221,6 +234,8 @@ class Stream:
         held = held if carry.held is None else np.concatenate([carry.held, held])
         staged = pre.rows(table, first_segment_start=carry.tail_start)
         ends = pre.window_ends(staged)
+        if emit:
+            self.coverage = add_summaries(self.coverage, no_window_summary(pre.no_window(staged, ends)[first_new:]))
         ends = ends[staged.source_row[ends] >= first_new]
         out = None
         if emit:
@@ -248,7 +263,8 @@ class Stream:
             unseen = np.flatnonzero(span & ~np.isin(table.time[:n], tail.time))
             if unseen.size:
                 i = int(unseen[0])
-                raise UserError(f"{source}: row {first_row + i}, column '{TIME}': {str(raw[TIME].iloc[i]).strip()!r} "
+                time = self.names.time
+                raise UserError(f"{source}: row {first_row + i}, column '{time}': {str(raw[time].iloc[i]).strip()!r} "
                                 f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
                                 "and was not among the rows scored; rows must arrive in time order")
         return n
@@ -439,7 +455,7 @@ def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
 def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
     stream.start_input()
     rows = 0
-    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal)):
+    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal, stream.names)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:
@@ -687,7 +703,7 @@ def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windo
                         "(the run's lookback)")
     if need_windows and stream.windows == 0:
         raise UserError(f"{source}: no window to score: no {pre.lookback} consecutive rows "
-                        f"without a time gap longer than {pre.interval_minutes:g} minutes")
+                        f"without a time gap (a step longer than {pre.max_gap_ / np.timedelta64(1, 's'):g} seconds)")
 
 
 def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, options: ScoreOptions, history,
@@ -764,6 +780,10 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
     warnings = stream.quality.warnings(stream.pre, options.drift_sd)
     for warning in warnings:
         log.warning(f"{input_path}: {warning['message']}")
+    coverage = stream.coverage or no_window_summary(np.zeros(0, dtype=np.int8))
+    if coverage["windowed"] < coverage["rows"]:
+        line, large = no_window_line(coverage, "new rows")
+        (log.warning if large else log.info)(f"{input_path}: {line}")
     summary = {
         "input": str(input_path),
         "output": str(out_path),
@@ -781,6 +801,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "threshold": scorer.threshold,
         "engine": options.engine,
         "warnings": warnings,
+        "coverage": coverage,
     }
     if options.missing == "hold":
         summary["held_windows"] = stream.held_windows

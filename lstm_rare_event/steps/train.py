@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms import plots
@@ -42,7 +45,24 @@ def branch(source: Run, target: Run) -> None:
             shutil.copy2(source.path / name, staged.path(name))
 
 
+def _unlabelled_if_all_anomalous(run: Run, train_w, valid_w):
+    """With interval labels, a fitting split whose windows all lie in anomaly intervals (an
+    anomaly that reaches into SKAB's first 400 rows) is fitted on as it is, labels unused, with a
+    warning; with events, the detectors' refusal stands (the labels were shifted to be learnt from)."""
+    if run.preprocessor().options.labels != "intervals":
+        return train_w, valid_w
+    out = []
+    for name, windows in (("train", train_w), ("valid", valid_w)):
+        if len(windows) and not (windows.y == 0).any():
+            log.warning(f"{run.path}: every {name} window lies in a labelled anomaly interval; the detector "
+                        f"fits on them as they are (labels unused), so it may learn the anomaly as normal")
+            windows = replace(windows, y=np.zeros_like(windows.y))
+        out.append(windows)
+    return tuple(out)
+
+
 def _fit(model, detector: str, run: Run, train_w, valid_w) -> dict:
+    train_w, valid_w = _unlabelled_if_all_anomalous(run, train_w, valid_w)
     log.info(f"fitting the {detector} detector on {int((train_w.y == 0).sum()):,} normal training windows")
     start = time.perf_counter()
     try:
