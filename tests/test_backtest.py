@@ -134,8 +134,7 @@ def test_lstm_options_need_the_lstm_detector(history, tmp_path):
 
 
 def test_backtest_of_interval_labels_reports_intervals_and_chance(history, tmp_path):
-    preprocess = bt.PreprocessOptions(detrend=0)
-    object.__setattr__(preprocess, "labels", "intervals")  # as --labels intervals sets it
+    preprocess = bt.PreprocessOptions(detrend=0, labels="intervals")
     report = bt.backtest(history, tmp_path / "bt", bt.BacktestOptions(start="50%", every="12h", train_window="1d",
                                                                       valid_window="12h", detectors=("mahalanobis",),
                                                                       replicates=20),

@@ -126,20 +126,24 @@ def test_interval_groups_block_each_interval_and_normal_days():
     assert len(set(normal.tolist())) == 2 and not set(normal.tolist()) & {groups[2], groups[7]}
 
 
-def test_evaluate_and_compare_of_interval_runs(runs, tmp_path, monkeypatch):
+def test_evaluate_and_compare_of_interval_runs(tmp_path):
     import json
 
-    from conftest import copy_run, invoke, ok
-    from lstm_rare_event.steps import compare, evaluate
+    from conftest import ok, skab_like
 
-    # runs prepared before --labels existed read as events; an interval run is one that says so
-    monkeypatch.setattr(evaluate, "label_mode", lambda run: "intervals")
-    monkeypatch.setattr(compare, "label_mode", lambda run: "intervals")
-    a, b = copy_run(runs["mahalanobis"], tmp_path, "a"), copy_run(runs["restart"], tmp_path, "b")
-    report = json.loads(ok("evaluate", a, "--json", "-q").stdout)
-    assert {"f1", "far", "mar", "detected", "detected_share_chance", "alarm_on_share"} <= set(report["intervals"])
-    assert "anomaly intervals" in report["verdict"]["lines"][1]
-    assert "intervals detected by chance" in ok("evaluate", a, "-q").stdout
-    ok("evaluate", b, "-q")
-    text = invoke("compare", a, b, "--replicates", 50).stdout
-    assert "intervals detected" in text and "anomaly intervals" in text
+    path = tmp_path / "data.csv"
+    skab_like(400, anomaly=(250, 300)).to_csv(path, index=False)
+    ok("prepare", path, "--out", tmp_path / "prep", "--time-column", "datetime", "--label-column", "anomaly",
+       "--drop", "changepoint", "--detrend", "0", "--labels", "intervals", "--train-rows", "160", "-q")
+    for name in ("mahalanobis", "restart"):
+        run = tmp_path / name
+        ok("train", tmp_path / "prep", "--detector", name, "--out", run, "-q")
+        ok("threshold", run, "--rule", "quantile", "--q", "0.99", "--factor", "1.5", "-q")
+    report = json.loads(ok("evaluate", tmp_path / "mahalanobis", "--json", "-q").stdout)
+    i = report["intervals"]
+    assert i["n_intervals"] == 1 and {"f1", "far", "mar", "detected_share_chance", "alarm_on_share"} <= set(i)
+    assert "anomaly intervals" in " ".join(report["verdict"]["lines"])
+    assert "intervals detected by chance" in ok("evaluate", tmp_path / "mahalanobis", "-q").stdout
+    ok("evaluate", tmp_path / "restart", "-q")
+    text = ok("compare", tmp_path / "mahalanobis", tmp_path / "restart", "--replicates", 50, "-q").stdout
+    assert "intervals detected" in text and "1 anomaly intervals" in text

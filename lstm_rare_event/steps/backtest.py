@@ -247,7 +247,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
             log.warning(f"fold {k + 1}/{n_folds} skipped: {why}")
         pooled = {name: _pooled(store, name, n_folds, skipped) for name in options.detectors}
         report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped,
-                         labels=getattr(preprocess, "labels", "events"))
+                         labels=preprocess.labels)
         with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
             _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, event_time, threshold.merge)

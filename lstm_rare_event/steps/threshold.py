@@ -100,7 +100,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         valid = run.split("valid")
         if thresholds.RULES[options.rule].needs_positives and not run.labelled():
             raise UserError(f"--rule {options.rule} needs labelled breaks and the data of {run_dir} has no label "
-                            "column; use --rule alarms-per-day or --rule value, or prepare with --label-column")
+                            "column; use --rule quantile, evt, alarms-per-day or value, or prepare with --label-column")
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
         detector = run.detector(engine=engine)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
