@@ -32,7 +32,7 @@ from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.steps.stream import MISSING, ScoreOptions
-from lstm_rare_event.steps.threshold import ThresholdOptions
+from lstm_rare_event.steps.threshold import DEFAULT_MERGE, PREVIOUS_RATIO, ThresholdOptions
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -446,9 +446,12 @@ def engine_option(func):
 T = ThresholdOptions
 threshold_options = options(
     click.option("--rule", type=click.Choice(list(RULES)), default=T.rule, show_default=True,
-                 help="alarms-per-day: at most --target false alarm episodes per day on validation; value: a "
-                      "fixed --value; max-f: best validation F-beta; recall: highest threshold reaching a "
-                      "validation recall --target; median-positive: median score of validation positives."),
+                 help="alarms-per-day: at most --target false alarm episodes per day on validation (extrapolated "
+                      "from the score tail when validation is shorter than 1/--target days); value: a fixed "
+                      "--value; max-f: best validation F-beta; recall: highest threshold reaching a validation "
+                      "recall --target; median-positive: median score of validation positives; quantile: --factor "
+                      "x the --q quantile of normal scores; evt: the score normal windows exceed with probability "
+                      "--risk, from a generalized Pareto tail (SPOT). quantile and evt need no labels."),
     click.option("--value", type=float, default=None,
                  help="--rule value: the threshold; warns when it flags over 10% of validation windows"),
     click.option("--beta", type=float, default=None,
@@ -456,16 +459,30 @@ threshold_options = options(
     click.option("--target", type=float, default=None,
                  help="--rule alarms-per-day: false alarm episodes per day  [default: 1]; "
                       "--rule recall: the recall to reach  [default: 0.5]"),
-    click.option("--merge", type=float, default=T.merge, show_default=True,
-                 help="Minutes: flagged windows closer than this are one alarm episode."),
-    click.option("--horizon", type=float, default=None,
-                 help="Minutes: a break is warned when an episode starts at most this long before it  "
-                      "[default: the label shift, --shift rows x the cadence]"),
+    click.option("--q", "q", type=float, default=None,
+                 help=f"--rule quantile: the quantile of normal scores  [default: {RULES['quantile'].params['q'].default:g}]"),
+    click.option("--factor", type=float, default=None,
+                 help=f"--rule quantile: times the quantile  [default: {RULES['quantile'].params['factor'].default:g}]"),
+    click.option("--risk", type=float, default=None,
+                 help=f"--rule evt: the share of normal windows above the threshold  "
+                      f"[default: {RULES['evt'].params['risk'].default:g}]"),
+    click.option("--on", type=click.Choice(RULES["quantile"].params["on"].choices), default=None,
+                 help=f"--rule quantile, evt: the normal scores of this split  "
+                      f"[default: {RULES['quantile'].params['on'].default}]"),
+    click.option("--merge", default=None,
+                 help="Flagged windows closer than this are one alarm episode: a duration (90s, 30min), rows "
+                      f"(15rows) or a bare number of minutes  [default: {DEFAULT_MERGE}, 30 min at a 2-minute "
+                      "cadence]"),
+    click.option("--horizon", default=None,
+                 help="A break is warned when an episode starts at most this long before it: a duration, rows "
+                      "or minutes as --merge  [default: the label shift, --shift rows]"),
 )
+# The options of threshold_options that are parameters of a rule.
+RULE_PARAMS = ("value", "beta", "target", "q", "factor", "risk", "on")
 
 
-def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOptions:
-    given = {name: v for name, v in (("value", value), ("beta", beta), ("target", target)) if v is not None}
+def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
+    given = {name: v for name, v in params.items() if v is not None}
     return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
 
 
@@ -477,8 +494,11 @@ def threshold_from(rule, value, beta, target, merge, horizon) -> ThresholdOption
 @engine_option
 @load_pickle_option
 @wait_option
+@click.option("--previous", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="The run whose threshold this one replaces (last night's): warns when the new value is over "
+                   f"{PREVIOUS_RATIO:g}x or under {1 / PREVIOUS_RATIO:g}x its value.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine, allow_pickle, wait, as_json):
+def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait, previous, as_json, **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -487,8 +507,9 @@ def threshold_command(run_dir, rule, value, beta, target, merge, horizon, engine
     """
     from lstm_rare_event.steps import threshold
 
-    options = threshold_from(rule, value, beta, target, merge, horizon)
-    summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle)
+    options = threshold_from(rule, merge, horizon, **params)
+    summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle,
+                                      previous=previous)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
@@ -707,7 +728,7 @@ B = BacktestOptions
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
 def backtest_command(input_csv, out_dir, detector_names, start, every, train_window, valid_window, warm_start,
-                     replicates, rule, value, beta, target, merge, horizon, wait, as_json, sep, decimal, **options):
+                     replicates, rule, merge, horizon, wait, as_json, sep, decimal, **options):
     """Walk forward through a labelled CSV as a retrain-and-score deployment would.
 
     From --start, every --every: each detector is fitted on --train-window of rows before
@@ -722,11 +743,12 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
 
     pre_names = [f.name for f in fields(PreprocessOptions)]
     preprocess = PreprocessOptions(**{k: options.pop(k) for k in pre_names})
+    rule_params = {k: options.pop(k) for k in RULE_PARAMS}
     walk = BacktestOptions(start=start, every=every, train_window=train_window, valid_window=valid_window,
                            detectors=detector_names, warm_start=warm_start, replicates=replicates)
     params = detectors.assign_options(detector_names, {k: v for k, v in options.items() if v is not None})
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
-                               threshold_from(rule, value, beta, target, merge, horizon), wait=wait, sep=sep,
+                               threshold_from(rule, merge, horizon, **rule_params), wait=wait, sep=sep,
                                decimal=decimal)
     click.echo(dumps(report), nl=False) if as_json else click.echo(backtest.backtest_text(report))
 

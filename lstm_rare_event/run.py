@@ -320,6 +320,12 @@ class Run:
         given = self.prepare_info().data.get("input")
         return not (isinstance(given, dict) and given.get("labelled") is False)
 
+    def label_mode(self) -> str:
+        """How the run's labels read: "events" (a break after the labelled rows) or "intervals"
+        (every labelled row anomalous); runs prepared before the option existed have events."""
+        options = self.prepare_info().data.get("options")
+        return options.get("labels", "events") if isinstance(options, dict) else "events"
+
     def interval_minutes(self) -> float:
         return self.prepare_info().number("interval_minutes", lambda v: v > 0, "a positive number")
 

@@ -123,3 +123,17 @@ def test_autoencoder_folds_start_from_the_previous_weights(history, tmp_path):
 def test_lstm_options_need_the_lstm_detector(history, tmp_path):
     fails(2, "backtest", history, "--out", tmp_path / "bt", "--detector", "restart", "--epochs", "3", *WALK,
           fragment="--epochs applies to the lstm detector")
+
+
+def test_backtest_of_interval_labels_reports_intervals_and_chance(history, tmp_path):
+    preprocess = bt.PreprocessOptions(detrend=0, labels="intervals")
+    report = bt.backtest(history, tmp_path / "bt", bt.BacktestOptions(start="50%", every="12h", train_window="1d",
+                                                                      valid_window="12h", detectors=("mahalanobis",),
+                                                                      replicates=20),
+                         preprocess, {}, bt.ThresholdOptions(horizon=30))
+    d = report["detectors"]["mahalanobis"]
+    assert d["intervals"]["n_intervals"] > 0 and 0 <= d["intervals"]["far"] <= 1
+    assert 0 <= d["warned_chance"]["alarm_on_share"] <= 1
+    assert report["bootstrap"]["blocks"]["breaks"] == d["intervals"]["n_intervals"]  # resampled by interval
+    text = bt.backtest_text(report)
+    assert "intervals detected" in text and "anomaly intervals" in report["verdicts"]["mahalanobis"]

@@ -395,3 +395,32 @@ def test_prepare_json_without_interval(tmp_path):
     write_detector(path, mahalanobis())
     assert_one_line_error(invoke("threshold", path), "prepare.json", "interval_minutes",
                           "re-run `lstm-rare-event prepare")
+
+
+def test_threshold_previous_warns_when_the_value_moves_over_twice(runs, tmp_path):
+    a, b = copy_run(runs["mahalanobis"], tmp_path, "a"), copy_run(runs["mahalanobis"], tmp_path, "b")
+    ok("threshold", a, "--rule", "value", "--value", 10, "-q")
+    near = json.loads(ok("threshold", b, "--rule", "value", "--value", 19, "--previous", a, "--json", "-q").stdout)
+    assert near["previous"]["ratio"] == pytest.approx(1.9) and near["previous"]["warning"] is None
+    far = invoke("threshold", b, "--rule", "value", "--value", 4, "--previous", a)
+    assert far.exit_code == 0 and "0.4x the previous run's 10" in far.stderr
+    assert "0.4x" in json.loads((b / "threshold.json").read_text())["previous"]["warning"]
+    # the run itself as the previous one: read before it is rewritten
+    assert "Warning: the threshold 40 is 10x" in ok("threshold", b, "--rule", "value", "--value", 40, "--previous", b).stdout
+
+
+def test_threshold_previous_of_another_detector_says_the_values_do_not_compare(runs, tmp_path):
+    b = copy_run(runs["mahalanobis"], tmp_path, "b")
+    result = ok("threshold", b, "--previous", runs["restart"], "--json", "-q")
+    assert "thresholds another detector (restart" in json.loads(result.stdout)["previous"]["warning"]
+
+
+def test_threshold_on_validation_shorter_than_the_budget_extrapolates_and_says_so(runs, tmp_path):
+    # the fixture's validation is a fraction of a day: a budget of 1 a day would allow no alarm
+    run_dir = copy_run(runs["mahalanobis"], tmp_path)
+    result = invoke("threshold", run_dir, "--json")
+    summary = json.loads(result.stdout)
+    assert "extrapolates" in summary["note"] and summary["note"] in result.stderr
+    assert summary["tail"]["peaks"] >= 10
+    # a budget the validation period can hold counts episodes as before: no note, no tail
+    assert "note" not in json.loads(ok("threshold", run_dir, "--target", 100, "--json", "-q").stdout)

@@ -11,6 +11,8 @@ from lstm_rare_event.alarms.thresholds import (
     Scored,
     alarms_per_day,
     choose_threshold,
+    extrapolates,
+    fitted_tail,
     flag,
     precision_recall_by_threshold,
     resolve_params,
@@ -123,7 +125,10 @@ def test_alarms_per_day_counts_a_run_of_flagged_windows_as_one_episode():
     # flagged tail is one episode however long, so one false episode a day allows all of them
     s = scored(np.arange(1.0, 721.0), np.zeros(720, dtype=int), interval=2)
     assert alarms_per_day(s, target=1.0) == 0.5
-    assert alarms_per_day(s, target=0.99) == 720.0  # none: even one episode breaks the budget
+    # 0.99 a day: the one day of validation allows no episode, so the budget is extrapolated from
+    # the tail instead of choosing the maximum: about 0.99 flagged windows a day, into the top scores
+    assert extrapolates(s, 0.99) and not extrapolates(s, 1.0)
+    assert 700 < alarms_per_day(s, target=0.99) < 720.0
 
 
 def test_alarms_per_day_exact_rate_is_not_rounded_down():
@@ -213,3 +218,131 @@ def test_precision_recall_by_threshold_matches_sklearn():
             assert p == precision_score(LABELS, flags)
         else:
             assert np.isnan(p)
+
+
+# -- the distribution rules: quantile and evt ---------------------------------------------
+
+
+def exponential_scores(n, seed=0, positives=0):
+    """``n`` normal windows with Exp(1) scores (the q quantile is -log(1 - q)), then
+    ``positives`` positive windows scoring 1000."""
+    rng = np.random.default_rng(seed)
+    return np.append(rng.exponential(1.0, n), np.full(positives, 1000.0)), np.r_[np.zeros(n), np.ones(positives)]
+
+
+def test_quantile_is_factor_times_the_quantile_of_normal_scores_only():
+    # normal scores 1..100 and positives far above: the positives do not move the quantile
+    s = scored(np.r_[np.arange(1.0, 101.0), [500.0, 600.0]], np.r_[np.zeros(100), [1, 1]].astype(int))
+    assert choose_threshold("quantile", s, q=0.99, factor=1.5) == pytest.approx(1.5 * 99.01)
+    assert choose_threshold("quantile", s, q=0.5) == pytest.approx(50.5)  # factor 1 by default
+
+
+def test_quantile_on_train_reads_the_training_normal_scores():
+    from dataclasses import replace
+
+    s = replace(scored(np.arange(1.0, 101.0), np.zeros(100, dtype=int)), train_normal=np.arange(0.0, 11.0))
+    assert choose_threshold("quantile", s, q=1.0, on="train") == 10.0
+    assert choose_threshold("quantile", s, q=1.0, on="valid") == 100.0
+
+
+def test_quantile_without_labels_uses_every_window():
+    # unlabelled data: every window is y=0
+    assert choose_threshold("quantile", scored(np.arange(1.0, 11.0), np.zeros(10, dtype=int)), q=1.0) == 10.0
+
+
+@pytest.mark.parametrize("risk", [1e-2, 1e-3, 1e-4])
+def test_evt_matches_the_true_exponential_quantile(risk):
+    scores, labels = exponential_scores(20000, positives=5)
+    threshold = choose_threshold("evt", scored(scores, labels.astype(int)), risk=risk)
+    assert threshold == pytest.approx(-np.log(risk), rel=0.05)
+
+
+def test_evt_extrapolates_beyond_the_largest_score_for_a_risk_below_one_in_n():
+    scores, labels = exponential_scores(20000, seed=4)
+    threshold = choose_threshold("evt", scored(scores, labels.astype(int)), risk=1e-6)
+    assert threshold > scores.max()
+    assert threshold == pytest.approx(-np.log(1e-6), rel=0.15)
+
+
+def test_evt_matches_a_heavy_generalized_pareto_quantile():
+    # GPD shape 0.25, scale 1 by inversion: P(X > x) = (1 + 0.25 x) ** -4
+    rng = np.random.default_rng(7)
+    gamma, risk = 0.25, 1e-4
+    scores = (rng.random(20000) ** -gamma - 1) / gamma
+    truth = (risk ** -gamma - 1) / gamma
+    assert choose_threshold("evt", scored(scores, np.zeros(scores.size, dtype=int)), risk=risk) == \
+        pytest.approx(truth, rel=0.15)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"risk": 0.0}, "--risk 0"), ({"risk": 1.0}, "a probability in"), ({"risk": -0.1}, "a probability in"),
+    ({"on": "test"}, "valid or train"),
+])
+def test_evt_bad_parameters(params, message):
+    with pytest.raises(UserError, match=message):
+        resolve_params("evt", **params)
+
+
+@pytest.mark.parametrize("params, message", [({"q": 1.5}, "a quantile in"), ({"factor": 0.0}, "--factor 0"),
+                                             ({"risk": 0.1}, "--risk does not apply")])
+def test_quantile_bad_parameters(params, message):
+    with pytest.raises(UserError, match=message):
+        resolve_params("quantile", **params)
+
+
+@pytest.mark.parametrize("scores, message", [(np.arange(1.0, 11.0), "at least 20 normal validation scores"),
+                                             (np.ones(100), "too few distinct large values")])
+def test_evt_refuses_too_few_or_constant_scores(scores, message):
+    with pytest.raises(UserError, match=message):
+        choose_threshold("evt", scored(scores, np.zeros(scores.size, dtype=int)))
+
+
+def test_alarms_per_day_on_short_validation_extrapolates_from_the_tail_and_says_so():
+    # 20,000 one-second windows (0.23 days) with Exp(1) normal scores: a budget of 1 a day allows
+    # no alarm there. One flagged window a day is a risk of 1/86,400, beyond the largest score.
+    scores, labels = exponential_scores(20000, seed=5)
+    s = scored(scores, labels.astype(int), interval=1 / 60)
+    threshold = alarms_per_day(s, target=1.0)
+    assert threshold > scores.max()
+    assert threshold == pytest.approx(np.log(86400), rel=0.15)
+    said = fitted_tail("alarms-per-day", s, {"target": 1.0})
+    assert "extrapolates" in said["note"] and said["tail"]["n"] == 20000
+
+
+def test_alarms_per_day_on_long_enough_validation_counts_episodes_as_before():
+    scores, labels = exponential_scores(2000, seed=5)
+    s = scored(scores, labels.astype(int), interval=1.0)  # 1.4 days
+    assert not extrapolates(s, 1.0)
+    assert fitted_tail("alarms-per-day", s, {"target": 1.0}) is None
+    assert alarms_per_day(s, target=1.0) in candidate_thresholds(scores)
+
+
+# -- merge gap and horizon in the data's cadence ----------------------------------------------
+
+
+@pytest.mark.parametrize("merge, horizon, interval, shift, expected", [
+    (None, None, 2.0, 2, (30.0, 4.0)),  # the sheet-break defaults: 15 rows and the label shift, as always
+    (None, None, 1 / 60, 0, (0.25, 1 / 60)),  # 1-second data: 15 seconds, one row
+    (30.0, 60.0, 1 / 60, 0, (30.0, 60.0)),  # numbers are minutes, as before units
+    ("30", "0.5", 1 / 60, 0, (30.0, 0.5)),  # and so are bare numbers on the command line
+    ("90s", "2h", 2.0, 2, (1.5, 120.0)),
+    ("10rows", "3rows", 0.5, 2, (5.0, 1.5)),
+    ("0", "1min", 2.0, 2, (0.0, 1.0)),  # merge 0: every flagged window is its own episode
+])
+def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, shift, expected):
+    from lstm_rare_event.steps.threshold import ThresholdOptions
+
+    resolved = ThresholdOptions(merge=merge, horizon=horizon).resolved(interval, shift)
+    assert (resolved.merge, resolved.horizon) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("merge, horizon, message", [
+    ("5parsecs", None, "--merge '5parsecs': expected a duration"), ("-1", None, "--merge -1"),
+    ("1.5rows", None, "whole number"), (None, "0rows", "--horizon 0rows: must be more than 0"),
+    (None, "nan", "--horizon nan"),
+])
+def test_bad_merge_or_horizon(merge, horizon, message):
+    from lstm_rare_event.steps.threshold import ThresholdOptions
+
+    with pytest.raises(UserError, match=message):
+        ThresholdOptions(merge=merge, horizon=horizon)

@@ -5,7 +5,8 @@ windows of one break are near-copies of each other. Resampling single windows wo
 break seen through two windows as two independent successes and give intervals that are too
 narrow. So whole blocks are resampled (a block bootstrap):
 
-- each break event (the positive windows sharing an ``event_time``) is one block;
+- each break event (the positive windows sharing an ``event_time``) is one block, or with
+  interval labels each anomaly interval (:func:`interval_groups`);
 - normal windows are blocked by the calendar day of their end time.
 
 Blocks are drawn with replacement separately for breaks and for normal days (stratified), so
@@ -31,12 +32,36 @@ def event_groups(y, event_time, end_time) -> np.ndarray:
     """(N,) block id per window: one per break event (positive windows sharing an
     ``event_time``), then one per calendar day of ``end_time`` for the normal windows."""
     y, event_time = np.asarray(y), np.asarray(event_time, dtype="datetime64[s]")
-    day = np.asarray(end_time, dtype="datetime64[s]").astype("datetime64[D]")
     positive = y == 1
     if np.isnat(event_time[positive]).any():
         raise ValueError("every positive window needs the event_time of its break")
-    groups = np.empty(len(y), dtype=np.int64)
-    _, groups[positive] = np.unique(event_time[positive], return_inverse=True)
+    return _blocks(positive, np.unique(event_time[positive], return_inverse=True)[1], end_time)
+
+
+def interval_groups(y, end_time) -> np.ndarray:
+    """(N,) block id per window for interval labels: one per anomaly interval (a run of
+    positive windows, :func:`lstm_rare_event.alarms.intervals.runs`), then one per calendar
+    day of ``end_time`` for the normal windows."""
+    from lstm_rare_event.alarms.intervals import runs
+
+    positive = np.asarray(y) == 1
+    starts, _ = runs(positive)
+    run_of = np.cumsum(np.isin(np.arange(len(positive)), starts)) - 1  # the last run started by each window
+    return _blocks(positive, run_of[positive], end_time)
+
+
+def blocks(labels: str, y, event_time, end_time) -> np.ndarray:
+    """Block ids for ``labels`` "events" (:func:`event_groups`) or "intervals" (:func:`interval_groups`)."""
+    if labels == "intervals":
+        return interval_groups(y, end_time)
+    return event_groups(y, event_time, end_time)
+
+
+def _blocks(positive: np.ndarray, positive_ids: np.ndarray, end_time) -> np.ndarray:
+    """Block ids: ``positive_ids`` (0..P-1) on the positive windows, then calendar days."""
+    day = np.asarray(end_time, dtype="datetime64[s]").astype("datetime64[D]")
+    groups = np.empty(len(positive), dtype=np.int64)
+    groups[positive] = positive_ids
     _, normal_ids = np.unique(day[~positive], return_inverse=True)
     groups[~positive] = normal_ids + (groups[positive].max() + 1 if positive.any() else 0)
     return groups

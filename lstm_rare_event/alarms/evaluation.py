@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_rare_event.alarms import episodes, metrics, thresholds
+from lstm_rare_event.alarms import episodes, intervals, metrics, thresholds
 from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.files import to_jsonable
 
@@ -18,10 +18,11 @@ BUDGET_BASIS = ("threshold chosen on the validation split with --rule alarms-per
                 "applied unchanged to test: deployable, not an oracle; the test rate can differ")
 
 
-def scored(scores, windows, interval_minutes: float, merge_minutes: float, horizon_minutes: float) -> Scored:
+def scored(scores, windows, interval_minutes: float, merge_minutes: float, horizon_minutes: float,
+           train_normal=None) -> Scored:
     return Scored(np.asarray(scores, dtype=np.float64), np.asarray(windows.y), windows.end_time,
                   metrics.break_times(windows.y, windows.event_time), interval_minutes, merge_minutes,
-                  horizon_minutes)
+                  horizon_minutes, train_normal)
 
 
 def alarm_summary(s: Scored, value: float) -> dict:
@@ -43,21 +44,40 @@ def choose_on_validation(s: Scored, rule: str, params: dict) -> dict:
         "validation": alarm_summary(s, value),
         "budgets": [{"alarms_per_day": budget, "value": thresholds.choose_threshold("alarms-per-day", s, target=budget)}
                     for budget in BUDGETS],
+        **(thresholds.fitted_tail(rule, s, params) or {}),
     })
 
 
-def evaluate_scores(s: Scored, windows, chosen: dict) -> dict:
-    """Window metrics (with ROC-AUC and PR-AUC), break events, alarm episodes and the alarm
-    budgets of the test scores under ``chosen`` (a threshold with its budget values)."""
+def evaluate_scores(s: Scored, windows, chosen: dict, labels: str = "events") -> dict:
+    """Window metrics (with ROC-AUC and PR-AUC), break events, alarm episodes, the breaks warned
+    beside chance and the alarm budgets of the test scores under ``chosen`` (a threshold with
+    its budget values); with ``labels`` "intervals", the interval metrics too."""
     flags = thresholds.flag(s.scores, chosen["value"])
-    return to_jsonable({
+    report = {
         "windows": metrics.window_metrics(s.y, flags, s.scores),
         "events": metrics.event_metrics(flags, s.y, windows.end_time, windows.event_time, s.interval_minutes),
         "episodes": episodes.episode_metrics(s.end_time, flags, s.break_times, s.interval_minutes,
                                              s.merge_minutes, s.horizon_minutes),
+        "warned_chance": warned_chance(s, flags),
         "alarm_budgets": {"basis": BUDGET_BASIS,
                           "rows": [_budget_row(s, budget) for budget in chosen.get("budgets", [])]},
-    })
+    }
+    if labels == "intervals":
+        report["intervals"] = intervals.interval_metrics(s.y, flags, s.end_time)
+    return to_jsonable(report)
+
+
+def warned_chance(s: Scored, flags) -> dict:
+    """The share of breaks warned by the episodes of ``flags``, the same for the flags shifted
+    in time (:func:`intervals.chance`), and the share of windows flagged."""
+
+    def warned_share(f):
+        found = episodes.find_episodes(s.end_time, f, s.merge_minutes)
+        warned = episodes.warned_breaks(found, s.break_times, s.horizon_minutes)[0]
+        return float(warned.mean()) if warned.size else float("nan")
+
+    return {"warned_share": warned_share(flags), "warned_share_chance": intervals.chance(warned_share, flags),
+            "alarm_on_share": intervals.on_share(flags)}
 
 
 def _budget_row(s: Scored, budget: dict) -> dict:

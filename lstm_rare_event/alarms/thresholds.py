@@ -6,6 +6,11 @@ validation scores; the rules cut midway between two neighbouring scores, so that
 windows are flagged when a score is recomputed with a slightly different rounding (the NumPy
 and Keras engines).
 
+The ``quantile`` and ``evt`` rules need no labels and no calendar: they read the distribution
+of normal scores (the validation windows labelled 0, or every window of unlabelled data; or
+the training windows' with ``on="train"``), so they suit short validation periods and data
+without labels.
+
 NumPy only (no scikit-learn): ``score`` reads the threshold on every call and must start fast.
 """
 
@@ -17,8 +22,9 @@ from typing import Callable
 
 import numpy as np
 
+from lstm_rare_event.alarms import tail
 from lstm_rare_event.alarms.episodes import threshold_for_episode_budget
-from lstm_rare_event.alarms.metrics import candidate_thresholds
+from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered, windows_per_day
 from lstm_rare_event.errors import UserError
 
 
@@ -49,7 +55,8 @@ def precision_recall_by_threshold(errors: np.ndarray, labels: np.ndarray) -> tup
 @dataclass(frozen=True)
 class Scored:
     """Validation scores with what the rules may look at: labels, end times and breaks, the
-    cadence, and how alarms are counted (episode merge gap and warning horizon, minutes)."""
+    cadence, and how alarms are counted (episode merge gap and warning horizon, minutes);
+    ``train_normal``: the scores of the normal training windows, for rules with ``on="train"``."""
 
     scores: np.ndarray
     y: np.ndarray
@@ -58,6 +65,15 @@ class Scored:
     interval_minutes: float
     merge_minutes: float
     horizon_minutes: float
+    train_normal: np.ndarray | None = None
+
+    def normal(self, on: str = "valid") -> np.ndarray:
+        """The scores of the normal windows of validation (``on="valid"``) or training."""
+        if on == "train":
+            if self.train_normal is None:
+                raise ValueError("on='train' needs Scored.train_normal")
+            return np.asarray(self.train_normal, dtype=np.float64)
+        return self.scores[self.y == 0]
 
 
 # The rules. Each takes (scored, **its parameters) -> threshold.
@@ -93,11 +109,65 @@ def by_recall(v: Scored, target: float) -> float:
 
 def alarms_per_day(v: Scored, target: float) -> float:
     """The lowest threshold at which, and above which, validation raises at most ``target``
-    false alarm episodes per day (episodes that warn of no break within the horizon)."""
+    false alarm episodes per day (episodes that warn of no break within the horizon).
+
+    On validation too short for the budget (:func:`extrapolates`), the threshold that a
+    normal window exceeds with probability ``target`` / windows per day, from the tail of the
+    normal validation scores: at most ``target`` flagged normal windows a day, so at most that
+    many false episodes (fewer when flagged windows merge)."""
     if v.scores.size == 0:
         raise UserError("--rule alarms-per-day needs validation windows and there are none")
+    if extrapolates(v, target):
+        return budget_tail(v, target)[0]
     return threshold_for_episode_budget(v.scores, v.end_time, v.break_times, v.interval_minutes,
                                         v.merge_minutes, v.horizon_minutes, target)
+
+
+def extrapolates(v: Scored, target: float) -> bool:
+    """Whether ``alarms_per_day`` extrapolates: validation covers fewer days than 1 / ``target``,
+    so counting its episodes would allow none and the threshold would be its maximum, and its
+    normal scores are enough for a tail fit (else the maximum it is)."""
+    return 0 < target * days_covered(v.scores.size, v.interval_minutes) < 1 and tail.fittable(v.normal())
+
+
+def budget_tail(v: Scored, target: float) -> tuple[float, tail.Tail]:
+    """(threshold, tail) for ``target`` false alarms per day from the normal validation scores' tail."""
+    fitted = tail.fit_tail(v.normal(), "normal validation scores")
+    return fitted.quantile(target / windows_per_day(v.interval_minutes)), fitted
+
+
+def quantile(v: Scored, q: float, factor: float, on: str) -> float:
+    """``factor`` times the ``q`` quantile of the normal scores (SKAB's notebooks: 1.5 x the 99th
+    percentile; linear interpolation between neighbouring scores)."""
+    normal = v.normal(on)
+    if normal.size == 0:
+        raise UserError(f"--rule quantile needs normal (y=0) {_split(on)} windows and there are none")
+    return float(factor * np.quantile(normal, q))
+
+
+def evt(v: Scored, risk: float, on: str) -> float:
+    """The score a normal window exceeds with probability ``risk``, from a generalized Pareto
+    fit to the tail of the normal scores (:mod:`tail`); it may lie beyond the largest score seen."""
+    return tail.fit_tail(v.normal(on), f"normal {_split(on)} scores").quantile(risk)
+
+
+def fitted_tail(rule: str, v: Scored, params: dict) -> dict | None:
+    """What threshold.json says about a tail the rule fitted: {"tail": the fit, "note": why}
+    (the note only where the rule did not do what its name says), or None without a fit."""
+    if rule == "evt":
+        return {"tail": tail.fit_tail(v.normal(params["on"]), f"normal {_split(params['on'])} scores").as_dict()}
+    if rule == "alarms-per-day" and v.scores.size and extrapolates(v, params["target"]):
+        value, fitted = budget_tail(v, params["target"])
+        days = days_covered(v.scores.size, v.interval_minutes)
+        return {"tail": fitted.as_dict(),
+                "note": (f"validation covers {days:.3g} days, too short for a budget of {params['target']:g} false "
+                         f"alarm episodes per day (no alarm allowed); the threshold {value:.6g} extrapolates the "
+                         "budget from a generalized Pareto fit to the tail of the normal validation scores")}
+    return None
+
+
+def _split(on: str) -> str:
+    return "training" if on == "train" else "validation"
 
 
 def median_positive(v: Scored) -> float:
@@ -107,9 +177,16 @@ def median_positive(v: Scored) -> float:
 
 @dataclass(frozen=True)
 class Param:
-    default: float
+    """A rule's parameter: a number, or one of ``choices`` (then ``default`` is a string)."""
+
+    default: float | str
     valid: Callable[[float], bool]
     expected: str
+    choices: tuple[str, ...] = ()
+
+
+# Where the distribution rules read the normal scores.
+ON = Param("valid", lambda v: True, "valid or train", ("valid", "train"))
 
 
 @dataclass(frozen=True)
@@ -125,6 +202,9 @@ RULES = {
     "recall": Rule(by_recall, {"target": Param(0.5, lambda v: 0 < v <= 1, "a recall in (0, 1]")}, True),
     "alarms-per-day": Rule(alarms_per_day, {"target": Param(1.0, lambda v: v >= 0, "false alarm episodes per day >= 0")}, False),
     "median-positive": Rule(median_positive, {}, True),
+    "quantile": Rule(quantile, {"q": Param(0.99, lambda v: 0 <= v <= 1, "a quantile in [0, 1]"),
+                                "factor": Param(1.0, lambda v: v > 0, "a number > 0"), "on": ON}, False),
+    "evt": Rule(evt, {"risk": Param(1e-4, lambda v: 0 < v < 1, "a probability in (0, 1)"), "on": ON}, False),
 }
 
 
@@ -138,10 +218,18 @@ def resolve_params(rule: str, **params) -> dict:
         if name not in spec:
             takes = ", ".join(f"--{p}" for p in spec) or "no parameter"
             raise UserError(f"--{name} does not apply to --rule {rule} (it takes {takes})")
-    resolved = {name: float(params.get(name, p.default)) for name, p in spec.items()}
-    for name, value in resolved.items():
-        if not (math.isfinite(value) and spec[name].valid(value)):
-            raise UserError(f"--{name} {value:g} for --rule {rule}: expected {spec[name].expected}")
+    resolved = {}
+    for name, p in spec.items():
+        value = params.get(name, p.default)
+        if p.choices:
+            if value not in p.choices:
+                raise UserError(f"--{name} {value!r} for --rule {rule}: expected {p.expected}")
+            resolved[name] = value
+            continue
+        value = float(value)
+        if not (math.isfinite(value) and p.valid(value)):
+            raise UserError(f"--{name} {value:g} for --rule {rule}: expected {p.expected}")
+        resolved[name] = value
     return resolved
 
 
@@ -160,4 +248,4 @@ def check_labels(rule: str, labels) -> None:
     """Refuse a rule that needs positive windows when the validation labels have none."""
     if RULES[rule].needs_positives and not np.any(np.asarray(labels) == 1):
         raise UserError(f"--rule {rule} needs positive windows in the validation split and it has none; "
-                        "use --rule alarms-per-day or --rule value")
+                        "use --rule alarms-per-day or --rule value (or quantile or evt)")

@@ -8,7 +8,10 @@ Pure functions of numbers already measured (no files, no figures), shared by ``e
   else "no better than chance".
 - **budget**: with ``--rule alarms-per-day``, did the promised false alarm episodes per day
   hold on the data measured? Held within :data:`BUDGET_SLACK` times the promise.
-- **warned**: how many breaks an alarm episode warned of, and how early.
+- **warned**: how many breaks an alarm episode warned of, and how early, beside chance (the
+  same alarms shifted in time) and the share of time the alarm is on.
+- **detected** (interval labels): how many anomaly intervals a flag fell in, and how late,
+  beside chance and the alarm's on-time, with the point-wise F1, FAR and MAR.
 - **reference**: with another detector's scores on the same windows, does this one beat it?
   Yes when the paired ROC-AUC difference interval lies wholly above 0.
 - **drift**: a warning when the validation loss is far above the training loss
@@ -76,8 +79,16 @@ def budget(promised: float | None, measured: float | None) -> dict | None:
             "ratio": ratio, "held": bool(held), "slack": BUDGET_SLACK, "text": text}
 
 
-def warned(episodes: dict) -> dict:
-    """From :func:`lstm_rare_event.alarms.episodes.episode_metrics`: breaks warned and how early."""
+def _against_chance(share, by_chance, on_share) -> str:
+    """`` (chance 12%, alarm on 3% of the time)``, or nothing when not measured."""
+    if not (_finite(by_chance) and _finite(on_share)):
+        return ""
+    return f" (chance {by_chance:.0%}, alarm on {on_share:.0%} of the time)"
+
+
+def warned(episodes: dict, chance_: dict | None = None) -> dict:
+    """From :func:`lstm_rare_event.alarms.episodes.episode_metrics`: breaks warned and how early;
+    ``chance_`` (:func:`lstm_rare_event.alarms.evaluation.warned_chance`): beside chance."""
     n, k = int(episodes["n_breaks"]), int(episodes["warned"])
     horizon = episodes["horizon_minutes"]
     mean, median = episodes.get("mean_lead_minutes"), episodes.get("median_lead_minutes")
@@ -88,9 +99,30 @@ def warned(episodes: dict) -> dict:
     else:
         text = (f"warned {k} of {n} breaks {horizon:g} min ahead, on average {_n(mean)} min before "
                 f"(median {_n(median)})")
+    if n and chance_:
+        text += _against_chance(chance_.get("warned_share"), chance_.get("warned_share_chance"),
+                                chance_.get("alarm_on_share"))
     return {"warned": k, "n_breaks": n, "horizon_minutes": horizon,
             "mean_lead_minutes": mean if _finite(mean) else None,
             "median_lead_minutes": median if _finite(median) else None, "text": text}
+
+
+def detected(intervals: dict) -> dict:
+    """From :func:`lstm_rare_event.alarms.intervals.interval_metrics`: intervals detected beside
+    chance, how late, and the point-wise F1, FAR and MAR."""
+    n, k = int(intervals["n_intervals"]), int(intervals["detected"])
+    if n == 0:
+        text = "no anomaly interval to detect"
+    else:
+        text = f"detected {k} of {n} anomaly intervals"
+        if k:
+            text += (f", {_n(intervals['mean_delay_minutes'])} min after their start on average "
+                     f"(median {_n(intervals['median_delay_minutes'])})")
+        text += _against_chance(intervals["detected_share"], intervals["detected_share_chance"],
+                                intervals["alarm_on_share"])
+    text += (f"; point-wise F1 {_n(intervals['f1'])}, false alarm rate {_n(intervals['far'])}, "
+             f"missed alarm rate {_n(intervals['mar'])}")
+    return {"detected": k, "n_intervals": n, "text": text}
 
 
 def reference(name: str, difference: dict) -> dict:
@@ -126,20 +158,24 @@ def drift(train_loss: float | None, val_loss: float | None, shifts: dict | None 
 
 def verdict(*, roc: dict | None = None, promised: float | None = None, measured: float | None = None,
             episodes: dict | None = None, references: dict | None = None, drift_: dict | None = None,
-            name: str = "") -> dict:
+            name: str = "", warned_chance: dict | None = None, intervals: dict | None = None) -> dict:
     """The conclusions and their plain ``lines`` (one or two, then a warning line on drift).
 
-    ``references``: {reference name: paired ROC-AUC difference interval, this minus it}.
+    ``references``: {reference name: paired ROC-AUC difference interval, this minus it};
+    ``warned_chance``: breaks warned by the alarms shifted in time and the alarm's on-time;
+    ``intervals``: interval metrics (interval labels), said instead of breaks warned.
     """
     parts = {
         "chance": chance(roc),
         "budget": budget(promised, measured),
-        "warned": warned(episodes) if episodes is not None else None,
+        "warned": warned(episodes, warned_chance) if episodes is not None and intervals is None else None,
         "references": [reference(other, diff) for other, diff in (references or {}).items()],
         "drift": drift_,
     }
+    if intervals is not None:
+        parts["detected"] = detected(intervals)
     first = [p["text"] for p in (parts["chance"], *parts["references"]) if p]
-    second = [p["text"] for p in (parts["warned"], parts["budget"]) if p]
+    second = [p["text"] for p in (parts["warned"], parts.get("detected"), parts["budget"]) if p]
     prefix = f"{name}: " if name else ""
     lines = []
     if first:
@@ -153,7 +189,7 @@ def verdict(*, roc: dict | None = None, promised: float | None = None, measured:
 
 def one_line(v: dict, name: str) -> str:
     """The verdict on one line for a table of detectors (backtest): warned, budget, chance, references."""
-    parts = [p["text"] for p in (v["warned"], v["budget"], v["chance"], *v["references"]) if p]
+    parts = [p["text"] for p in (v["warned"], v.get("detected"), v["budget"], v["chance"], *v["references"]) if p]
     return f"{name}: " + "; ".join(parts)
 
 

@@ -38,3 +38,36 @@ def as_duration(span, interval: np.timedelta64) -> np.timedelta64 | None:
     if span is None or isinstance(span, np.timedelta64):
         return span
     return interval * span
+
+
+_ROWS = ("rows", "row")
+_SECONDS = {"s": 1, "sec": 1, "seconds": 1}
+_GAP = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$")
+
+
+def parse_gap(value, option: str) -> np.timedelta64 | int:
+    """A gap between alarms (``--merge``, ``--horizon``): a duration with a unit (``90s``,
+    ``30min``, ``2h``), a number of rows (``15rows``), or a bare number of minutes (their meaning
+    before units existed); 0 or more. Durations in whole seconds (``np.timedelta64``), rows ``int``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value!r}"
+    text = str(value).strip().lower()
+    match = _GAP.match(text)
+    unit = match.group(2) if match else None
+    if not match or (unit and unit not in _UNITS and unit not in _SECONDS and unit not in _ROWS):
+        raise UserError(f"{option} {value!r}: expected a duration such as 90s, 30min or 2h, a number of rows such "
+                        "as 15rows, or a number of minutes")
+    number = float(match.group(1))
+    if unit in _ROWS:
+        if number != int(number):
+            raise UserError(f"{option} {value!r}: a number of rows must be a whole number")
+        return int(number)
+    seconds = number * (_SECONDS.get(unit) or _UNITS.get(unit) or 60)
+    return np.timedelta64(int(round(seconds)), "s")
+
+
+def gap_minutes(span: np.timedelta64 | int, interval_minutes: float) -> float:
+    """A :func:`parse_gap` value in minutes: rows x the cadence."""
+    if isinstance(span, np.timedelta64):
+        return float(span / np.timedelta64(60, "s"))
+    return span * float(interval_minutes)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lstm_rare_event import __version__, detectors, log
-from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, thresholds
+from lstm_rare_event.alarms import episodes, evaluation, intervals, metrics, plots, thresholds
 from lstm_rare_event.alarms import verdict as verdicts
-from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
 from lstm_rare_event.preprocess.csv import read_table
@@ -178,7 +178,9 @@ def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan
     if previous is not None and detector.warm_starts:
         detector.warm_start(previous)
     detector.fit(train_w, valid_w)
-    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon)
+    train_normal = detector.score(train_w)[train_w.y == 0] if threshold.params.get("on") == "train" else None
+    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon,
+                          train_normal)
     value = thresholds.choose_threshold(threshold.rule, s, **threshold.params)
     return detector, detector.score(test_w), value
 
@@ -209,8 +211,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
     ends = pre.window_ends(rows)
     end_time, y, event_time = rows.time[ends], rows.y[ends], rows.event_time[ends]
     interval_minutes = pre.interval_minutes
-    horizon = threshold.horizon if threshold.horizon is not None else max(preprocess.shift, 1) * interval_minutes
-    threshold = replace(threshold, horizon=horizon)
+    threshold = threshold.resolved(interval_minutes, preprocess.shift)
     plan = plan_folds(end_time, table.time, pre.interval_, options)
     n_folds = len(plan.test)
 
@@ -245,7 +246,8 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         for k, why in sorted(skipped.items()):
             log.warning(f"fold {k + 1}/{n_folds} skipped: {why}")
         pooled = {name: _pooled(store, name, n_folds, skipped) for name in options.detectors}
-        report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped)
+        report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped,
+                         labels=preprocess.labels)
         with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
             _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, event_time, threshold.merge)
@@ -273,7 +275,7 @@ def _episode_summary(p: dict, end_time, breaks, interval_minutes, threshold: Thr
 
 
 def _report(pooled: dict, plan: Plan, end_time, y, event_time, interval_minutes: float,
-            threshold: ThresholdOptions, options: BacktestOptions, skipped) -> dict:
+            threshold: ThresholdOptions, options: BacktestOptions, skipped, labels: str = "events") -> dict:
     names = list(pooled)
     common = pooled[names[0]]["index"]
     for name in names[1:]:
@@ -308,9 +310,14 @@ def _report(pooled: dict, plan: Plan, end_time, y, event_time, interval_minutes:
             "budget": {"promised": budget, "measured": ep["false_episodes_per_day"],
                        "ratio": ep["false_episodes_per_day"] / budget if budget else None},
             "folds": folds,
+            "warned_chance": evaluation.warned_chance(
+                thresholds.Scored(sub["relative"], yt, end_time[common], breaks, interval_minutes, threshold.merge,
+                                  threshold.horizon), sub["flag"]),
         }
+        if labels == "intervals":
+            per[name]["intervals"] = intervals.interval_metrics(yt, sub["flag"], end_time[common])
     scores = {name: pooled[name]["relative"][np.isin(pooled[name]["index"], common)] for name in names}
-    boot = bootstrap_metrics(yt, scores, event_groups(yt, et, end_time[common]), n=options.replicates,
+    boot = bootstrap_metrics(yt, scores, blocks(labels, yt, et, end_time[common]), n=options.replicates,
                              seed=options.seed) if 0 < yt.sum() < len(yt) else None
     report = {
         "package_version": __version__,
@@ -352,7 +359,8 @@ def verdict_of(name: str, report: dict) -> dict:
                 references[diff["a"]] = {"estimate": -r["estimate"], "low": -r["high"], "high": -r["low"],
                                          "excludes_zero": r["excludes_zero"]}
     return verdicts.verdict(roc=roc, promised=d["budget"]["promised"], measured=d["budget"]["measured"],
-                            episodes=d["episodes"], references=references)
+                            episodes=d["episodes"], references=references, warned_chance=d.get("warned_chance"),
+                            intervals=d.get("intervals"))
 
 
 def verdict(name: str, report: dict) -> str:
@@ -408,13 +416,20 @@ def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, t
 
 
 def backtest_text(report: dict) -> str:
-    rows = [["detector", "ROC-AUC", "PR-AUC", "breaks warned", "mean lead, min", "false episodes / day", "budget"]]
+    rows = [["detector", "ROC-AUC", "PR-AUC", "breaks warned", "by chance", "alarm on", "mean lead, min",
+             "false episodes / day", "budget"]]
+    by_interval = [["detector", "F1", "FAR", "MAR", "intervals detected", "by chance", "mean delay, min"]]
     for name, d in report["detectors"].items():
-        w, e, b = d["windows"], d["episodes"], d["budget"]
-        rows.append([name, w["roc_auc"], w["pr_auc"], f"{e['warned']} of {e['n_breaks']}", e["mean_lead_minutes"],
-                     e["false_episodes_per_day"], b["promised"]])
+        w, e, b, c = d["windows"], d["episodes"], d["budget"], d.get("warned_chance", {})
+        rows.append([name, w["roc_auc"], w["pr_auc"], f"{e['warned']} of {e['n_breaks']}", c.get("warned_share_chance"),
+                     c.get("alarm_on_share"), e["mean_lead_minutes"], e["false_episodes_per_day"], b["promised"]])
+        if "intervals" in d:
+            i = d["intervals"]
+            by_interval.append([name, i["f1"], i["far"], i["mar"], f"{i['detected']} of {i['n_intervals']}",
+                                i["detected_share_chance"], i["mean_delay_minutes"]])
     s = report["scored"]
     head = (f"{report['folds']} folds, {s['windows']:,} windows scored over {s['days']:.1f} days, "
             f"{s['breaks']} breaks; horizon {report['threshold']['horizon']:g} min, "
             f"episodes merged < {report['threshold']['merge']:g} min apart")
-    return "\n".join([head, format_table(rows), "", *report["verdicts"].values()])
+    tables = [format_table(rows)] + ([format_table(by_interval)] if len(by_interval) > 1 else [])
+    return "\n".join([head, *tables, "", *report["verdicts"].values()])

@@ -7,7 +7,7 @@ for every detector, which makes the paired differences meaningful.
 
 from __future__ import annotations
 
-from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.alarms.verdict import interval
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
@@ -36,7 +36,8 @@ def compare(run_dirs, replicates: int = REPLICATES, seed: int = 0, allow_pickle:
             reports[name] = report
             test = run.split("test")
             scores[name] = run.detector(allow_pickle=allow_pickle).score(test)
-    intervals = bootstrap_metrics(test.y, scores, event_groups(test.y, test.event_time, test.end_time),
+            labels = run.label_mode()
+    intervals = bootstrap_metrics(test.y, scores, blocks(labels, test.y, test.event_time, test.end_time),
                                   n=replicates, seed=seed)
     return to_jsonable({"runs": {name: str(d) for name, d in zip(reports, run_dirs)}, "reports": reports,
                         "bootstrap": intervals})
@@ -48,13 +49,26 @@ def _label(detector: str, folder: str, taken) -> str:
 
 def compare_text(result: dict) -> str:
     b = result["bootstrap"]
-    rows = [["detector", "ROC-AUC [95% CI]", "PR-AUC [95% CI]", "breaks warned", "false episodes / day"]]
+    by_interval = all("intervals" in report for report in result["reports"].values())
+    if by_interval:
+        rows = [["detector", "ROC-AUC [95% CI]", "PR-AUC [95% CI]", "F1", "FAR", "MAR", "intervals detected",
+                 "by chance", "alarm on", "mean delay, min"]]
+    else:
+        rows = [["detector", "ROC-AUC [95% CI]", "PR-AUC [95% CI]", "breaks warned", "by chance", "alarm on",
+                 "false episodes / day"]]
     for name, report in result["reports"].items():
-        e = report["episodes"]
-        rows.append([name, interval(b["detectors"][name]["roc_auc"]), interval(b["detectors"][name]["pr_auc"]),
-                     f"{e['warned']} of {e['n_breaks']}", e["false_episodes_per_day"]])
+        aucs = [name, interval(b["detectors"][name]["roc_auc"]), interval(b["detectors"][name]["pr_auc"])]
+        if by_interval:
+            i = report["intervals"]
+            rows.append([*aucs, i["f1"], i["far"], i["mar"], f"{i['detected']} of {i['n_intervals']}",
+                         i["detected_share_chance"], i["alarm_on_share"], i["mean_delay_minutes"]])
+            continue
+        e, c = report["episodes"], report.get("warned_chance", {})
+        rows.append([*aucs, f"{e['warned']} of {e['n_breaks']}", c.get("warned_share_chance"), c.get("alarm_on_share"),
+                     e["false_episodes_per_day"]])
+    units = "anomaly intervals" if by_interval else "break events"
     lines = [format_table(rows), "",
-             f"Paired differences ({b['replicates']} bootstrap replicates of {b['blocks']['breaks']} break events "
+             f"Paired differences ({b['replicates']} bootstrap replicates of {b['blocks']['breaks']} {units} "
              f"and {b['blocks']['normal_blocks']} normal days):"]
     for d in b["differences"]:
         roc = d["roc_auc"]

@@ -6,7 +6,7 @@ import numpy as np
 
 from lstm_rare_event import log
 from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, verdict
-from lstm_rare_event.alarms.bootstrap import bootstrap_metrics, event_groups
+from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.preprocess.preprocessor import no_window_line
@@ -40,13 +40,15 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
         log.info(f"{detector.name} scores of {len(test):,} test windows")
         scores = detector.score(test)
         s = evaluation.scored(scores, test, interval, chosen.merge_minutes, chosen.horizon_minutes)
+        labels = run.label_mode()
         report = {
             "threshold": {"rule": chosen.rule, "params": chosen.params, "value": chosen.value,
                           "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes},
             "detector": detector.name,
             "engine": detector.engine,
             "interval_minutes": interval,
-            **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])}),
+            **evaluation.evaluate_scores(s, test, {"value": chosen.value, "budgets": chosen.data.get("budgets", [])},
+                                         labels),
         }
         judged = run.prepare_info().data.get("coverage", {}).get("judged")
         if judged is not None:  # runs prepared before prepare counted them have no figure
@@ -120,13 +122,14 @@ def _verdict(run: Run, name: str, scores, test, chosen, report: dict, reference_
         if reference_scores is not None:
             other = reference_scores[0] if reference_scores[0] != name else f"{reference_scores[0]} (reference)"
             named[other] = reference_scores[1]
-        boot = bootstrap_metrics(test.y, named, event_groups(test.y, test.event_time, test.end_time),
-                                 n=replicates, seed=0)
+        groups = blocks(run.label_mode(), test.y, test.event_time, test.end_time)
+        boot = bootstrap_metrics(test.y, named, groups, n=replicates, seed=0)
         roc = boot["detectors"][name]["roc_auc"]
         references = {d["b"]: d["roc_auc"] for d in boot["differences"]}
     promised = chosen.params.get("target") if chosen.rule == "alarms-per-day" else None
     result = verdict.verdict(roc=roc, promised=promised, measured=report["episodes"]["false_episodes_per_day"],
-                             episodes=report["episodes"], references=references, drift_=_drift(run))
+                             episodes=report["episodes"], references=references, drift_=_drift(run),
+                             warned_chance=report["warned_chance"], intervals=report.get("intervals"))
     if boot is not None:
         result["bootstrap"] = {"replicates": boot["replicates"], "seed": boot["seed"], "blocks": boot["blocks"]}
     return to_jsonable(result)
@@ -134,6 +137,29 @@ def _verdict(run: Run, name: str, scores, test, chosen, report: dict, reference_
 
 def verdict_text(report: dict) -> str:
     return "\n".join(report.get("verdict", {}).get("lines", []))
+
+
+def chance_rows(c: dict, what: str) -> list[list]:
+    """An event-level share beside chance (the same alarms shifted in time) and the alarm on-time."""
+    share, by_chance = (c["warned_share"], c["warned_share_chance"]) if "warned_share" in c else \
+        (c["detected_share"], c["detected_share_chance"])
+    return [[f"{what}, share", share],
+            [f"{what} by chance (the alarms shifted in time)", by_chance],
+            ["alarm on (share of windows flagged)", c["alarm_on_share"]]]
+
+
+def interval_rows(i: dict) -> list[list]:
+    return [
+        ["anomaly intervals (runs of labelled windows)"],
+        ["point-wise F1 / FAR / MAR", f"{_g(i['f1'])} / {_g(i['far'])} / {_g(i['mar'])}"],
+        ["intervals detected (a window flagged inside)", f"{i['detected']} of {i['n_intervals']}"],
+        *chance_rows(i, "intervals detected"),
+        ["detection delay, minutes: mean / median", f"{_g(i['mean_delay_minutes'])} / {_g(i['median_delay_minutes'])}"],
+    ]
+
+
+def _g(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.4g}"
 
 
 def evaluate_text(report: dict) -> str:
@@ -153,10 +179,13 @@ def evaluate_text(report: dict) -> str:
         ["ROC-AUC", w["roc_auc"]],
         ["PR-AUC (average precision)", w["pr_auc"]],
         ["base rate (PR-AUC by chance)", w["base_rate"]],
-        ["breaks (events)"],
-        ["breaks caught (a positive window flagged)", f"{e['caught']} of {e['n_breaks']}"],
-        ["false alarm windows per day", e["false_alarms_per_day"]],
-        *episode_rows(report["episodes"]),
+        *(interval_rows(report["intervals"]) if "intervals" in report else [
+            ["breaks (events)"],
+            ["breaks caught (a positive window flagged)", f"{e['caught']} of {e['n_breaks']}"],
+            ["false alarm windows per day", e["false_alarms_per_day"]],
+            *episode_rows(report["episodes"]),
+            *chance_rows(report["warned_chance"], "breaks warned"),
+        ]),
     ])
     rows = report["alarm_budgets"]["rows"]
     tail = f"\n\nVerdict:\n{verdict_text(report)}" if report.get("verdict", {}).get("lines") else ""

@@ -7,66 +7,109 @@ horizon) in threshold.json; every later step reads them from there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lstm_rare_event import log
 import numpy as np
 
 from lstm_rare_event.alarms import evaluation, plots, thresholds
-from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES, false_episodes_by_cut
+from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.spans import gap_minutes, parse_gap
 from lstm_rare_event.run import (
     DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, split_files,
 )
 from lstm_rare_event.tables import format_table
 
 
+# Flagged windows closer than this are one episode: 30 minutes at the sheet-break's 2-minute
+# cadence, the same share of time at any other (1-second data is not merged over half an hour).
+DEFAULT_MERGE = "15rows"
+
+
 @dataclass(frozen=True)
 class ThresholdOptions:
     """How the threshold is chosen and how alarms are counted.
 
-    ``horizon`` None: the label shift in minutes (shift rows x the cadence), the warning the
-    labels themselves ask for; operators ask for 30 or 60.
+    ``merge`` and ``horizon``: minutes (a number), or as :func:`parse_gap` reads them (``90s``,
+    ``30min``, ``15rows``); :meth:`resolved` turns them into minutes at the data's cadence, the
+    unit threshold.json keeps. ``merge`` None: DEFAULT_MERGE. ``horizon`` None: the label
+    shift (shift rows x the cadence), the warning the labels themselves ask for; operators ask
+    for 30 or 60 minutes.
     """
 
     rule: str = "alarms-per-day"
     params: dict = field(default_factory=dict)
-    merge: float = DEFAULT_MERGE_MINUTES
-    horizon: float | None = None
+    merge: float | str | None = None
+    horizon: float | str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "params", thresholds.resolve_params(self.rule, **self.params))
-        if not (math.isfinite(self.merge) and self.merge >= 0):
-            raise UserError(f"--merge must be 0 or more minutes, got {self.merge:g}")
-        if self.horizon is not None and not (math.isfinite(self.horizon) and self.horizon > 0):
-            raise UserError(f"--horizon must be a positive number of minutes, got {self.horizon:g}")
+        if self.merge is not None:
+            _minutes(self.merge, "--merge", 1.0)
+        if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
+            raise UserError(f"--horizon {self.horizon}: must be more than 0")
+
+    def resolved(self, interval_minutes: float, shift: int) -> "ThresholdOptions":
+        """These options with ``merge`` and ``horizon`` in minutes at a cadence of ``interval_minutes``
+        and a label shift of ``shift`` rows."""
+        merge = _minutes(DEFAULT_MERGE if self.merge is None else self.merge, "--merge", interval_minutes)
+        horizon = max(shift, 1) * interval_minutes if self.horizon is None else \
+            _minutes(self.horizon, "--horizon", interval_minutes)
+        return replace(self, merge=merge, horizon=horizon)
 
 
-def default_horizon(run: Run) -> float:
+def _minutes(value, option: str, interval_minutes: float) -> float:
+    """``value`` in minutes: a bare number is minutes, kept exactly as given (as before units
+    existed); otherwise a :func:`parse_gap` duration or row count."""
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        return gap_minutes(parse_gap(value, option), interval_minutes)
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise UserError(f"{option} {value}: expected 0 or more minutes, a duration such as 90s or 30min, "
+                        "or a number of rows such as 15rows")
+    return minutes
+
+
+def resolved_options(run: Run, options: ThresholdOptions) -> ThresholdOptions:
+    """``options`` in minutes at the run's cadence and label shift (prepare.json)."""
     info = run.prepare_info()
     shift = info.mapping("options").integer("shift", lambda v: v >= 0, "0 or more")
     interval = info.number("interval_minutes", lambda v: v > 0, "a positive number")
-    return max(shift, 1) * interval
+    return options.resolved(interval, shift)
 
 
 def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str | None = None,
-                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False) -> dict:
-    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary."""
+                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False, previous=None) -> dict:
+    """Choose the threshold on validation; write threshold.json and threshold.png; return the summary.
+
+    ``previous``: the run directory whose threshold this one replaces (last night's); the
+    summary then compares the two values and warns when they are far apart (:func:`compared`).
+    """
+    before = _previous_threshold(previous, wait) if previous is not None else None
     run = Run(run_dir)
     with run.locked(wait):
-        run.check("prepare", [*split_files("valid"), PREPARE_JSON])
+        on_train = options.params.get("on") == "train"
+        run.check("prepare", [*split_files("valid", *(["train"] if on_train else [])), PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
-        horizon = options.horizon if options.horizon is not None else default_horizon(run)
+        options = resolved_options(run, options)
+        horizon = options.horizon
         valid = run.split("valid")
         if thresholds.RULES[options.rule].needs_positives and not run.labelled():
             raise UserError(f"--rule {options.rule} needs labelled breaks and the data of {run_dir} has no label "
-                            "column; use --rule alarms-per-day or --rule value, or prepare with --label-column")
+                            "column; use --rule quantile, evt, alarms-per-day or value, or prepare with --label-column")
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
         detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
-        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon)
+        train_normal = None
+        if on_train:
+            train = run.split("train")
+            log.info(f"{detector.name} scores of {len(train):,} training windows (--on train)")
+            train_normal = detector.score(train)[np.asarray(train.y) == 0]
+        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
         summary = {
             "rule": options.rule,
@@ -79,10 +122,15 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "interval_minutes": interval,
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
+            **{key: chosen[key] for key in ("tail", "note") if key in chosen},
         }
+        if "note" in summary:
+            log.info(summary["note"])
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
+        if before is not None:
+            summary["previous"] = compared(chosen["value"], detector.name, *before)
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
                         "horizon": horizon, "engine": detector.engine}
@@ -99,7 +147,41 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
                                   alarms_label="false alarm episodes per day")
     if warning:  # once the threshold is saved
         log.warning(warning)
+    if summary.get("previous", {}).get("warning"):
+        log.warning(summary["previous"]["warning"])
     return summary
+
+
+# threshold --previous warns when the new value is more than this many times the previous one, or
+# less than its inverse: a retrain or a validation period that moved the alarm line that much
+# changes how often the plant is alarmed (issue 19: 8.64 after 4.5 the night before, then silence).
+PREVIOUS_RATIO = 2.0
+
+
+def _previous_threshold(previous, wait: float) -> tuple[str, float, str]:
+    """(run directory, threshold value, detector) of the run ``previous``; read before this run
+    is locked, as it may be the same directory."""
+    other = Run(previous)
+    with other.reading(wait):
+        chosen = other.threshold()
+    return str(other.path), chosen.value, str(chosen.data.get("detector", ""))
+
+
+def compared(value: float, detector: str, run: str, before: float, before_detector: str) -> dict:
+    """The new threshold ``value`` against the previous run's: their ratio, and a warning when it
+    is beyond PREVIOUS_RATIO either way or the detectors differ (their scores do not compare)."""
+    result = {"run": run, "value": before, "detector": before_detector, "ratio": None, "warning": None}
+    if before_detector and before_detector != detector:
+        result["warning"] = (f"--previous {run} thresholds another detector ({before_detector}, this is {detector}); "
+                             "their values do not compare")
+        return result
+    if before > 0:
+        result["ratio"] = value / before
+        if not 1 / PREVIOUS_RATIO <= result["ratio"] <= PREVIOUS_RATIO:
+            result["warning"] = (f"the threshold {value:.6g} is {result['ratio']:.3g}x the previous run's {before:.6g} "
+                                 f"({run}): alarms will be much {'rarer' if result['ratio'] > 1 else 'more frequent'} "
+                                 "than under the previous threshold; check the validation period (its length, any drift)")
+    return result
 
 
 # --rule value warns when its threshold flags more than this share of the validation windows.
@@ -122,7 +204,8 @@ def value_warning(rule: str, value: float, validation: dict) -> str | None:
 
 
 def rule_text(chosen: dict) -> str:
-    params = ", ".join(f"{name} {value:g}" for name, value in (chosen.get("params") or {}).items())
+    params = ", ".join(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+                       for name, value in (chosen.get("params") or {}).items())
     return f"{chosen['rule']} ({params})" if params else str(chosen["rule"])
 
 
@@ -149,4 +232,6 @@ def threshold_text(summary: dict) -> str:
         ["F1", v["f1"]],
         ["false alarm windows per day", v["false_alarms_per_day"]],
         *episode_rows(v["episodes"]),
-    ])
+    ]) + "".join(f"\n{label}: {text}" for label, text in (("Note", summary.get("note")),
+                                                           ("Warning", summary.get("previous", {}).get("warning")))
+                  if text)
