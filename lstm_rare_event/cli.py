@@ -477,8 +477,8 @@ threshold_options = options(
                  help="A break is warned when an episode starts at most this long before it: a duration, rows "
                       "or minutes as --merge  [default: the label shift, --shift rows]"),
 )
-# The options of threshold_options that are parameters of a rule.
-RULE_PARAMS = ("value", "beta", "target", "q", "factor", "risk", "on")
+# The options of threshold_options that are parameters of a rule, as the rule registry names them.
+RULE_PARAMS = tuple(dict.fromkeys(name for rule in RULES.values() for name in rule.params))
 
 
 def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
