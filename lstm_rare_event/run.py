@@ -32,6 +32,7 @@ from pathlib import Path
 
 
 from lstm_rare_event import __version__
+from lstm_rare_event.alarms.rule import DEFAULT_MERGE_MINUTES, AlarmRule
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, sha256_file
 
@@ -152,6 +153,12 @@ class Threshold:
     merge_minutes: float | None
     horizon_minutes: float | None
     data: dict
+
+    @property
+    def alarm_rule(self) -> AlarmRule:
+        """The rule these values make (runs thresholded before merge_minutes was saved: the default)."""
+        merge = DEFAULT_MERGE_MINUTES if self.merge_minutes is None else self.merge_minutes
+        return AlarmRule(self.value, merge, self.horizon_minutes, self.rule, self.params)
 
 
 class Run:

@@ -4,6 +4,7 @@ resuming after a kill, refusing other arguments, warm starts."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TINY_LSTM, fails, invoke, ok
 
@@ -61,6 +62,13 @@ def test_backtest_writes_results_figures_and_verdicts(history, tmp_path):
     assert rows[0] == "time,fold,detector,score,threshold,flag,episode,label,break_time"
     assert len(rows) - 1 == 2 * report["scored"]["windows"]
     assert "mahalanobis: warned" in result.stdout and "restart: warned" in result.stdout
+    # Episodes numbered as score's CSV numbers them: from 1 through the folds, 0 when not flagged.
+    table = pd.read_csv(out / "backtest.csv")
+    for name, windows in table.groupby("detector"):
+        assert ((windows.episode == 0) == (windows.flag == 0)).all()
+        numbers = windows.episode[windows.flag == 1]
+        assert numbers.iloc[0] == 1 and numbers.diff().dropna().isin([0, 1]).all()
+        assert numbers.nunique() == report["detectors"][name]["episodes"]["episodes"]
 
 
 def test_each_fold_threshold_comes_from_its_validation_window(history, tmp_path, monkeypatch):

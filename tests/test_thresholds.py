@@ -6,6 +6,7 @@ from sklearn.metrics import fbeta_score, precision_score, recall_score
 
 from lstm_rare_event.alarms.episodes import episode_metrics
 from lstm_rare_event.alarms.metrics import candidate_thresholds
+from lstm_rare_event.alarms.rule import flag
 from lstm_rare_event.alarms.thresholds import (
     RULES,
     Scored,
@@ -13,7 +14,6 @@ from lstm_rare_event.alarms.thresholds import (
     choose_threshold,
     extrapolates,
     fitted_tail,
-    flag,
     precision_recall_by_threshold,
     resolve_params,
 )

@@ -1,7 +1,7 @@
 """Alarm threshold rules: where to cut a detector's score, chosen on validation.
 
 This is the one place to change how a threshold is chosen. A window raises an alarm when its
-score is strictly above the threshold (:func:`flag`). Each rule is a small function of the
+score is strictly above the threshold (:mod:`lstm_rare_event.alarms.rule`). Each rule is a small function of the
 validation scores; the rules cut midway between two neighbouring scores, so that the same
 windows are flagged when a score is recomputed with a slightly different rounding (the NumPy
 and Keras engines).
@@ -26,11 +26,6 @@ from lstm_rare_event.alarms import tail
 from lstm_rare_event.alarms.episodes import threshold_for_episode_budget
 from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered, windows_per_day
 from lstm_rare_event.errors import UserError
-
-
-def flag(errors: np.ndarray, threshold: float) -> np.ndarray:
-    """True where a window raises an alarm: error strictly above the threshold (the recipe's)."""
-    return np.asarray(errors) > threshold
 
 
 def alarm_counts(errors: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

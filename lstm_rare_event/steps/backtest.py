@@ -24,6 +24,7 @@ import numpy as np
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms import episodes, evaluation, intervals, metrics, plots, thresholds
 from lstm_rare_event.alarms import verdict as verdicts
+from lstm_rare_event.alarms.rule import flag, number_episodes
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
@@ -266,7 +267,7 @@ def _pooled(store: FoldStore, name: str, n_folds: int, skipped) -> dict:
     thr = np.concatenate([np.full(len(p["index"]), float(p["threshold"])) for _, p in parts])
     fold = np.concatenate([np.full(len(p["index"]), k) for k, p in parts])
     return {"index": index, "score": score, "threshold": thr, "fold": fold,
-            "relative": score / np.maximum(thr, np.finfo(float).tiny), "flag": score > thr}
+            "relative": score / np.maximum(thr, np.finfo(float).tiny), "flag": flag(score, thr)}
 
 
 def _episode_summary(p: dict, end_time, breaks, interval_minutes, threshold: ThresholdOptions) -> dict:
@@ -375,11 +376,12 @@ def _write_csv(path: Path, pooled: dict, end_time, y, event_time, merge_minutes:
 
     frames = []
     for name, p in pooled.items():
-        ep = episodes.find_episodes(end_time[p["index"]], p["flag"], merge_minutes)
+        # The folds' windows follow each other in time: one numbering runs through them all.
+        ep = number_episodes(end_time[p["index"]], p["flag"], merge_minutes)
         frames.append(pd.DataFrame({
             "time": np.datetime_as_string(end_time[p["index"]], unit="s"), "fold": p["fold"] + 1,
             "detector": name, "score": p["score"], "threshold": p["threshold"], "flag": p["flag"].astype(int),
-            "episode": ep.id, "label": y[p["index"]],
+            "episode": ep.number, "label": y[p["index"]],
             "break_time": np.where(y[p["index"]] == 1, np.datetime_as_string(event_time[p["index"]], unit="s"), ""),
         }))
     pd.concat(frames).to_csv(path, index=False, lineterminator="\n")
@@ -391,7 +393,7 @@ def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, t
     first = next(iter(pooled))
     p = pooled[first]
     t = end_time[p["index"]]
-    ep = episodes.find_episodes(t, p["flag"], threshold.merge)
+    ep = number_episodes(t, p["flag"], threshold.merge)
     breaks = metrics.break_times(y[p["index"]], event_time[p["index"]])
     warned, lead, _ = episodes.warned_breaks(ep, breaks, threshold.horizon)
     plots.alarm_timeline(t, p["relative"], 1.0, w.path(BACKTEST_TIMELINE_PNG),
