@@ -19,7 +19,8 @@ from pathlib import Path
 
 import click
 
-from lstm_rare_event import __version__, detectors, log
+from lstm_rare_event import detectors, log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
@@ -29,10 +30,11 @@ from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
-from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
+from lstm_rare_event.preprocess.split import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.scoring.engine import MISSING, ScoreOptions
-from lstm_rare_event.steps.threshold import DEFAULT_MERGE, PREVIOUS_RATIO, ThresholdOptions
+from lstm_rare_event.alarms.thresholds import DEFAULT_MERGE, ThresholdOptions
+from lstm_rare_event.steps.threshold import PREVIOUS_RATIO
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b

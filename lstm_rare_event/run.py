@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from lstm_rare_event import __version__
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.rule import DEFAULT_MERGE_MINUTES, AlarmRule
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, sha256_file

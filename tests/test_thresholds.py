@@ -330,7 +330,7 @@ def test_alarms_per_day_on_long_enough_validation_counts_episodes_as_before():
     ("0", "1min", 2.0, 2, (0.0, 1.0)),  # merge 0: every flagged window is its own episode
 ])
 def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, shift, expected):
-    from lstm_rare_event.steps.threshold import ThresholdOptions
+    from lstm_rare_event.alarms.thresholds import ThresholdOptions
 
     resolved = ThresholdOptions(merge=merge, horizon=horizon).resolved(interval, shift)
     assert (resolved.merge, resolved.horizon) == pytest.approx(expected)
@@ -342,7 +342,7 @@ def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, sh
     (None, "nan", "--horizon nan"),
 ])
 def test_bad_merge_or_horizon(merge, horizon, message):
-    from lstm_rare_event.steps.threshold import ThresholdOptions
+    from lstm_rare_event.alarms.thresholds import ThresholdOptions
 
     with pytest.raises(UserError, match=message):
         ThresholdOptions(merge=merge, horizon=horizon)

@@ -220,6 +220,16 @@ class Stream:
         table = check_table(raw, source, features, labels="optional", first_row=first_row,
                             previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
         self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
+        return self.feed_table(table, source, first_row, emit, empty, raw)
+
+    def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
+                   raw: pd.DataFrame | None = None) -> pd.DataFrame | None:
+        """As :meth:`feed`, for rows read already: ``table`` holds the run's features in its
+        order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
+        text they were read from (for messages; None: the times as read)."""
+        pre, carry = self.pre, self.carry
+        if empty is None:
+            empty = np.zeros(table.values.shape, dtype=bool)
         n_seen = self._seen(table, raw, source, first_row)
         self.skipped += n_seen
         if n_seen == len(table):
@@ -249,7 +259,7 @@ class Stream:
         carry.rows += len(table) - first_new
         return out
 
-    def _seen(self, table: Table, raw, source, first_row: int) -> int:
+    def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
         """How many leading rows were seen already (times up to the carried last row); a row in
         that span that is not one of the carried rows was never seen: refused."""
         last = self.carry.last_time
@@ -263,7 +273,8 @@ class Stream:
             if unseen.size:
                 i = int(unseen[0])
                 time = self.names.time
-                raise UserError(f"{source}: row {first_row + i}, column '{time}': {str(raw[time].iloc[i]).strip()!r} "
+                shown = str(table.time[i]) if raw is None else str(raw[time].iloc[i]).strip()
+                raise UserError(f"{source}: row {first_row + i}, column '{time}': {shown!r} "
                                 f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
                                 "and was not among the rows scored; rows must arrive in time order")
         return n

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event import __version__, log
+from lstm_rare_event import log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text
