@@ -21,12 +21,12 @@ import numpy as np
 
 from lstm_rare_event import log
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import atomic_write_text, dumps
+from lstm_rare_event.files import atomic_file, atomic_write_text, dumps
 from lstm_rare_event.preprocess.preprocessor import no_window_line, no_window_summary
 from lstm_rare_event.run import _flock
 from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_file, load_scorer, open_input, seed
 from lstm_rare_event.scoring.output import (
-    STDIO, append_frames, atomic_output, check_output, output_name, restore_output, to_csv,
+    STDIO, append_frames, check_output, output_name, restore_output, to_csv,
 )
 from lstm_rare_event.scoring.state import read_state, state_json, time_or_none
 
@@ -132,7 +132,7 @@ def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: Score
     if to_stdout:
         _write_all(stream, source, sys.stdout, options, history is None)
     else:
-        with atomic_output(out_path) as handle:
+        with atomic_file(out_path) as handle:
             _write_all(stream, source, handle, options, history is None)
     return {}
 

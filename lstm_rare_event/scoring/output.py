@@ -7,15 +7,12 @@ NumPy and pandas only: this runs every two minutes from cron.
 from __future__ import annotations
 
 import os
-import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import pid_alive
 from lstm_rare_event.run import MANIFEST
 
 TOP_SENSORS = 3
@@ -117,35 +114,6 @@ def check_output(out_path: Path, input_path, run_dir) -> None:
     if (out.parent / MANIFEST).exists() or out.parent == Path(run_dir).resolve() or \
             any((p / MANIFEST).exists() for p in out.parents[:3]):
         raise UserError(f"{out_path}: --out is inside a run directory; write scores elsewhere")
-
-
-def _clean_partials(path: Path) -> None:
-    """Partial outputs that dead processes left beside ``path`` (SIGKILL, power loss)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.partial$")
-    for leftover in path.parent.glob(f".{path.name}.*.partial"):
-        match = pattern.match(leftover.name)
-        if match and not pid_alive(int(match.group(1))):
-            leftover.unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_output(path: Path):
-    """A text file open at a temporary name beside ``path``, renamed to ``path`` when the block
-    succeeds and removed when it fails: a cron reader never sees a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clean_partials(path)
-        handle = open(tmp, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write the output ({exc.strerror})") from None
-    try:
-        with handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def restore_output(record: dict) -> None:

@@ -33,7 +33,7 @@ from lstm_rare_event.alarms import verdict as verdicts
 from lstm_rare_event.alarms.rule import flag, number_episodes
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
+from lstm_rare_event.files import atomic_file, atomic_write_text, dumps, load_npz, read_json, sha256_file, to_jsonable
 from lstm_rare_event.pipeline import Pipeline
 from lstm_rare_event.preprocess.csv import Table, read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
@@ -172,11 +172,8 @@ class FoldStore:
         return load_npz(path, self.KEYS, "a fold written by backtest") if path.exists() else None
 
     def save(self, detector: str, k: int, **arrays) -> None:
-        path = self.path(detector, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        save_npz(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_file(self.path(detector, k), "wb") as handle:
+            np.savez(handle, **arrays)
 
 
 def _fold(name: str, params: dict, preprocess: PreprocessOptions, threshold: ThresholdOptions, pre: Preprocessor,
