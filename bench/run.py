@@ -246,7 +246,7 @@ def write_repeated(path: Path, rows: int) -> None:
 def versions() -> dict:
     from importlib.metadata import version
 
-    from lstm_rare_event import __version__
+    from lstm_rare_event.version import __version__
 
     names = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn"]
     return {"lstm-rare-event": __version__, **{name: version(name) for name in names}}

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import click
 
-from lstm_rare_event import __version__, detectors, log
+from lstm_rare_event import detectors, log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
@@ -29,10 +30,11 @@ from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
-from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
+from lstm_rare_event.preprocess.split import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
-from lstm_rare_event.steps.stream import MISSING, ScoreOptions
-from lstm_rare_event.steps.threshold import DEFAULT_MERGE, PREVIOUS_RATIO, ThresholdOptions
+from lstm_rare_event.scoring.engine import MISSING, ScoreOptions
+from lstm_rare_event.alarms.thresholds import DEFAULT_MERGE, ThresholdOptions
+from lstm_rare_event.steps.threshold import PREVIOUS_RATIO
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -616,39 +618,26 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     one gets an error line naming it, and the call exits 2 at the end. One stderr line per
     INPUT; --fail-on-alert exits 3 when any INPUT opened an episode.
     """
-    from lstm_rare_event.steps import stream
+    from lstm_rare_event.steps import score
 
-    if out_path is not None and out_dir is not None:
-        raise UserError("--out and --out-dir are mutually exclusive: --out FILE for one INPUT, --out-dir DIR "
-                        "for one output per INPUT")
-    if out_path is None and out_dir is None:
-        raise UserError("give --out FILE (one INPUT) or --out-dir DIR (one output per INPUT)")
-    if len(inputs) > 1 and out_dir is None:
-        raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
-    options = stream.ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
-                                  drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
-                                  time_column=time_column, label_column=label_column, time_format=time_format)
-    if out_dir is not None:
-        def report(result):
-            if "error" in result:
-                click.echo(f"Error: {result['error']}", err=True)
-            else:
-                (log.warning if result["episodes_opened"] else log.info)(stream.summary_line(result))
+    options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
+                           drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
+                           time_column=time_column, label_column=label_column, time_format=time_format)
 
-        summary = stream.score_many(run_dir, inputs, out_dir, options, history=history, state_path=state_path,
-                                    on_done=report)
-        if as_json:
-            click.echo(dumps(summary), nl=False)
-        if summary["failed"]:
-            sys.exit(UserError.exit_code)
-        if fail_on_alert and summary["episodes_opened"]:
-            sys.exit(3)
-        return
-    input_csv, = inputs
-    summary = stream.score(run_dir, input_csv, out_path, options, history=history, state_path=state_path)
-    (log.warning if summary["episodes_opened"] else log.info)(stream.summary_line(summary))
+    def report(result):
+        if "error" in result:
+            click.echo(f"Error: {result['error']}", err=True)
+        else:
+            (log.warning if result["episodes_opened"] else log.info)(score.summary_line(result))
+
+    summary = score.run_score(run_dir, inputs, out_path, out_dir, options, history=history, state_path=state_path,
+                              on_done=report)
+    if out_dir is None:
+        report(summary)
     if as_json:
         click.echo(dumps(summary), nl=False, err=str(out_path) == "-")
+    if summary.get("failed"):
+        sys.exit(UserError.exit_code)
     if fail_on_alert and summary["episodes_opened"]:
         sys.exit(3)
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from lstm_rare_event.errors import UserError
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -62,19 +59,43 @@ def write_json(path, data) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file that is either complete or absent, never half-written."""
+def _clean_partials(path: Path) -> None:
+    """Partial files that dead processes left beside ``path`` (SIGKILL, power loss)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.partial$")
+    for leftover in path.parent.glob(f".{path.name}.*.partial"):
+        match = pattern.match(leftover.name)
+        if match and not pid_alive(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w"):
+    """The one way this tool writes a file whole or not at all: a handle (text, UTF-8 and
+    newlines as written, or binary with ``mode`` "wb") on a temporary name beside ``path``,
+    renamed to ``path`` when the block succeeds and removed when it fails, so that a reader
+    (a cron job, the next command) never sees a partial file. The temporary name carries the
+    process id: leftovers of dead processes are removed by the next writer."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_partials(path)
+        handle = open(tmp, mode) if "b" in mode else open(tmp, mode, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the output ({exc.strerror})") from None
+    try:
+        with handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file that is either complete or absent, never half-written."""
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 def read_json(path: str | os.PathLike, hint: str = "") -> dict:

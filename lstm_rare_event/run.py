@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from lstm_rare_event import __version__
+from lstm_rare_event.version import __version__
+from lstm_rare_event.alarms.rule import DEFAULT_MERGE_MINUTES, AlarmRule
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, sha256_file
 
@@ -153,6 +154,12 @@ class Threshold:
     horizon_minutes: float | None
     data: dict
 
+    @property
+    def alarm_rule(self) -> AlarmRule:
+        """The rule these values make (runs thresholded before merge_minutes was saved: the default)."""
+        merge = DEFAULT_MERGE_MINUTES if self.merge_minutes is None else self.merge_minutes
+        return AlarmRule(self.value, merge, self.horizon_minutes, self.rule, self.params)
+
 
 class Run:
     """A run directory. Readers record the hash of every file they read (``inputs``), so that
@@ -162,6 +169,8 @@ class Run:
         self.path = Path(path)
         self.inputs: dict[str, str] = {}
         self._manifest: dict | None = None
+        # name -> (sha256, size, mtime_ns, ctime_ns): each file hashed once per command, while its lock is held
+        self._digests: dict[str, tuple[str, int, int, int]] = {}
 
     def __str__(self) -> str:
         return str(self.path)
@@ -182,7 +191,7 @@ class Run:
             with _flock(self.path / READ_LOCK, fcntl.LOCK_EX, wait, "a reader holds this run directory"):
                 self._recover()
                 self._clean_staging()
-            self._manifest = None
+            self._manifest, self._digests = None, {}
             yield self
 
     @contextlib.contextmanager
@@ -197,7 +206,7 @@ class Run:
         with _flock(self.path / READ_LOCK, fcntl.LOCK_SH, wait, "a step is committing to this run directory"):
             if (self.path / JOURNAL).exists():
                 raise Busy(f"{self.path}: a step's commit is being finished; try again")
-            self._manifest = None
+            self._manifest, self._digests = None, {}
             yield self
 
     def _ensure_dir(self):
@@ -293,7 +302,7 @@ class Run:
             path = self.path / name
             if not path.is_file():
                 raise UserError(f"{path}: missing; {rerun(step, self.path)}")
-            digest = sha256_file(path)
+            digest = self.digest(name)
             if digest != files[name]["sha256"]:
                 raise UserError(f"{path}: differs from the file this run wrote (sha256 mismatch in {MANIFEST}); "
                                 f"it comes from a different run or was edited; {rerun(step, self.path)}")
@@ -303,6 +312,17 @@ class Run:
                 raise UserError(f"{self.path}: the {step} results were made from a different {used} than the one "
                                 f"in this run; {rerun(step, self.path)}")
         return names
+
+    def digest(self, name: str) -> str:
+        """The sha256 of the file ``name``, hashed once per command (rows.npy can take seconds);
+        hashed again if its size or change times moved since (a file replaced behind the lock)."""
+        path = self.path / name
+        stat = path.stat()
+        cached = self._digests.get(name)
+        if cached is None or cached[1:] != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+            cached = (sha256_file(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+            self._digests[name] = cached
+        return cached[0]
 
     # -- typed readers -------------------------------------------------------------------
     def prepare_info(self) -> Params:
@@ -470,7 +490,7 @@ class Writer:
         run = self.run
         for name, digest in self.inputs.items():
             path = run.path / name
-            if not path.exists() or sha256_file(path) != digest:
+            if not path.exists() or run.digest(name) != digest:
                 producer = run.manifest()["files"].get(name, {}).get("step", "prepare")
                 raise UserError(f"{path}: changed while this step ran; {rerun(producer, run.path)}, "
                                 f"then this step again")
@@ -498,4 +518,4 @@ class Writer:
             # Set while SIGINT is still held: a Ctrl-C held during the commit is raised as soon
             # as the block ends, and the CLI must then say that the files were written.
             Writer.last_committed = True
-        run._manifest = None
+        run._manifest, run._digests = None, {}

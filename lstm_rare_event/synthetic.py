@@ -19,8 +19,6 @@ then mapped to the sensor's own mean and scale. The downtime after each break is
 from __future__ import annotations
 
 import gzip
-import os
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import atomic_file
 
 START = pd.Timestamp("1999-05-01 00:00")
 STEP_MINUTES = 2
@@ -280,7 +279,7 @@ def write_csv(frames, path, chunk_rows: int = WRITE_CHUNK_ROWS) -> tuple[int, in
     formats = [f"%.{places[name]}f" if name in places else "%s" for name in COLUMNS]
     row = ",".join(formats) + "\n"
     rows = breaks = 0
-    with atomic_output(path) as handle:
+    with _output(path) as handle:
         handle.write((",".join(COLUMNS) + "\n").encode("utf-8"))
         for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
             arrays = [frame[name].to_numpy() for name in COLUMNS]
@@ -292,30 +291,14 @@ def write_csv(frames, path, chunk_rows: int = WRITE_CHUNK_ROWS) -> tuple[int, in
 
 
 @contextmanager
-def atomic_output(path, compresslevel: int = 6):
-    """A binary handle to write ``path`` in pieces, either completely or not at all: a
-    temporary file beside it, renamed into place once written (the same idea as
-    :func:`lstm_rare_event.run.atomic_write_text`, which takes the whole text at once).
-    A path ending in ``.gz`` gets gzip data (no time stamp, so the same bytes give the same file).
-    """
+def _output(path, compresslevel: int = 6):
+    """A binary handle to write ``path`` whole or not at all (:func:`atomic_file`); a path
+    ending in ``.gz`` gets gzip data (no time stamp, so the same bytes give the same file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
-        try:  # mode 0o666 less the umask, as for any new file
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with open(fd, "wb") as raw:
-            if path.name.lower().endswith(".gz"):
-                with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0,
-                                   compresslevel=compresslevel) as handle:
-                    yield handle
-            else:
-                yield raw
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as raw:
+        if path.name.lower().endswith(".gz"):
+            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0,
+                               compresslevel=compresslevel) as handle:
+                yield handle
+        else:
+            yield raw

@@ -9,7 +9,8 @@ import pytest
 
 from lstm_rare_event.alarms import evaluation
 from lstm_rare_event.alarms.episodes import episode_metrics
-from lstm_rare_event.alarms.thresholds import choose_threshold, flag
+from lstm_rare_event.alarms.rule import flag
+from lstm_rare_event.alarms.thresholds import choose_threshold
 from lstm_rare_event.preprocess.windows import Windows
 
 START = np.datetime64("2024-03-01T00:00:00", "s")

@@ -4,6 +4,7 @@ resuming after a kill, refusing other arguments, warm starts."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TINY_LSTM, fails, invoke, ok
 
@@ -61,6 +62,13 @@ def test_backtest_writes_results_figures_and_verdicts(history, tmp_path):
     assert rows[0] == "time,fold,detector,score,threshold,flag,episode,label,break_time"
     assert len(rows) - 1 == 2 * report["scored"]["windows"]
     assert "mahalanobis: warned" in result.stdout and "restart: warned" in result.stdout
+    # Episodes numbered as score's CSV numbers them: from 1 through the folds, 0 when not flagged.
+    table = pd.read_csv(out / "backtest.csv")
+    for name, windows in table.groupby("detector"):
+        assert ((windows.episode == 0) == (windows.flag == 0)).all()
+        numbers = windows.episode[windows.flag == 1]
+        assert numbers.iloc[0] == 1 and numbers.diff().dropna().isin([0, 1]).all()
+        assert numbers.nunique() == report["detectors"][name]["episodes"]["episodes"]
 
 
 def test_each_fold_threshold_comes_from_its_validation_window(history, tmp_path, monkeypatch):
@@ -87,23 +95,27 @@ def test_each_fold_threshold_comes_from_its_validation_window(history, tmp_path,
 def test_a_killed_backtest_resumes_from_its_last_finished_fold(history, tmp_path, monkeypatch):
     out = tmp_path / "bt"
     calls = []
-    real = bt._fit_fold
+    real = bt._fold
 
-    def dies_at_third(name, params, pre, rows, ends, plan, k, *rest):
-        calls.append(k)
+    def dies_at_third(*args):
+        calls.append(args[8])  # k
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(name, params, pre, rows, ends, plan, k, *rest)
+        return real(*args)
 
-    monkeypatch.setattr(bt, "_fit_fold", dies_at_third)
+    monkeypatch.setattr(bt, "_fold", dies_at_third)
     args = ("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK)
     assert invoke(*args).exit_code == 130
     assert not (out / "backtest.json").exists()
     first = list(calls)
     calls.clear()
-    monkeypatch.setattr(bt, "_fit_fold", lambda *a: (calls.append(a[6]), real(*a))[1])
+    monkeypatch.setattr(bt, "_fold", lambda *a: (calls.append(a[8]), real(*a))[1])
     ok(*args)
     assert calls[0] == first[-1] and not set(calls) & set(first[:-1])  # finished folds are not redone
+    # The resumed fold's rows are scored with every earlier row as context: as in one run.
+    monkeypatch.setattr(bt, "_fold", real)
+    ok("backtest", history, "--out", tmp_path / "whole", "--detector", "mahalanobis", *WALK)
+    assert (out / "backtest.csv").read_bytes() == (tmp_path / "whole" / "backtest.csv").read_bytes()
 
 
 def test_other_arguments_into_the_same_folder_are_refused(history, tmp_path):
@@ -137,3 +149,24 @@ def test_backtest_of_interval_labels_reports_intervals_and_chance(history, tmp_p
     assert report["bootstrap"]["blocks"]["breaks"] == d["intervals"]["n_intervals"]  # resampled by interval
     text = bt.backtest_text(report)
     assert "intervals detected" in text and "anomaly intervals" in report["verdicts"]["mahalanobis"]
+
+
+def test_a_fold_scores_its_rows_as_score_history_does(history, tmp_path):
+    """The backtest scores a fold through score's engine: its run directory, given every
+    earlier row as --history, scores the fold's rows as backtest.csv has them."""
+    out = tmp_path / "bt"
+    ok("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK)
+    folds = json.loads((out / "backtest.json").read_text())["detectors"]["mahalanobis"]["folds"]
+    fold, cut, until = folds[1]["fold"], np.datetime64(folds[1]["cut"]), np.datetime64(folds[2]["cut"])
+    header, *body = history.read_text().splitlines()
+    times = pd.to_datetime(pd.read_csv(history).time, format="%m/%d/%y %H:%M").to_numpy().astype("datetime64[s]")
+    (tmp_path / "before.csv").write_text("\n".join([header, *np.array(body)[times < cut]]) + "\n")
+    (tmp_path / "fold.csv").write_text("\n".join([header, *np.array(body)[(times >= cut) & (times < until)]]) + "\n")
+    ok("score", out / "folds" / "mahalanobis" / f"{fold - 1:03d}", tmp_path / "fold.csv", "--history",
+       tmp_path / "before.csv", "--out", tmp_path / "scores.csv", "-q")
+    scored = pd.read_csv(tmp_path / "scores.csv")
+    expected = pd.read_csv(out / "backtest.csv").query("fold == @fold")
+    assert len(scored) == len(expected) > 10
+    assert scored.time.tolist() == expected.time.tolist()
+    np.testing.assert_allclose(scored.score, expected.score, rtol=0, atol=1e-9)
+    assert scored.flag.tolist() == expected.flag.tolist()

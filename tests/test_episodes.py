@@ -44,27 +44,27 @@ def test_ids_and_opened_flags_with_unflagged_windows_between():
     flags = np.zeros(11, dtype=bool)
     flags[[0, 2, 5, 6, 10]] = True
     e = find_episodes(every(10, 11), flags, merge_minutes=30)
-    assert e.id.tolist() == [0, -1, 0, -1, -1, 1, 1, -1, -1, -1, 2]
-    assert e.id.dtype == np.int64
+    assert e.number.tolist() == [1, 0, 1, 0, 0, 2, 2, 0, 0, 0, 3]
+    assert e.number.dtype == np.int64
     assert np.flatnonzero(e.opened).tolist() == [0, 5, 10]
     assert e.start.tolist() == at(0, 50, 100).tolist() and e.end.tolist() == at(20, 60, 100).tolist()
 
 
 def test_a_hole_in_the_data_longer_than_the_merge_splits_an_episode():
     e = find_episodes(at(0, 2, 4, 40, 42), np.ones(5, dtype=bool), merge_minutes=30)
-    assert e.id.tolist() == [0, 0, 0, 1, 1]
+    assert e.number.tolist() == [1, 1, 1, 2, 2]
 
 
 def test_merge_zero_makes_every_flagged_window_its_own_episode():
     e = find_episodes(every(2, 4), np.array([True, True, False, True]), merge_minutes=0)
-    assert e.id.tolist() == [0, 1, -1, 2] and e.opened.tolist() == [True, True, False, True]
+    assert e.number.tolist() == [1, 2, 0, 3] and e.opened.tolist() == [True, True, False, True]
 
 
 def test_no_flag_and_no_window_give_no_episode():
     e = find_episodes(every(2, 3), np.zeros(3, dtype=bool))
-    assert len(e) == 0 and e.id.tolist() == [-1, -1, -1] and not e.opened.any()
+    assert len(e) == 0 and e.number.tolist() == [0, 0, 0] and not e.opened.any()
     empty = find_episodes(np.array([], dtype="datetime64[s]"), np.array([], dtype=bool))
-    assert len(empty) == 0 and empty.id.shape == (0,) and empty.opened.shape == (0,)
+    assert len(empty) == 0 and empty.number.shape == (0,) and empty.opened.shape == (0,)
 
 
 def test_an_episode_exactly_the_horizon_before_the_break_warns():

@@ -15,7 +15,7 @@ import sys
 import pytest
 from conftest import ROOT, fails, invoke, ok
 
-from lstm_rare_event.steps.stream import output_name
+from lstm_rare_event.scoring.output import output_name
 from lstm_rare_event.synthetic import make_sheet_breaks, write_csv
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import invoke as run
 from conftest import ok as invoke
 
-from lstm_rare_event import __version__
+from lstm_rare_event.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 

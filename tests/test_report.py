@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from conftest import copy_run, fails, ok
 
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.scoring import figure
 from lstm_rare_event.steps import report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -101,11 +103,14 @@ def test_every_figure_loads_in_headless_chromium(evaluated, tmp_path):
 
 # -- the scores figure --------------------------------------------------------------------
 
-def _scores_csv(path, times):
+def _scores_csv(path, times, episodes=(1, 1, 2)):
+    """Flagged at windows 3, 4 and 20, numbered ``episodes`` as score numbers them."""
     n = len(times)
     score = np.full(n, 0.2)
     score[[3, 4, 20]] = [2.0, 3.0, 1.5]
-    frame = pd.DataFrame({"time": times, "score": score, "flag": (score > 1).astype(int),
+    episode = np.zeros(n, dtype=int)
+    episode[[3, 4, 20]] = episodes
+    frame = pd.DataFrame({"time": times, "score": score, "flag": (score > 1).astype(int), "episode": episode,
                           "sensor_1": ["x5"] * n, "share_1": [0.6] * n, "sensor_2": ["x7"] * n, "share_2": [0.3] * n,
                           "sensor_3": ["x9"] * n, "share_3": np.r_[[0.1] * 20, [0.7] * (n - 20)]})
     frame.to_csv(path, index=False)
@@ -114,17 +119,33 @@ def _scores_csv(path, times):
 
 def test_scored_episodes_and_their_top_sensors(tmp_path):
     times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
-    scores = report.read_scores(_scores_csv(tmp_path / "s.csv", times))
-    rows = report.scored_episodes(scores, merge_minutes=30)
-    # flagged at minutes 6, 8 (one episode) and 40 (another: 32 min after 8)
+    scores = figure.read_scores(_scores_csv(tmp_path / "s.csv", times))
+    rows = figure.scored_episodes(scores)
+    # flagged at minutes 6, 8 (one episode) and 40 (another), as the episode column says
     assert [(str(r["start"]), r["windows"], r["peak"]) for r in rows] == [
         ("2024-03-01T00:06:00", 2, 3.0), ("2024-03-01T00:40:00", 1, 1.5)]
     assert rows[0]["sensors"] == ["x5", "x7", "x9"] and rows[1]["sensors"] == ["x9", "x5", "x7"]
 
 
+def test_scored_episodes_are_the_csv_s_own_not_recounted(tmp_path):
+    # A run thresholded with --merge 0 numbers every flagged window its own episode: the
+    # report keeps those three, not two merged by a default gap.
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
+    rows = figure.scored_episodes(figure.read_scores(_scores_csv(tmp_path / "s.csv", times, episodes=(1, 2, 3))))
+    assert [(str(r["start"]), r["windows"]) for r in rows] == [
+        ("2024-03-01T00:06:00", 1), ("2024-03-01T00:08:00", 1), ("2024-03-01T00:40:00", 1)]
+
+
+def test_a_scores_csv_without_episodes_is_refused(tmp_path):
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"time": ["2024-03-01T00:00:00"], "score": [0.1], "flag": [0]}).to_csv(path, index=False)
+    with pytest.raises(UserError, match="missing column.*episode"):
+        figure.read_scores(path)
+
+
 def test_plot_scores_in_the_data_time_zone(tmp_path):
     times = [f"2024-03-01T{h:02d}:{m:02d}:00+02:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
-    fig = report.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", threshold=1.0)
+    fig = figure.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", threshold=1.0)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
@@ -138,5 +159,5 @@ def test_plot_scores_in_the_data_time_zone(tmp_path):
 
 def test_plot_scores_of_times_without_offset_shifted_to_the_data_zone(tmp_path):
     times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
-    fig = report.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", utc_offset_seconds=-5 * 3600)
+    fig = figure.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", utc_offset_seconds=-5 * 3600)
     assert fig.axes[0].get_xlabel() == "window end time (UTC-05:00)"

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, copy_run, fails, invoke, ok
@@ -268,3 +269,17 @@ def test_a_manifest_of_the_wrong_shape_is_refused(runs, new_csv, tmp_path, conte
     assert str(run_dir / MANIFEST) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert visible_files(run_dir) == before
+
+
+@pytest.mark.parametrize("step", ["threshold", "evaluate"])
+def test_each_file_is_hashed_once_per_command(runs, tmp_path, monkeypatch, step):
+    """rows.npy (1.2 GB on the real data) was hashed two to four times per threshold or evaluate."""
+    from lstm_rare_event import run as run_module
+
+    run_dir = copy_run(runs["mahalanobis"], tmp_path)
+    hashed = []
+    real = run_module.sha256_file
+    monkeypatch.setattr(run_module, "sha256_file", lambda path, *a: (hashed.append(Path(path).name), real(path, *a))[1])
+    ok(step, run_dir, "-q")
+    read = [name for name in hashed if name in ("rows.npy", "valid.npz", "test.npz", "prepare.json")]
+    assert read and len(read) == len(set(read)), read

@@ -123,8 +123,8 @@ def test_stateful_scores_equal_evaluate(runs, demo_csv, tmp_path, which):
 
 KILL = """
 import os, sys
-from lstm_rare_event.steps import stream
-stream.checkpoint = lambda label: os._exit(9)
+from lstm_rare_event.scoring import calls
+calls.checkpoint = lambda label: os._exit(9)
 from lstm_rare_event.cli import cli
 cli(sys.argv[1:])
 """

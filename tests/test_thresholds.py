@@ -6,6 +6,7 @@ from sklearn.metrics import fbeta_score, precision_score, recall_score
 
 from lstm_rare_event.alarms.episodes import episode_metrics
 from lstm_rare_event.alarms.metrics import candidate_thresholds
+from lstm_rare_event.alarms.rule import flag
 from lstm_rare_event.alarms.thresholds import (
     RULES,
     Scored,
@@ -13,7 +14,6 @@ from lstm_rare_event.alarms.thresholds import (
     choose_threshold,
     extrapolates,
     fitted_tail,
-    flag,
     precision_recall_by_threshold,
     resolve_params,
 )
@@ -330,7 +330,7 @@ def test_alarms_per_day_on_long_enough_validation_counts_episodes_as_before():
     ("0", "1min", 2.0, 2, (0.0, 1.0)),  # merge 0: every flagged window is its own episode
 ])
 def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, shift, expected):
-    from lstm_rare_event.steps.threshold import ThresholdOptions
+    from lstm_rare_event.alarms.thresholds import ThresholdOptions
 
     resolved = ThresholdOptions(merge=merge, horizon=horizon).resolved(interval, shift)
     assert (resolved.merge, resolved.horizon) == pytest.approx(expected)
@@ -342,7 +342,7 @@ def test_merge_and_horizon_in_units_rows_or_minutes(merge, horizon, interval, sh
     (None, "nan", "--horizon nan"),
 ])
 def test_bad_merge_or_horizon(merge, horizon, message):
-    from lstm_rare_event.steps.threshold import ThresholdOptions
+    from lstm_rare_event.alarms.thresholds import ThresholdOptions
 
     with pytest.raises(UserError, match=message):
         ThresholdOptions(merge=merge, horizon=horizon)

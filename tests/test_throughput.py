@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_rare_event.steps.stream import to_csv
+from lstm_rare_event.scoring.output import to_csv
 
 
 def _frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -72,8 +72,8 @@ def test_detrend_split_over_threads_gives_the_bytes_of_one_column_at_a_time():
 @pytest.mark.parametrize("detector", ["lstm", "mahalanobis"])
 def test_windows_scored_in_batches_of_1_7_or_all_on_threads_give_the_same_bytes(runs, detector, monkeypatch):
     from lstm_rare_event.preprocess.windows import Windows
-    from lstm_rare_event.steps import stream
-    from lstm_rare_event.steps.score import load_scorer
+    from lstm_rare_event.scoring import engine
+    from lstm_rare_event.scoring.engine import load_scorer
 
     scorer = load_scorer(runs[detector])
     pre = scorer.preprocessor
@@ -84,13 +84,13 @@ def test_windows_scored_in_batches_of_1_7_or_all_on_threads_give_the_same_bytes(
     windows = Windows(X, np.zeros(n, dtype=np.int8), time, np.full(n, np.datetime64("NaT"), "datetime64[s]"), time)
 
     def in_batches(size):
-        pieces = [stream._explain(scorer.detector, windows.subset(slice(s, s + size)), pre.features_)
+        pieces = [engine._explain(scorer.detector, windows.subset(slice(s, s + size)), pre.features_)
                   for s in range(0, n, size)]
         return [np.concatenate(column).tobytes() for column in zip(*pieces)]
 
-    monkeypatch.setattr(stream, "EXPLAIN_MINIMUM", 1)  # every call split over the threads
+    monkeypatch.setattr(engine, "EXPLAIN_MINIMUM", 1)  # every call split over the threads
     monkeypatch.setattr("lstm_rare_event.parallel.WORKERS", 2)
-    split = [column.tobytes() for column in stream._explain(scorer.detector, windows, pre.features_)]
+    split = [column.tobytes() for column in engine._explain(scorer.detector, windows, pre.features_)]
     assert in_batches(1) == in_batches(7) == split == in_batches(n)
 
 

@@ -1,12 +1,8 @@
-"""Alarm episodes: the flagged windows as an operator sees them, runs of alarms rather than windows.
+"""Alarm episodes measured: breaks warned and missed, false episodes per day, and thresholds
+chosen for an episode budget.
 
-A window is scored at its end time and flagged where its score is above the threshold. Flagged
-windows close in time are one alarm, not many: an **episode** is a run of flagged windows in
-which each one ends less than ``merge_minutes`` after the previous flagged window. A new
-episode opens at a flagged window when the previous flagged window ended ``merge_minutes`` or
-more earlier (or there is none); so with ``merge_minutes=0`` every flagged window is its own
-episode. The gap is measured on end times, so a hole in the data longer than the merge splits
-an episode, and unflagged windows between two close flagged ones do not.
+Windows are flagged and episodes numbered by the alarm rule (:mod:`lstm_rare_event.alarms.rule`);
+here they are measured against the breaks.
 
 An episode **warns** of a break when it starts within ``horizon_minutes`` before it
 (``break - horizon <= start < break``); an episode that warns of no break is a false alarm.
@@ -17,30 +13,12 @@ NumPy only (no scikit-learn, TensorFlow or pandas): ``score`` imports this and m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered
+from lstm_rare_event.alarms.rule import DEFAULT_MERGE_MINUTES, Episodes, number_episodes
 from lstm_rare_event.errors import UserError
-
-DEFAULT_MERGE_MINUTES = 30.0
-
-_SECOND = np.timedelta64(1, "s")
-
-
-@dataclass(frozen=True)
-class Episodes:
-    """The episodes of one series of windows (E episodes, N windows)."""
-
-    start: np.ndarray  # (E,) datetime64[s]: end time of each episode's first flagged window
-    end: np.ndarray  # (E,) datetime64[s]: end time of its last flagged window
-    id: np.ndarray  # (N,) int64 per window: the episode it belongs to, -1 for unflagged windows
-    opened: np.ndarray  # (N,) bool per window: True where this window opened a new episode
-
-    def __len__(self) -> int:
-        return len(self.start)
-
 
 def _times(end_time) -> np.ndarray:
     """``end_time`` as datetime64[s], refused when out of order or missing: episodes follow
@@ -76,27 +54,13 @@ def _seconds(t: np.ndarray) -> np.ndarray:
     return t.astype(np.int64)
 
 
-def _opens(t_flagged: np.ndarray, merge_minutes: float) -> np.ndarray:
-    """True at each flagged window (by its int64 end second) that opens an episode."""
-    gaps = np.diff(t_flagged)
-    return np.concatenate([np.ones(min(t_flagged.size, 1), dtype=bool), gaps >= merge_minutes * 60])
-
-
 def find_episodes(end_time, flags, merge_minutes: float = DEFAULT_MERGE_MINUTES) -> Episodes:
     """The alarm episodes of the windows flagged in ``flags`` (N,), scored at ``end_time`` (N,)."""
     t = _times(end_time)
     flags = np.asarray(flags, dtype=bool)
     if flags.shape != t.shape:
         raise ValueError(f"end_time {t.shape} and flags {flags.shape} must be two equal-length vectors")
-    merge_minutes = _minutes(merge_minutes, "merge-minutes")
-    where = np.flatnonzero(flags)
-    opens = _opens(_seconds(t[where]), merge_minutes)
-    closes = np.append(opens[1:], True) if where.size else opens
-    ids = np.full(t.size, -1, dtype=np.int64)
-    ids[where] = np.cumsum(opens) - 1
-    opened = np.zeros(t.size, dtype=bool)
-    opened[where[opens]] = True
-    return Episodes(start=t[where[opens]], end=t[where[closes]], id=ids, opened=opened)
+    return number_episodes(t, flags, _minutes(merge_minutes, "merge-minutes"))
 
 
 def _warns(starts: np.ndarray, sorted_breaks: np.ndarray, horizon_seconds: float) -> np.ndarray:
@@ -141,7 +105,7 @@ def episode_metrics(end_time, flags, break_times, interval_minutes: float, merge
     episodes = find_episodes(end_time, flags, merge_minutes)
     b = _break_times(break_times)
     warned, lead, false = warned_breaks(episodes, b, horizon_minutes)
-    days = days_covered(len(episodes.id), interval_minutes)
+    days = days_covered(len(episodes.number), interval_minutes)
     leads = lead[warned]
     return {
         "merge_minutes": float(merge_minutes),
@@ -198,8 +162,7 @@ def false_episodes_by_cut(scores, end_time, break_times, merge_minutes: float, h
     false_start = ~_warns(t, np.sort(_seconds(_break_times(break_times))), horizon)
 
     flagged = np.flatnonzero(level > 0)
-    opens = _opens(t[flagged], merge_minutes)
-    count = int(np.sum(opens & false_start[flagged]))
+    count = int(np.sum(number_episodes(t.astype("datetime64[s]"), level > 0, merge_minutes).opened & false_start))
     prev = np.full(t.size, -1, dtype=np.int64)
     nxt = np.full(t.size, -1, dtype=np.int64)
     prev[flagged[1:]] = flagged[:-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_rare_event.alarms import episodes, intervals, metrics, thresholds
+from lstm_rare_event.alarms.rule import flag
 from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.files import to_jsonable
 
@@ -27,7 +28,7 @@ def scored(scores, windows, interval_minutes: float, merge_minutes: float, horiz
 
 def alarm_summary(s: Scored, value: float) -> dict:
     """Per window and per episode, what threshold ``value`` does on ``s``."""
-    flags = thresholds.flag(s.scores, value)
+    flags = flag(s.scores, value)
     return {
         **metrics.window_metrics(s.y, flags),
         "false_alarms_per_day": metrics.false_alarms_per_day(flags, s.y, s.interval_minutes),
@@ -52,7 +53,7 @@ def evaluate_scores(s: Scored, windows, chosen: dict, labels: str = "events") ->
     """Window metrics (with ROC-AUC and PR-AUC), break events, alarm episodes, the breaks warned
     beside chance and the alarm budgets of the test scores under ``chosen`` (a threshold with
     its budget values); with ``labels`` "intervals", the interval metrics too."""
-    flags = thresholds.flag(s.scores, chosen["value"])
+    flags = flag(s.scores, chosen["value"])
     report = {
         "windows": metrics.window_metrics(s.y, flags, s.scores),
         "events": metrics.event_metrics(flags, s.y, windows.end_time, windows.event_time, s.interval_minutes),
@@ -81,7 +82,7 @@ def warned_chance(s: Scored, flags) -> dict:
 
 
 def _budget_row(s: Scored, budget: dict) -> dict:
-    flags = thresholds.flag(s.scores, budget["value"])
+    flags = flag(s.scores, budget["value"])
     ep = episodes.episode_metrics(s.end_time, flags, s.break_times, s.interval_minutes, s.merge_minutes,
                                   s.horizon_minutes)
     return {

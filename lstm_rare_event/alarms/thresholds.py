@@ -1,7 +1,7 @@
 """Alarm threshold rules: where to cut a detector's score, chosen on validation.
 
 This is the one place to change how a threshold is chosen. A window raises an alarm when its
-score is strictly above the threshold (:func:`flag`). Each rule is a small function of the
+score is strictly above the threshold (:mod:`lstm_rare_event.alarms.rule`). Each rule is a small function of the
 validation scores; the rules cut midway between two neighbouring scores, so that the same
 windows are flagged when a score is recomputed with a slightly different rounding (the NumPy
 and Keras engines).
@@ -17,7 +17,7 @@ NumPy only (no scikit-learn): ``score`` reads the threshold on every call and mu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -26,11 +26,7 @@ from lstm_rare_event.alarms import tail
 from lstm_rare_event.alarms.episodes import threshold_for_episode_budget
 from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered, windows_per_day
 from lstm_rare_event.errors import UserError
-
-
-def flag(errors: np.ndarray, threshold: float) -> np.ndarray:
-    """True where a window raises an alarm: error strictly above the threshold (the recipe's)."""
-    return np.asarray(errors) > threshold
+from lstm_rare_event.preprocess.spans import gap_minutes, parse_gap
 
 
 def alarm_counts(errors: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,3 +245,53 @@ def check_labels(rule: str, labels) -> None:
     if RULES[rule].needs_positives and not np.any(np.asarray(labels) == 1):
         raise UserError(f"--rule {rule} needs positive windows in the validation split and it has none; "
                         "use --rule alarms-per-day or --rule value (or quantile or evt)")
+
+
+# Flagged windows closer than this are one episode: 30 minutes at the sheet-break's 2-minute
+# cadence, the same share of time at any other (1-second data is not merged over half an hour).
+DEFAULT_MERGE = "15rows"
+
+
+@dataclass(frozen=True)
+class ThresholdOptions:
+    """How the threshold is chosen and how alarms are counted.
+
+    ``merge`` and ``horizon``: minutes (a number), or as :func:`parse_gap` reads them (``90s``,
+    ``30min``, ``15rows``); :meth:`resolved` turns them into minutes at the data's cadence, the
+    unit threshold.json keeps. ``merge`` None: DEFAULT_MERGE. ``horizon`` None: the label
+    shift (shift rows x the cadence), the warning the labels themselves ask for; operators ask
+    for 30 or 60 minutes.
+    """
+
+    rule: str = "alarms-per-day"
+    params: dict = field(default_factory=dict)
+    merge: float | str | None = None
+    horizon: float | str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", resolve_params(self.rule, **self.params))
+        if self.merge is not None:
+            _minutes(self.merge, "--merge", 1.0)
+        if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
+            raise UserError(f"--horizon {self.horizon}: must be more than 0")
+
+    def resolved(self, interval_minutes: float, shift: int) -> "ThresholdOptions":
+        """These options with ``merge`` and ``horizon`` in minutes at a cadence of ``interval_minutes``
+        and a label shift of ``shift`` rows."""
+        merge = _minutes(DEFAULT_MERGE if self.merge is None else self.merge, "--merge", interval_minutes)
+        horizon = max(shift, 1) * interval_minutes if self.horizon is None else \
+            _minutes(self.horizon, "--horizon", interval_minutes)
+        return replace(self, merge=merge, horizon=horizon)
+
+
+def _minutes(value, option: str, interval_minutes: float) -> float:
+    """``value`` in minutes: a bare number is minutes, kept exactly as given (as before units
+    existed); otherwise a :func:`parse_gap` duration or row count."""
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        return gap_minutes(parse_gap(value, option), interval_minutes)
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise UserError(f"{option} {value}: expected 0 or more minutes, a duration such as 90s or 30min, "
+                        "or a number of rows such as 15rows")
+    return minutes

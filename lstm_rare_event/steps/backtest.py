@@ -4,7 +4,12 @@ From ``start``, every ``every``: the preprocessor's scaler and each detector are
 ``train_window`` of rows before the validation window, the threshold rule is applied to the
 ``valid_window`` just before the cut, and the rows up to the next cut are scored with every
 earlier row as history (detrending is causal, so each window sees what a live job would).
-The autoencoder starts each fold from the previous fold's weights (``warm_start``).
+Each fold is a :class:`~lstm_rare_event.pipeline.Pipeline`, saved as a run directory
+``DIR/folds/DETECTOR/NNN/`` that ``score`` reads, and its rows are scored through the streaming
+engine of ``score``, the raw rows carried from fold to fold as a ``score --state`` carries them
+over a nightly retrain: the backtest measures what the cron line runs. (A plug-in detector that
+only pickle can save is scored the same way and not kept.) The autoencoder starts each fold
+from the previous fold's weights (``warm_start``).
 
 Fold results are kept in ``DIR/folds/``, so a killed backtest resumes from its last finished
 fold when run again with the same arguments; other arguments into the same DIR are refused.
@@ -21,20 +26,23 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event import __version__, detectors, log
+from lstm_rare_event import detectors, log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms import episodes, evaluation, intervals, metrics, plots, thresholds
 from lstm_rare_event.alarms import verdict as verdicts
+from lstm_rare_event.alarms.rule import flag, number_episodes
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import atomic_write_text, dumps, load_npz, read_json, save_npz, sha256_file, to_jsonable
-from lstm_rare_event.preprocess.csv import read_table
+from lstm_rare_event.files import atomic_file, atomic_write_text, dumps, load_npz, read_json, sha256_file, to_jsonable
+from lstm_rare_event.pipeline import Pipeline
+from lstm_rare_event.preprocess.csv import Table, read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
 from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.run import (
-    BACKTEST_CONFIG, BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
+    BACKTEST_CONFIG, BACKTEST_CSV, DETECTOR, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
     FOLDS, Run,
 )
-from lstm_rare_event.steps.threshold import ThresholdOptions
+from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.tables import format_table
 
 
@@ -129,6 +137,7 @@ def _config(input_path, options: BacktestOptions, preprocess: PreprocessOptions,
         "detector_params": params,
         "threshold": asdict(threshold),
         "package_version": __version__,
+        "folds": "run directories",  # earlier backtests kept only the warm-started detectors
     })
 
 
@@ -154,7 +163,8 @@ class FoldStore:
     def path(self, detector: str, k: int) -> Path:
         return self.folder / detector / f"{k:03d}.npz"
 
-    def model_dir(self, detector: str, k: int) -> Path:
+    def run_dir(self, detector: str, k: int) -> Path:
+        """The fold's pipeline, as a run directory that ``score`` reads."""
         return self.folder / detector / f"{k:03d}"
 
     def load(self, detector: str, k: int) -> dict | None:
@@ -162,27 +172,30 @@ class FoldStore:
         return load_npz(path, self.KEYS, "a fold written by backtest") if path.exists() else None
 
     def save(self, detector: str, k: int, **arrays) -> None:
-        path = self.path(detector, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        save_npz(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_file(self.path(detector, k), "wb") as handle:
+            np.savez(handle, **arrays)
 
 
-def _fit_fold(name: str, params: dict, pre: Preprocessor, rows, ends, plan: Plan, k: int,
-              threshold: ThresholdOptions, interval_minutes: float, previous) -> tuple[object, np.ndarray, float]:
-    train_i, valid_i, test_i = plan.train[k], plan.valid[k], plan.test[k]
-    fold_pre = pre.refit(rows, ends[train_i])
-    train_w, valid_w, test_w = (fold_pre.windows(rows, ends[i]) for i in (train_i, valid_i, test_i))
-    detector = detectors.create(name, **params)
-    if previous is not None and detector.warm_starts:
-        detector.warm_start(previous)
-    detector.fit(train_w, valid_w)
-    train_normal = detector.score(train_w)[train_w.y == 0] if threshold.params.get("on") == "train" else None
-    s = evaluation.scored(detector.score(valid_w), valid_w, interval_minutes, threshold.merge, threshold.horizon,
-                          train_normal)
-    value = thresholds.choose_threshold(threshold.rule, s, **threshold.params)
-    return detector, detector.score(test_w), value
+def _fold(name: str, params: dict, preprocess: PreprocessOptions, threshold: ThresholdOptions, pre: Preprocessor,
+          rows, ends, plan: Plan, k: int, previous) -> Pipeline:
+    """Fold ``k``'s pipeline: the scaler and detector fitted on its training windows, the
+    threshold rule applied to its validation windows."""
+    pipe = Pipeline.from_options(name, preprocess, threshold, params)
+    return pipe.fit_rows(pre, rows, ends[plan.train[k]], ends[plan.valid[k]], previous)
+
+
+def _score_fold(pipe: Pipeline, table: Table, plan: Plan, k: int, carry):
+    """Fold ``k``'s test rows scored as the cron line scores them, through the streaming
+    engine, with the rows carried since the last fold scored (or every earlier row) as context;
+    returns the scores of the windows ``plan.test[k]`` and the carry for the next fold."""
+    lo, hi = np.searchsorted(table.time, plan.cuts[k:k + 2], side="left")
+    seen = 0 if carry is None or carry.last_time is None else \
+        int(np.searchsorted(table.time, carry.last_time, side="right"))
+    history = table.subset(slice(seen, lo)) if seen < lo else None
+    frame, carry = pipe.score_table(table.subset(slice(max(seen, lo), hi)), carry, history)
+    if len(frame) != len(plan.test[k]):
+        raise AssertionError(f"fold {k + 1}: the engine scored {len(frame)} windows, the plan has {len(plan.test[k])}")
+    return frame["score"].to_numpy(dtype=np.float64), carry
 
 
 def _fold_problem(plan: Plan, k: int, y: np.ndarray) -> str | None:
@@ -222,7 +235,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         started, done, total = time.perf_counter(), 0, n_folds * len(options.detectors)
         skipped: dict[int, str] = {}
         for name in options.detectors:
-            previous = None
+            previous, carry = None, None
             for k in range(n_folds):
                 done += 1
                 problem = _fold_problem(plan, k, y)
@@ -230,15 +243,16 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
                     skipped[k] = problem
                     continue
                 if store.load(name, k) is not None:
-                    if options.warm_start and store.model_dir(name, k).exists():
-                        previous = detectors.load(store.model_dir(name, k))
+                    if options.warm_start and (store.run_dir(name, k) / DETECTOR).exists():
+                        previous = detectors.load(store.run_dir(name, k) / DETECTOR)
                     continue
-                detector, scores, value = _fit_fold(name, params[name], pre, rows, ends, plan, k, threshold,
-                                                    interval_minutes, previous if options.warm_start else None)
-                if options.warm_start and detector.warm_starts:
-                    detector.save(store.model_dir(name, k))
-                previous = detector
-                store.save(name, k, index=plan.test[k], score=scores, threshold=np.float64(value))
+                pipe = _fold(name, params[name], preprocess, threshold, pre, rows, ends, plan, k,
+                             previous if options.warm_start else None)
+                scores, carry = _score_fold(pipe, table, plan, k, carry)
+                if not pipe.fitted.detector.saves_with_pickle:  # a plug-in held only by pickle is not kept
+                    pipe.save(store.run_dir(name, k), wait=wait)
+                previous = pipe.fitted.detector
+                store.save(name, k, index=plan.test[k], score=scores, threshold=np.float64(pipe.rule.value))
                 elapsed = time.perf_counter() - started
                 log.info(f"fold {k + 1}/{n_folds} {name}: cut {plan.cuts[k]}, {len(plan.train[k]):,} train / "
                          f"{len(plan.valid[k]):,} valid / {len(plan.test[k]):,} scored windows; "
@@ -266,7 +280,7 @@ def _pooled(store: FoldStore, name: str, n_folds: int, skipped) -> dict:
     thr = np.concatenate([np.full(len(p["index"]), float(p["threshold"])) for _, p in parts])
     fold = np.concatenate([np.full(len(p["index"]), k) for k, p in parts])
     return {"index": index, "score": score, "threshold": thr, "fold": fold,
-            "relative": score / np.maximum(thr, np.finfo(float).tiny), "flag": score > thr}
+            "relative": score / np.maximum(thr, np.finfo(float).tiny), "flag": flag(score, thr)}
 
 
 def _episode_summary(p: dict, end_time, breaks, interval_minutes, threshold: ThresholdOptions) -> dict:
@@ -375,11 +389,12 @@ def _write_csv(path: Path, pooled: dict, end_time, y, event_time, merge_minutes:
 
     frames = []
     for name, p in pooled.items():
-        ep = episodes.find_episodes(end_time[p["index"]], p["flag"], merge_minutes)
+        # The folds' windows follow each other in time: one numbering runs through them all.
+        ep = number_episodes(end_time[p["index"]], p["flag"], merge_minutes)
         frames.append(pd.DataFrame({
             "time": np.datetime_as_string(end_time[p["index"]], unit="s"), "fold": p["fold"] + 1,
             "detector": name, "score": p["score"], "threshold": p["threshold"], "flag": p["flag"].astype(int),
-            "episode": ep.id, "label": y[p["index"]],
+            "episode": ep.number, "label": y[p["index"]],
             "break_time": np.where(y[p["index"]] == 1, np.datetime_as_string(event_time[p["index"]], unit="s"), ""),
         }))
     pd.concat(frames).to_csv(path, index=False, lineterminator="\n")
@@ -391,7 +406,7 @@ def _figures(w, pooled, plan: Plan, end_time, y, event_time, interval_minutes, t
     first = next(iter(pooled))
     p = pooled[first]
     t = end_time[p["index"]]
-    ep = episodes.find_episodes(t, p["flag"], threshold.merge)
+    ep = number_episodes(t, p["flag"], threshold.merge)
     breaks = metrics.break_times(y[p["index"]], event_time[p["index"]])
     warned, lead, _ = episodes.warned_breaks(ep, breaks, threshold.horizon)
     plots.alarm_timeline(t, p["relative"], 1.0, w.path(BACKTEST_TIMELINE_PNG),

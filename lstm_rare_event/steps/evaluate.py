@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_rare_event import log
-from lstm_rare_event.alarms import episodes, evaluation, metrics, plots, verdict
+from lstm_rare_event.alarms import evaluation, metrics, plots, verdict
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
@@ -62,7 +62,7 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
         log.info(f"writing {EVALUATE_JSON}, {TIMELINE_PNG}, {ROC_PR_PNG} and {HISTOGRAM_PNG}")
         with run.writer("evaluate", {"engine": detector.engine}) as out:
             out.json(EVALUATE_JSON, report)
-            ep = episodes.find_episodes(test.end_time, scores > chosen.value, chosen.merge_minutes)
+            ep = chosen.alarm_rule.episodes(test.end_time, scores)
             plots.alarm_timeline(test.end_time, scores, chosen.value, out.path(TIMELINE_PNG),
                                  episodes=list(zip(ep.start, ep.end)),
                                  breaks=[{"time": b["event_time"], "warned": b["warned"],

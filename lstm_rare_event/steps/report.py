@@ -4,8 +4,6 @@ Everything is inside the file: the figures are PNG images embedded as base64 ``d
 the style is inline, and nothing is fetched from the network. Sections appear for the steps
 the run has done: the data (prepare.json), the options, the detector (``inspect``), the
 threshold, the evaluation and its verdict, and, given ``score``'s CSV, the latest alarms.
-
-Also :func:`plot_scores`, the figure of a scored period drawn from ``scores.csv``.
 """
 
 from __future__ import annotations
@@ -18,88 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event import __version__, log
-from lstm_rare_event.alarms import episodes as episodes_mod
+from lstm_rare_event import log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms import plots
-from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text
 from lstm_rare_event.run import (
     EVALUATE_JSON, HISTOGRAM_PNG, LOSS_PNG, PREPARE_JSON, ROC_PR_PNG, THRESHOLD_JSON, THRESHOLD_PNG, TIMELINE_PNG,
     TRAIN_JSON, Run,
 )
+from lstm_rare_event.scoring.figure import plot_scores, read_scores, scored_episodes
 from lstm_rare_event.tables import format_table
 
 # Episodes listed in the report's table of the latest alarms (the most recent first).
 MAX_EPISODE_ROWS = 20
-
-
-# -- the scores figure ----------------------------------------------------------------------
-
-def read_scores(scores_csv) -> dict:
-    """``score``'s CSV as arrays: time (datetime64[s], the data's wall-clock time), score, flag,
-    and per window its top sensors with their shares (lists, empty for detectors without any)."""
-    import pandas as pd
-
-    path = Path(scores_csv)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found (expected the CSV written by `lstm-rare-event score`)")
-    try:
-        frame = pd.read_csv(path, dtype={"time": str})
-    except Exception as exc:  # noqa: BLE001 - one line for any unreadable file
-        raise UserError(f"{path}: cannot be read as a scores CSV ({type(exc).__name__}: {exc})") from None
-    missing = [c for c in ("time", "score", "flag") if c not in frame.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected the CSV written by "
-                        "`lstm-rare-event score`")
-    try:
-        parsed = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", utc=False)
-    except (ValueError, TypeError):  # offsets that change (daylight saving): each row's wall-clock time
-        parsed = pd.to_datetime(frame["time"].str.strip().str.replace(r"(Z|[+-]\d{2}:?\d{2})$", "", regex=True),
-                                format="ISO8601")
-    zoned = getattr(parsed.dt, "tz", None) is not None
-    if zoned:
-        parsed = parsed.dt.tz_localize(None)  # the wall-clock time as written: the data's own zone
-    sensors = sorted(int(c.split("_")[1]) for c in frame.columns if c.startswith("sensor_") and c[7:].isdigit())
-    top = [[(str(s), float(w)) for s, w in zip(row[0::2], row[1::2]) if isinstance(s, str) and s]
-           for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
-        if sensors else [[] for _ in range(len(frame))]
-    return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
-            "flag": frame["flag"].to_numpy().astype(bool), "top": top, "zoned": zoned}
-
-
-def scored_episodes(scores: dict, merge_minutes: float = DEFAULT_MERGE_MINUTES) -> list[dict]:
-    """The alarm episodes of a scores CSV, in time order: start, end, windows, peak score and
-    the sensors with the largest summed share over the episode's windows."""
-    ep = episodes_mod.find_episodes(scores["time"], scores["flag"], merge_minutes)
-    rows = []
-    for k in range(len(ep)):
-        members = np.flatnonzero(ep.id == k)
-        share: dict[str, float] = {}
-        for i in members:
-            for name, value in scores["top"][i]:
-                share[name] = share.get(name, 0.0) + value
-        rows.append({"start": ep.start[k], "end": ep.end[k], "windows": int(members.size),
-                     "peak": float(scores["score"][members].max()),
-                     "sensors": [n for n, _ in sorted(share.items(), key=lambda kv: -kv[1])[:3]]})
-    return rows
-
-
-def plot_scores(scores_csv, png, *, threshold: float | None = None, merge_minutes: float = DEFAULT_MERGE_MINUTES,
-                utc_offset_seconds: int | None = None, title: str = ""):
-    """The figure of a scored period from ``score``'s CSV: scores, threshold, alarm episodes and
-    the top sensors of each. Times written with a UTC offset are drawn as written (the data's
-    own time zone); times without one are shifted by ``utc_offset_seconds`` when given (a
-    run's ``prepare.json`` ``utc_offset_seconds``). Returns the Figure."""
-    scores = read_scores(scores_csv)
-    rows = scored_episodes(scores, merge_minutes)
-    flagged = scores["score"][scores["flag"]]
-    return plots.score_figure(scores["time"], scores["score"], threshold, png,
-                              episodes=[(r["start"], r["end"]) for r in rows],
-                              episode_sensors=[r["sensors"] for r in rows],
-                              title=title or f"Scored period: {len(rows)} alarm episodes, {flagged.size:,} of "
-                                             f"{len(scores['score']):,} windows flagged",
-                              utc_offset_seconds=None if scores["zoned"] else utc_offset_seconds)
 
 
 # -- the HTML report ------------------------------------------------------------------------
@@ -234,16 +164,17 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
                         + figure("evaluate", HISTOGRAM_PNG, "score distributions by class"))
             sections.append("evaluation")
         threshold_value = chosen["value"] if chosen is not None else None
-        merge = (chosen or {}).get("merge_minutes") or DEFAULT_MERGE_MINUTES
+        # The episodes are the scores CSV's own; the merge gap they were numbered with, for the text.
+        merge = run.threshold().alarm_rule.merge_minutes if chosen is not None else None
 
     n_episodes = None
     if scores_csv is not None:
         scores = read_scores(scores_csv)
-        rows = scored_episodes(scores, merge)
+        rows = scored_episodes(scores)
         n_episodes = len(rows)
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "scores.png"
-            plot_scores(scores_csv, png, threshold=threshold_value, merge_minutes=merge, utc_offset_seconds=offset)
+            plot_scores(scores_csv, png, threshold=threshold_value, utc_offset_seconds=offset)
             img = _img(png, "scored period: scores, alarm episodes and their top sensors")
             figures += 1
         shift = np.timedelta64(int(offset), "s") if (offset is not None and not scores["zoned"]) else None
@@ -260,8 +191,9 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
         more = f'<p class="muted">The latest {MAX_EPISODE_ROWS} of {len(rows)} episodes.</p>' \
             if len(rows) > MAX_EPISODE_ROWS else ""
         body.insert(0, f"<h2>Latest alarms</h2><p>{_esc(Path(scores_csv).name)}: {_esc(span)}; "
-                       f"{len(rows)} alarm episodes (flagged windows merged when less than {merge:g} min apart), "
-                       "the most recent first.</p>" + listing + more + img)
+                       f"{len(rows)} alarm episodes"
+                       + (f" (flagged windows merged when less than {merge:g} min apart)" if merge is not None else "")
+                       + ", the most recent first.</p>" + listing + more + img)
         sections.insert(0, "alarms")
 
     stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

@@ -6,71 +6,18 @@ horizon) in threshold.json; every later step reads them from there.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
-
 from lstm_rare_event import log
 import numpy as np
 
 from lstm_rare_event.alarms import evaluation, plots, thresholds
+from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.preprocess.spans import gap_minutes, parse_gap
 from lstm_rare_event.run import (
     DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, split_files,
 )
 from lstm_rare_event.tables import format_table
-
-
-# Flagged windows closer than this are one episode: 30 minutes at the sheet-break's 2-minute
-# cadence, the same share of time at any other (1-second data is not merged over half an hour).
-DEFAULT_MERGE = "15rows"
-
-
-@dataclass(frozen=True)
-class ThresholdOptions:
-    """How the threshold is chosen and how alarms are counted.
-
-    ``merge`` and ``horizon``: minutes (a number), or as :func:`parse_gap` reads them (``90s``,
-    ``30min``, ``15rows``); :meth:`resolved` turns them into minutes at the data's cadence, the
-    unit threshold.json keeps. ``merge`` None: DEFAULT_MERGE. ``horizon`` None: the label
-    shift (shift rows x the cadence), the warning the labels themselves ask for; operators ask
-    for 30 or 60 minutes.
-    """
-
-    rule: str = "alarms-per-day"
-    params: dict = field(default_factory=dict)
-    merge: float | str | None = None
-    horizon: float | str | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "params", thresholds.resolve_params(self.rule, **self.params))
-        if self.merge is not None:
-            _minutes(self.merge, "--merge", 1.0)
-        if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
-            raise UserError(f"--horizon {self.horizon}: must be more than 0")
-
-    def resolved(self, interval_minutes: float, shift: int) -> "ThresholdOptions":
-        """These options with ``merge`` and ``horizon`` in minutes at a cadence of ``interval_minutes``
-        and a label shift of ``shift`` rows."""
-        merge = _minutes(DEFAULT_MERGE if self.merge is None else self.merge, "--merge", interval_minutes)
-        horizon = max(shift, 1) * interval_minutes if self.horizon is None else \
-            _minutes(self.horizon, "--horizon", interval_minutes)
-        return replace(self, merge=merge, horizon=horizon)
-
-
-def _minutes(value, option: str, interval_minutes: float) -> float:
-    """``value`` in minutes: a bare number is minutes, kept exactly as given (as before units
-    existed); otherwise a :func:`parse_gap` duration or row count."""
-    try:
-        minutes = float(value)
-    except (TypeError, ValueError):
-        return gap_minutes(parse_gap(value, option), interval_minutes)
-    if not (math.isfinite(minutes) and minutes >= 0):
-        raise UserError(f"{option} {value}: expected 0 or more minutes, a duration such as 90s or 30min, "
-                        "or a number of rows such as 15rows")
-    return minutes
 
 
 def resolved_options(run: Run, options: ThresholdOptions) -> ThresholdOptions:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_rare_event import __version__, detectors, log
+from lstm_rare_event import detectors, log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import (

@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from lstm_rare_event import __version__, log
+from lstm_rare_event import log
+from lstm_rare_event.version import __version__
 from lstm_rare_event.detectors.lstm_ae.spec import Architecture
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.windows import WindowArray, release, stack, window_array

@@ -1,0 +1,230 @@
+"""One ``score`` call: an input scored in batch (the whole output written atomically) or
+statefully (``--state``: only the rows new since the last call, appended), or several inputs
+with the run loaded once.
+
+- Batch (``score RUN INPUT --out scores.csv [--history PREV.csv]``): one Stream over the file,
+  after the history's rows as context; the output is written atomically.
+- Stateful (``--state STATE``): the Carry is saved in STATE between calls (:mod:`.state`), under
+  an exclusive lock beside it (``STATE.lock``). New windows are appended to ``--out``; the state
+  records the output's length after the append, so a call killed between the append and the
+  state write is undone by the next call, which cuts the output back to that length and scores
+  the same rows again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event import log
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import atomic_file, atomic_write_text, dumps
+from lstm_rare_event.preprocess.preprocessor import no_window_line, no_window_summary
+from lstm_rare_event.run import _flock
+from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_file, load_scorer, open_input, seed
+from lstm_rare_event.scoring.output import (
+    STDIO, append_frames, check_output, output_name, restore_output, to_csv,
+)
+from lstm_rare_event.scoring.state import read_state, state_json, time_or_none
+
+
+def checkpoint(label: str) -> None:
+    """Between writing the output and writing the state: a hook for fault-injection tests."""
+
+
+def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
+          state_path=None, scorer: Scorer | None = None) -> dict:
+    """Score the windows of ``input_path`` (a path, or ``-`` for standard input) with the run in
+    ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output); returns a summary.
+
+    ``history``: a CSV whose rows come before the input's, used only as context (detrending
+    baselines, the first windows' earlier rows). ``state_path``: score only what is new since
+    the last call with this state, append it to ``out_path``, and save the state again.
+    ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
+    """
+    to_stdout = str(out_path) == STDIO
+    if not to_stdout:
+        out_path = Path(out_path)
+        if str(input_path) != STDIO:
+            check_output(out_path, input_path, run_dir)
+        if state_path is not None and Path(state_path).resolve() == out_path.resolve():
+            raise UserError(f"{state_path}: --state and --out are the same file")
+    elif options.plot is not None:
+        raise UserError("--plot draws the scores written to --out; give --out a file, not -")
+    if scorer is None:
+        scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    if state_path is None:
+        stream = Stream(scorer, options)
+        summary = _batch(stream, input_path, out_path, to_stdout, options, history)
+    else:
+        stream = Stream(scorer, options)
+        summary = _stateful(stream, run_dir, input_path, out_path, to_stdout, options, history, Path(state_path))
+    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+    if options.plot is not None:
+        from lstm_rare_event.scoring.figure import plot_scores
+
+        plot_scores(out_path, options.plot, threshold=scorer.rule.value, utc_offset_seconds=scorer.utc_offset_seconds)
+        result["plot"] = str(options.plot)
+    return result
+
+
+
+def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(), history=None,
+               state_path=None, on_done=None) -> dict:
+    """Score several inputs with one run, loaded once: each input to ``out_dir/<stem>.scores.csv``
+    (written atomically), byte for byte what :func:`score` writes for it alone.
+
+    Every input is scored even when one is bad: a bad input (a :class:`UserError`) is recorded
+    in ``failed`` with its message and the next one is scored; the caller decides the exit
+    code. Two inputs with the same output name, stdin, and ``history``/``state_path`` or a
+    plot with several inputs are refused before anything is read. ``on_done(summary_or_failure)``
+    is called after each input (the CLI prints its line there)."""
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise UserError("no INPUT to score")
+    if any(str(p) == STDIO for p in inputs):
+        raise UserError("--out-dir names each output after its input; stdin (-) has no name: use --out")
+    if len(inputs) > 1:
+        for what, given in (("--history", history), ("--state", state_path), ("--plot", options.plot)):
+            if given is not None:
+                raise UserError(f"{what} applies to a single INPUT; {len(inputs)} were given")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out-dir is a file, not a folder")
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        name = output_name(path)
+        if name in seen:
+            raise UserError(f"{seen[name]} and {path} would both write {out_dir / name}; "
+                            "rename one, or score them in separate calls")
+        seen[name] = path
+    for name, path in seen.items():
+        check_output(out_dir / name, path, run_dir)
+    scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    done, failed = [], []
+    for name, path in seen.items():
+        try:
+            result = score(run_dir, path, out_dir / name, options, history=history, state_path=state_path,
+                           scorer=scorer)
+        except UserError as exc:
+            if exc.exit_code != UserError.exit_code:
+                raise  # not the input's fault (a busy state): stop as a single call would
+            message = str(exc)
+            result = {"input": str(path), "error": message if message.startswith(str(path))
+                      else f"{path}: {message}"}
+            failed.append(result)
+        else:
+            done.append(result)
+        if on_done is not None:
+            on_done(result)
+    opened = [{"input": s["input"], **episode} for s in done for episode in s["episodes_opened"]]
+    return {"run_dir": str(run_dir), "out_dir": str(out_dir), "inputs": done, "failed": failed,
+            "episodes_opened": opened}
+
+
+def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
+    if history is not None:
+        seed(stream, open_input(history), options.chunk_rows)
+    source = open_input(input_path)
+    if to_stdout:
+        _write_all(stream, source, sys.stdout, options, history is None)
+    else:
+        with atomic_file(out_path) as handle:
+            _write_all(stream, source, handle, options, history is None)
+    return {}
+
+
+def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windows: bool) -> None:
+    """The whole output of ``source``; without history, an input too short for any window is
+    an error (nothing is written)."""
+    handle.write(stream.header())
+    for frame in feed_file(stream, source, options.chunk_rows):
+        handle.write(to_csv(frame))
+    pre = stream.pre
+    if need_windows and stream.new_rows + stream.skipped < pre.lookback:
+        raise UserError(f"{source}: {stream.new_rows} data rows, fewer than one window of {pre.lookback} rows "
+                        "(the run's lookback)")
+    if need_windows and stream.windows == 0:
+        raise UserError(f"{source}: no window to score: no {pre.lookback} consecutive rows "
+                        f"without a time gap (a step longer than {pre.max_gap_ / np.timedelta64(1, 's'):g} seconds)")
+
+
+def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, options: ScoreOptions, history,
+              state_path: Path) -> dict:
+    lock = state_path.with_name(state_path.name + ".lock")
+    try:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{state_path.parent}: cannot create the state's folder ({exc.strerror})") from None
+    with _flock(lock, fcntl.LOCK_EX, options.wait, f"another score call holds the state {state_path.name}"):
+        record = None
+        if state_path.exists():
+            stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)
+            restore_output(record)
+        created = record is None
+        if created and history is not None:
+            seed(stream, open_input(history), options.chunk_rows)
+        out_record = {"path": STDIO} if to_stdout else {"path": str(out_path.resolve())}
+        if not to_stdout:
+            size = out_path.stat().st_size if out_path.exists() else 0
+            out_record["bytes"] = size
+            if created:
+                # The state before this call, so that a kill after the append below is undone.
+                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+        source = open_input(input_path)
+        frames = feed_file(stream, source, options.chunk_rows)
+        if to_stdout:
+            if created:
+                sys.stdout.write(stream.header())
+            for frame in frames:
+                sys.stdout.write(to_csv(frame))
+            sys.stdout.flush()
+        else:
+            out_record["bytes"] = append_frames(out_path, stream.header(), frames)
+        checkpoint("output")
+        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+    carry = stream.carry
+    open_episode = None
+    if stream.scorer.rule.still_open(carry.episode, carry.last_scored):
+        open_episode = {"id": carry.episode.number, "start": time_or_none(carry.episode.start),
+                        "last_flagged": time_or_none(carry.episode.last)}
+    return {"state": str(state_path), "skipped_rows": stream.skipped, "last_scored": time_or_none(carry.last_scored),
+            "open_episode": open_episode}
+
+
+
+def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions) -> dict:
+    warnings = stream.quality.warnings(stream.pre, options.drift_sd)
+    for warning in warnings:
+        log.warning(f"{input_path}: {warning['message']}")
+    coverage = stream.coverage or no_window_summary(np.zeros(0, dtype=np.int8))
+    if coverage["windowed"] < coverage["rows"]:
+        line, large = no_window_line(coverage, "new rows")
+        (log.warning if large else log.info)(f"{input_path}: {line}")
+    summary = {
+        "input": str(input_path),
+        "output": str(out_path),
+        "run_dir": str(run_dir),
+        "detector": scorer.detector.name,
+        "sensors": "named per window" if stream._has_sensors else
+                   f"none: the {scorer.detector.name} detector uses no sensor",
+        "rows": stream.new_rows,
+        "windows": stream.windows,
+        "alarms": stream.alarms,
+        "first_alarm": stream.first_alarm,
+        "last_alarm": stream.last_alarm,
+        "episodes_opened": stream.opened,
+        "merge_minutes": scorer.rule.merge_minutes,
+        "threshold": scorer.rule.value,
+        "engine": scorer.detector.engine,
+        "warnings": warnings,
+        "coverage": coverage,
+    }
+    if options.missing == "hold":
+        summary["held_windows"] = stream.held_windows
+    return summary
+
+

@@ -1,0 +1,427 @@
+"""The streaming engine: raw rows in pieces of any size, scored as one pass over them would.
+
+:class:`Stream` takes raw rows in pieces (chunks of a file, files one after another, calls one
+after another), carries the raw rows that the next windows need (:class:`Carry`: the detrending
+baselines and the window's earlier rows), skips rows it has seen, scores only windows that end
+in new rows, and flags them and numbers their alarm episodes with the run's alarm rule, the open
+episode carried from piece to piece. Batch and stateful calls (:mod:`.calls`), the backtest and
+the Python API all score through it, so they write the same numbers for the same rows.
+
+Why one module of about 450 lines: the Stream, its Carry and the data-quality checks it makes
+on the rows it takes in share the piece-by-piece bookkeeping (which rows are new, which were
+held, where the carried tail starts); split, each half would need the other's internals.
+
+NumPy and pandas only: this runs every two minutes from cron.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstm_rare_event.alarms.rule import AlarmRule, OpenEpisode
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.parallel import ahead, map_parts, parts
+from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
+from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run
+from lstm_rare_event.scoring.output import STDIO, format_times, output_columns, top_sensors
+
+MISSING = ("error", "hold")
+DEFAULT_DRIFT_SD = 10.0
+EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Everything scoring needs from a run, loaded once."""
+
+    preprocessor: Preprocessor
+    detector: object
+    rule: AlarmRule
+    #: sha256 over the hashes of the preprocessor, detector and threshold files: which run this is
+    fingerprint: str = ""
+    #: the training data's UTC offset, for figures in the data's own time zone
+    utc_offset_seconds: int | None = None
+
+
+def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
+    """The run's preprocessor, detector and threshold, read as one consistent snapshot and
+    refused when they do not come from one run."""
+    run = Run(run_dir)
+    with run.reading(wait):
+        run.check("prepare", [PREPROCESSOR])
+        run.check("train", [DETECTOR])
+        run.check("threshold", [THRESHOLD_JSON])
+        rule = run.threshold().alarm_rule
+        fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
+        return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), rule, fingerprint,
+                      run.utc_offset_seconds())
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    engine: str | None = None  # None: the detector's own (Detector.engines)
+    #: load a plug-in detector saved with pickle (which runs its code)
+    allow_pickle: bool = False
+    chunk_rows: int = CHUNK_ROWS
+    #: what an empty cell means: "error" (exit 2 naming row and column) or "hold" the last value
+    missing: str = "error"
+    #: warn when a sensor's detrended value lies this many training SDs from its training mean
+    drift_sd: float = DEFAULT_DRIFT_SD
+    wait: float = DEFAULT_WAIT
+    #: accept a state written with another run (after a retrain) of the same sensors
+    adopt: bool = False
+    #: how the input is written (historian exports: sep=";", decimal=",")
+    sep: str = ","
+    decimal: str = "."
+    #: a figure of the scored period, its alarm episodes and their top sensors
+    plot: Path | None = None
+    #: the input's time and label columns and time format; None: as the run was prepared
+    time_column: str | None = None
+    label_column: str | None = None
+    time_format: str | None = None
+
+    def __post_init__(self):
+        if self.chunk_rows < 1:
+            raise UserError(f"--chunk-rows must be a positive number of rows, got {self.chunk_rows}")
+        if self.missing not in MISSING:
+            raise UserError(f"--missing must be one of {', '.join(MISSING)}, got {self.missing!r}")
+        if not (math.isfinite(self.drift_sd) and self.drift_sd > 0):
+            raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
+
+    def columns(self, trained: Columns) -> Columns:
+        """The input's columns: those given here, the others as in training."""
+        pick = lambda given, default: default if given is None else given  # noqa: E731
+        return Columns(pick(self.time_column, trained.time), pick(self.label_column, trained.label),
+                       pick(self.time_format, trained.time_format))
+
+
+@dataclass
+class Carry:
+    """What one piece of rows hands the next (and one call the next, through the state file)."""
+
+    tail: Table | None = None  # the last raw rows, as many as the next windows need
+    held: np.ndarray | None = None  # (len(tail),) bool: cells of the row filled by --missing hold
+    tail_start: np.datetime64 | None = None  # restart time of the tail's first segment
+    last_time: np.datetime64 | None = None  # the last raw row seen
+    last_scored: np.datetime64 | None = None  # end time of the last window scored
+    episode: OpenEpisode = OpenEpisode()  # the latest alarm episode, which the next flagged window may continue
+    rows: int = 0  # raw rows taken in, all calls
+    windows: int = 0  # windows scored, all calls
+
+
+def _concat(first: Table | None, second: Table) -> Table:
+    """Rows of two pieces; a piece without labels counts as all normal, so that break rows of
+    the other keep being dropped exactly as in one pass."""
+    if first is None:
+        return second
+    if (first.y is None) != (second.y is None):
+        zeros = lambda t: t.y if t.y is not None else np.zeros(len(t), dtype=np.int8)  # noqa: E731
+        first = Table(first.time, first.values, first.features, zeros(first), first.utc_offset)
+        second = Table(second.time, second.values, second.features, zeros(second), second.utc_offset)
+    return Table.concat(first, second)
+
+
+def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
+    """(rows, features) bool: cells that are empty or blank."""
+    mask = np.zeros((len(raw), len(features)), dtype=bool)
+    dtypes = raw.dtypes
+    for j, name in enumerate(features):
+        if not pd.api.types.is_numeric_dtype(dtypes[name]):  # a column with an empty cell is read as text
+            mask[:, j] = raw[name].astype(str).str.strip().eq("").to_numpy()
+    return mask
+
+
+@dataclass
+class Quality:
+    """What the new rows say about the data: drift, cadence, stuck sensors (warnings only)."""
+
+    drift: dict = field(default_factory=dict)  # sensor -> largest |detrended - mean| / SD seen
+    steps: dict = field(default_factory=dict)  # step between rows (seconds) -> count
+    constant: set = field(default_factory=set)
+
+    def warnings(self, pre, drift_sd: float) -> list[dict]:
+        out = []
+        far = {k: v for k, v in self.drift.items() if v > drift_sd}
+        if far:
+            names = sorted(far, key=lambda k: -far[k])
+            shown = ", ".join(f"{k} ({far[k]:.0f} SD)" for k in names[:5]) + (
+                f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+            out.append({"kind": "drift", "sensors": names,
+                        "message": f"{len(names)} sensor(s) beyond {drift_sd:g} training SDs in the new rows: {shown}; "
+                                   "scores there mean little until the run is retrained"})
+        if self.steps:
+            step, count = max(self.steps.items(), key=lambda kv: (kv[1], -kv[0]))
+            interval = int(pre.interval_ / np.timedelta64(1, "s"))
+            if step != interval and (step < interval or count >= pre.lookback):
+                out.append({"kind": "interval", "sensors": [], "rows_interval_seconds": step,
+                            "run_interval_seconds": interval,
+                            "message": f"the rows come every {step / 60:g} minutes, the run was prepared on "
+                                       f"{interval / 60:g}-minute rows; resample them or prepare a run on such rows"})
+        if self.constant:
+            names = sorted(self.constant, key=pre.features_.index)
+            out.append({"kind": "constant", "sensors": names,
+                        "message": f"{len(names)} sensor(s) constant in the new rows that varied in training: "
+                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''} (stuck or disconnected?)"})
+        return out
+
+
+class Stream:
+    """Score pieces of raw rows as one pass would (see the module docstring)."""
+
+    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None):
+        self.scorer = scorer
+        self.pre = scorer.preprocessor
+        self.options = options
+        self.names = options.columns(self.pre.options.columns)
+        self.carry = carry or Carry()
+        self.quality = Quality()
+        self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
+        self.new_rows = self.skipped = self.windows = self.alarms = 0
+        self.first_alarm = self.last_alarm = None
+        self.held_windows = 0
+        self.coverage: dict | None = None  # the new rows: how many end a window, why the others do not
+        self.columns: list[str] | None = None
+        self._file_last = None  # the last time read from the current input (ordering check)
+        self._file_offsets = None  # whether the current input's times have UTC offsets
+
+    def start_input(self) -> None:
+        self._file_last, self._file_offsets = None, None
+
+    @property
+    def _has_sensors(self) -> bool:
+        return self.scorer.detector.names_sensors
+
+    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
+        """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
+        output rows of the windows ending in its new rows (None without any), or, with
+        ``emit`` False (history), only carry its rows forward."""
+        pre, carry = self.pre, self.carry
+        features = pre.select(raw.columns, source, self.names)
+        if raw.empty:
+            return None
+        empty = _empty_cells(raw, features)
+        if empty.any():
+            raw = raw.copy()
+            for j, name in enumerate(features):
+                if empty[:, j].any():
+                    raw[name] = raw[name].where(~empty[:, j], "0")
+        earlier = self._file_offsets
+        if earlier is None and carry.tail is not None:
+            earlier = carry.tail.utc_offset is not None
+        table = check_table(raw, source, features, labels="optional", first_row=first_row,
+                            previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
+        self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
+        return self.feed_table(table, source, first_row, emit, empty, raw)
+
+    def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
+                   raw: pd.DataFrame | None = None) -> pd.DataFrame | None:
+        """As :meth:`feed`, for rows read already: ``table`` holds the run's features in its
+        order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
+        text they were read from (for messages; None: the times as read)."""
+        pre, carry = self.pre, self.carry
+        if empty is None:
+            empty = np.zeros(table.values.shape, dtype=bool)
+        n_seen = self._seen(table, raw, source, first_row)
+        self.skipped += n_seen
+        if n_seen == len(table):
+            return None
+        table, empty, first_row = table.subset(slice(n_seen, None)), empty[n_seen:], first_row + n_seen
+        held = self._missing(table, empty, source, first_row)
+        first_new = 0 if carry.tail is None else len(carry.tail)
+        if emit:
+            self._steps(table.time)
+        table = _concat(carry.tail, table)
+        held = held if carry.held is None else np.concatenate([carry.held, held])
+        staged = pre.rows(table, first_segment_start=carry.tail_start)
+        ends = pre.window_ends(staged)
+        if emit:
+            self.coverage = add_summaries(self.coverage, no_window_summary(pre.no_window(staged, ends)[first_new:]))
+        ends = ends[staged.source_row[ends] >= first_new]
+        out = None
+        if emit:
+            self.new_rows += len(table) - first_new
+            self._check_quality(table, staged, first_new)
+            if len(ends):
+                out = self._score(table, staged, ends, held, source)
+        keep = pre.context_start(staged)
+        carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
+        carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
+        carry.last_time = table.time[-1]
+        carry.rows += len(table) - first_new
+        return out
+
+    def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
+        """How many leading rows were seen already (times up to the carried last row); a row in
+        that span that is not one of the carried rows was never seen: refused."""
+        last = self.carry.last_time
+        if last is None:
+            return 0
+        n = int(np.searchsorted(table.time, last, side="right"))
+        tail = self.carry.tail
+        if n and tail is not None and len(tail):
+            span = table.time[:n] >= tail.time[0]
+            unseen = np.flatnonzero(span & ~np.isin(table.time[:n], tail.time))
+            if unseen.size:
+                i = int(unseen[0])
+                time = self.names.time
+                shown = str(table.time[i]) if raw is None else str(raw[time].iloc[i]).strip()
+                raise UserError(f"{source}: row {first_row + i}, column '{time}': {shown!r} "
+                                f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
+                                "and was not among the rows scored; rows must arrive in time order")
+        return n
+
+    def _missing(self, table: Table, empty: np.ndarray, source, first_row: int) -> np.ndarray:
+        """Apply --missing to the new rows' empty cells; per row, whether a cell was held."""
+        if not empty.any():
+            return np.zeros(len(table), dtype=bool)
+        features = table.features
+        if self.options.missing == "error":
+            i, j = (int(v[0]) for v in np.nonzero(empty))
+            raise UserError(f"{source}: row {first_row + i}, column {features[j]!r}: empty (a missing value); "
+                            "give every sensor a value, or pass --missing hold to carry its last value forward")
+        values = table.values.copy()
+        values[empty] = np.nan
+        previous = self.carry.tail.values[-1:] if self.carry.tail is not None and len(self.carry.tail) else \
+            np.full((1, len(features)), np.nan)
+        filled = pd.DataFrame(np.concatenate([previous, values])).ffill().to_numpy()[1:]
+        still = np.argwhere(np.isnan(filled))
+        if still.size:
+            i, j = (int(v) for v in still[0])
+            raise UserError(f"{source}: row {first_row + i}, column {features[j]!r}: empty, and no earlier value "
+                            "of the sensor to hold")
+        table.values = filled
+        return empty.any(axis=1)
+
+    def _steps(self, time: np.ndarray) -> None:
+        last = self.carry.last_time
+        series = time if last is None else np.concatenate([[last], time])
+        steps, counts = np.unique(np.diff(series).astype("timedelta64[s]").astype(np.int64), return_counts=True)
+        for step, count in zip(steps.tolist(), counts.tolist()):
+            self.quality.steps[step] = self.quality.steps.get(step, 0) + count
+
+    def _check_quality(self, table: Table, staged, first_new: int) -> None:
+        pre = self.pre
+        new = staged.source_row >= first_new
+        if new.any():
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = np.abs((staged.values[new] - pre.mean_) / pre.scale_).max(axis=0)
+            for j in np.flatnonzero(z > self.options.drift_sd):
+                name = pre.features_[j]
+                self.quality.drift[name] = max(self.quality.drift.get(name, 0.0), float(z[j]))
+        # Stuck: the same value in every new row, or in the latest STUCK rows (earlier calls' too).
+        stuck = max(pre.context_rows + 1, 2 * pre.lookback)
+        if len(table) >= stuck:
+            values = table.values[min(first_new, len(table) - stuck):]
+            constant = (values == values[0]).all(axis=0) & (pre.scale_ != 1.0)
+            self.quality.constant.update(pre.features_[j] for j in np.flatnonzero(constant))
+
+    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
+        scorer, carry = self.scorer, self.carry
+        windows = self.pre.windows(staged, ends)
+        try:
+            scores, names, shares = _explain(scorer.detector, windows, self.pre.features_)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
+            raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
+                            f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
+        end_time = windows.end_time
+        alarms = scorer.rule.episodes(end_time, scores, carry.episode)
+        flags, episode, opened = alarms.flag, alarms.number, alarms.opened.astype(np.int8)
+        where = np.flatnonzero(flags)
+        rows = staged.source_row[ends]
+        offsets = None if table.utc_offset is None else table.utc_offset[rows]
+        times = format_times(end_time, offsets)
+        columns = {"time": times, "score": scores, "flag": flags.astype(np.int8), "episode": episode,
+                   "opened": opened}
+        if self.options.missing == "hold":
+            first = staged.source_row[ends - self.pre.lookback + 1] if self.pre.lookback > 1 else rows
+            count = np.concatenate([[0], np.cumsum(held)])
+            window_held = (count[rows + 1] - count[first]) > 0
+            columns["held"] = window_held.astype(np.int8)
+            self.held_windows += int(window_held.sum())
+        if names is not None:
+            for i in range(names.shape[1]):
+                columns[f"sensor_{i + 1}"] = names[:, i]
+                columns[f"share_{i + 1}"] = shares[:, i]
+        if self.columns is None:
+            self.columns = list(columns)
+            assert self.header() == ",".join(self.columns) + "\n", (self.header(), self.columns)
+        for k in np.flatnonzero(opened):
+            self.opened.append({"id": int(episode[k]), "start": str(times[k]),
+                                "sensors": [] if names is None else [str(s) for s in names[k]]})
+        carry.episode = alarms.after
+        if where.size:
+            self.alarms += int(where.size)
+            self.first_alarm = self.first_alarm or str(times[where[0]])
+            self.last_alarm = str(times[where[-1]])
+        carry.last_scored = end_time[-1]
+        carry.windows += len(ends)
+        self.windows += len(ends)
+        return pd.DataFrame(columns, columns=self.columns)
+
+    def header(self) -> str:
+        columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold")
+        return ",".join(columns) + "\n"
+
+
+def _explain(detector, windows, features):
+    """Per window, the detector's score and its top sensors with their shares (None for a
+    detector without contributions), the windows split over the cores: a window's figures
+    depend on that window alone (the detectors' products are row by row), so the bytes are
+    those of one call."""
+    def part(index):
+        scores, contributions = detector.explain(windows.subset(index))
+        return (scores, *((None, None) if contributions is None else top_sensors(contributions, features)))
+
+    pieces = map_parts(part, parts(len(windows), EXPLAIN_MINIMUM))
+    if len(pieces) == 1:
+        return pieces[0]
+    return tuple(None if column[0] is None else np.concatenate(column) for column in zip(*pieces))
+
+
+def _last_offset(tail: Table):
+    return None if tail.utc_offset is None else tail.utc_offset[-1:]
+
+
+# -- inputs -------------------------------------------------------------------------------
+def open_input(path):
+    """A path, or for ``-`` standard input read whole (a :class:`Buffer` named stdin)."""
+    if str(path) == STDIO:
+        return Buffer(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode())
+    return Path(path)
+
+
+def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
+    """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
+    chunk is read while this one is scored, and scored while the caller writes the one before;
+    the stream is the scoring thread's alone until the last frame is taken."""
+    return ahead(_frames(stream, path, chunk_rows, emit))
+
+
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
+    stream.start_input()
+    rows = 0
+    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal, stream.names)):
+        frame = stream.feed(raw, path, rows + 1, emit=emit)
+        rows += len(raw)
+        if frame is not None:
+            yield frame
+
+
+def seed(stream: Stream, history, chunk_rows: int) -> None:
+    """Carry the rows of ``history`` as context: no window of it is scored."""
+    for _ in feed_file(stream, history, chunk_rows, emit=False):
+        pass
+
+

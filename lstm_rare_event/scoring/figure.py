@@ -1,0 +1,82 @@
+"""The figure of a scored period, drawn from ``score``'s CSV: scores, threshold, alarm episodes
+(as the CSV numbers them) and the top sensors of each. ``score --plot`` and ``report --scores``
+draw it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lstm_rare_event.alarms import plots
+from lstm_rare_event.errors import UserError
+
+
+def read_scores(scores_csv) -> dict:
+    """``score``'s CSV as arrays: time (datetime64[s], the data's wall-clock time), score, flag,
+    episode (from 1, 0 when not flagged), and per window its top sensors with their shares
+    (lists, empty for detectors without any)."""
+    import pandas as pd
+
+    path = Path(scores_csv)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (expected the CSV written by `lstm-rare-event score`)")
+    try:
+        frame = pd.read_csv(path, dtype={"time": str})
+    except Exception as exc:  # noqa: BLE001 - one line for any unreadable file
+        raise UserError(f"{path}: cannot be read as a scores CSV ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in ("time", "score", "flag", "episode") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected the CSV written by "
+                        "`lstm-rare-event score`")
+    try:
+        parsed = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", utc=False)
+    except (ValueError, TypeError):  # offsets that change (daylight saving): each row's wall-clock time
+        parsed = pd.to_datetime(frame["time"].str.strip().str.replace(r"(Z|[+-]\d{2}:?\d{2})$", "", regex=True),
+                                format="ISO8601")
+    zoned = getattr(parsed.dt, "tz", None) is not None
+    if zoned:
+        parsed = parsed.dt.tz_localize(None)  # the wall-clock time as written: the data's own zone
+    sensors = sorted(int(c.split("_")[1]) for c in frame.columns if c.startswith("sensor_") and c[7:].isdigit())
+    top = [[(str(s), float(w)) for s, w in zip(row[0::2], row[1::2]) if isinstance(s, str) and s]
+           for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
+        if sensors else [[] for _ in range(len(frame))]
+    return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
+            "flag": frame["flag"].to_numpy().astype(bool),
+            "episode": frame["episode"].to_numpy(dtype=np.int64), "top": top, "zoned": zoned}
+
+
+def scored_episodes(scores: dict) -> list[dict]:
+    """The alarm episodes of a scores CSV as its ``episode`` column numbers them, in time order:
+    start, end, windows, peak score and the sensors with the largest summed share over the
+    episode's windows."""
+    numbers = scores["episode"]
+    rows = []
+    for k in np.unique(numbers[numbers > 0]):
+        members = np.flatnonzero(numbers == k)
+        share: dict[str, float] = {}
+        for i in members:
+            for name, value in scores["top"][i]:
+                share[name] = share.get(name, 0.0) + value
+        rows.append({"start": scores["time"][members[0]], "end": scores["time"][members[-1]],
+                     "windows": int(members.size), "peak": float(scores["score"][members].max()),
+                     "sensors": [n for n, _ in sorted(share.items(), key=lambda kv: -kv[1])[:3]]})
+    return rows
+
+
+def plot_scores(scores_csv, png, *, threshold: float | None = None, utc_offset_seconds: int | None = None,
+                title: str = ""):
+    """The figure of a scored period from ``score``'s CSV: scores, threshold, alarm episodes and
+    the top sensors of each. Times written with a UTC offset are drawn as written (the data's
+    own time zone); times without one are shifted by ``utc_offset_seconds`` when given (a
+    run's ``prepare.json`` ``utc_offset_seconds``). Returns the Figure."""
+    scores = read_scores(scores_csv)
+    rows = scored_episodes(scores)
+    flagged = scores["score"][scores["flag"]]
+    return plots.score_figure(scores["time"], scores["score"], threshold, png,
+                              episodes=[(r["start"], r["end"]) for r in rows],
+                              episode_sensors=[r["sensors"] for r in rows],
+                              title=title or f"Scored period: {len(rows)} alarm episodes, {flagged.size:,} of "
+                                             f"{len(scores['score']):,} windows flagged",
+                              utc_offset_seconds=None if scores["zoned"] else utc_offset_seconds)

@@ -1,0 +1,167 @@
+"""What ``score`` writes: the output's columns, its CSV text, and the output file itself (written
+whole and atomically in batch, appended to and cut back with ``--state``).
+
+NumPy and pandas only: this runs every two minutes from cron.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.run import MANIFEST
+
+TOP_SENSORS = 3
+STDIO = "-"
+
+
+def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the ``k`` features with the largest share of the score, largest first:
+    (names (N, k), shares (N, k)). A share is the feature's part of the window's summed
+    contributions; 0 for a window whose contributions sum to 0. Fewer than ``k`` features: all."""
+    k = min(k, contributions.shape[1])
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(contributions, order, axis=1)
+    total = contributions.sum(axis=1, keepdims=True)
+    shares = np.divide(top, total, out=np.zeros_like(top), where=total > 0)
+    return np.asarray(features, dtype=object)[order], shares
+
+
+def output_columns(n_features: int, has_contributions: bool = True, held: bool = False) -> list[str]:
+    """scores.csv's columns: time, score, flag, episode, opened, held (with --missing hold), then
+    the top sensors and their shares for detectors that name sensors."""
+    k = min(TOP_SENSORS, n_features) if has_contributions else 0
+    return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []),
+            *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
+
+
+def format_times(time: np.ndarray, utc_offset: np.ndarray | None) -> np.ndarray:
+    """ISO 8601 text, as the user gave the times: naive stays naive, a UTC offset is kept."""
+    if utc_offset is None:
+        return np.datetime_as_string(time, unit="s")
+    local = np.datetime_as_string(time + utc_offset.astype("timedelta64[s]"), unit="s").astype(object)
+    suffix = {}
+    for offset in np.unique(utc_offset):
+        a = abs(int(offset))
+        suffix[int(offset)] = f"{'-' if offset < 0 else '+'}{a // 3600:02d}:{a % 3600 // 60:02d}"
+    return local + np.array([suffix[int(o)] for o in utc_offset], dtype=object)
+
+
+_QUOTED = (",", '"', "\n", "\r")  # a cell with one of these is quoted by the csv module
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """The rows of ``frame`` as CSV, the bytes ``frame.to_csv(header=False, index=False)`` writes.
+
+    pandas formats each column with ``astype(str)`` (float64: the shortest repr, as Python's
+    ``repr`` writes it) and hands the cells to the csv module row by row; joining the same
+    strings directly is faster. A column pandas would write otherwise (a missing or infinite number, a cell that
+    needs quotes) goes through pandas.
+    """
+    cells = []
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        if values.dtype.kind == "f":
+            if not np.isfinite(values).all():
+                return _pandas_csv(frame)
+        elif values.dtype.kind in "OU":
+            listed = values.tolist()
+            texts = set(listed)
+            if not all(type(text) is str for text in texts) or "" in texts or \
+                    any(c in "\0".join(texts) for c in _QUOTED):
+                return _pandas_csv(frame)
+            cells.append(listed)  # every cell a str already: astype(str) would give the same strings
+            continue
+        elif values.dtype.kind not in "iub":
+            return _pandas_csv(frame)
+        if values.dtype == np.float64 or values.dtype.kind in "iub":
+            cells.append(list(map(repr if values.dtype.kind == "f" else str, values.tolist())))  # = astype(str)
+        else:
+            cells.append(values.astype(str).tolist())
+    if not len(frame):
+        return ""
+    return "\n".join(map(",".join, zip(*cells))) + "\n"
+
+
+def _pandas_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(header=False, index=False, lineterminator="\n")
+
+
+#: what output_name strips from an input's name: Parquet, CSV and compressed CSV
+INPUT_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".csv", ".txt", ".tsv", ".parquet", ".pq")
+
+
+def output_name(input_path) -> str:
+    """``DIR/day-3.csv.gz`` -> ``day-3.scores.csv``: the file ``score --out-dir`` writes for it."""
+    name = Path(input_path).name
+    for _ in range(2):  # one compression suffix, then one format suffix
+        for suffix in INPUT_SUFFIXES:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return f"{name}.scores.csv"
+
+
+def check_output(out_path: Path, input_path, run_dir) -> None:
+    """--out may be neither the input nor a file of a run directory."""
+    out = out_path.resolve()
+    if out == Path(input_path).resolve():
+        raise UserError(f"{out_path}: --out is the input file; choose another output")
+    if (out.parent / MANIFEST).exists() or out.parent == Path(run_dir).resolve() or \
+            any((p / MANIFEST).exists() for p in out.parents[:3]):
+        raise UserError(f"{out_path}: --out is inside a run directory; write scores elsewhere")
+
+
+def restore_output(record: dict) -> None:
+    """Cut an output file back to the length the state recorded (a call killed after appending
+    to it and before saving the state); refuse one that is shorter (edited by someone else)."""
+    path, size = record.get("path"), record.get("bytes")
+    if not path or path == STDIO or size is None:
+        return
+    path = Path(path)
+    try:
+        now = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if now > size:
+        os.truncate(path, size)
+    elif 0 < now < size:
+        raise UserError(f"{path}: {now} bytes, shorter than the {size} this state wrote; it was edited or replaced "
+                        "since the last call; move it away to start a new output file")
+
+
+def _check_header(path: Path, header: str) -> None:
+    with open(path, encoding="utf-8", newline="") as handle:
+        first = handle.readline()
+    if first != header:
+        raise UserError(f"{path}: its header ({first.strip()!r}) is not this call's ({header.strip()!r}); "
+                        "write to a new output file (another run, detector or --missing?)")
+
+
+def append_frames(path: Path, header: str, frames) -> int:
+    """Append the frames to ``path`` (``header`` first when it is new or empty), flushed to
+    disk; on an error, cut it back. Returns its new length in bytes."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the output ({exc.strerror})") from None
+    start = handle.tell()
+    try:
+        with handle:
+            if start == 0:
+                handle.write(header)
+            else:
+                _check_header(path, header)
+            for frame in frames:
+                handle.write(to_csv(frame))
+            handle.flush()
+            os.fsync(handle.fileno())
+            return handle.tell()
+    except BaseException:
+        os.truncate(path, start)
+        raise
