@@ -145,6 +145,16 @@ def throughput_lines(t: dict, results_date: str) -> list[str]:
         lines.append(f"| {detector} | {num(d['current_wall_seconds'], 1)} | {d['current_rows_per_second']:,.0f} "
                      f"| {num(d['baseline_wall_seconds'], 1)} | {d['baseline_rows_per_second']:,.0f} "
                      f"| {num(d['speedup'], 2)}x | {'yes' if d['identical_output'] else '**no**'} |")
+    if "read_csv_wall_seconds" in t:
+        small = t["small_call"]
+        lines += ["", "The floors (issue 20), timed alternately with what they bound in the same invocation: "
+                  f"`pandas.read_csv` of the same file, whole process, {num(t['read_csv_wall_seconds'], 1)} s "
+                  "(score / read_csv per detector below); a one-row `score --state` call of the lstm run "
+                  f"{num(small['score_wall_seconds'], 2)} s against `python -c \"import numpy\"` "
+                  f"{num(small['import_numpy_wall_seconds'], 2)} s (median of {small['calls']}): "
+                  f"{num(small['ratio'], 2)}.", "",
+                  "| detector | score / read_csv |", "| --- | --- |",
+                  *[f"| {detector} | {num(d['ratio_to_read_csv'], 2)} |" for detector, d in t["detectors"].items()]]
     return lines
 
 
@@ -180,6 +190,11 @@ def targets(results: dict) -> list[str]:
         *[(f"`score` >= 100,000 rows/s on 1,000,000 rows, {detector} (issue 12; {BEFORE_ROWS_PER_SECOND:,} before)",
             f"{d['current_rows_per_second']:,.0f}", d["current_rows_per_second"] >= 100_000)
           for detector, d in results.get("throughput", {}).get("detectors", {}).items()],
+        *[(f"`score` / `pandas.read_csv` of the same 1,000,000 rows <= 1.5, {detector} (issue 20)",
+           num(d["ratio_to_read_csv"], 2), d["ratio_to_read_csv"] <= 1.5)
+          for detector, d in results.get("throughput", {}).get("detectors", {}).items() if "ratio_to_read_csv" in d],
+        *[("one-row `score --state` <= 1.2 x `python -c \"import numpy\"` (issue 20)", num(small["ratio"], 2),
+           small["met"]) for small in [results.get("throughput", {}).get("small_call")] if small],
         *[(f"`{name}` of {m['rows']:,} rows in < 2 GB peak memory (issue 12)",
            f"{num(step['peak_rss_mib'], 0)} MiB" if "peak_rss_mib" in step else step.get("skipped", "-"),
            bool(step.get("under_limit")))

@@ -1,4 +1,5 @@
-"""Issue 12: rows per second of ``score`` on a long file, for both detectors, against a git ref.
+"""Issues 12 and 20: rows per second of ``score`` on a long file, for both detectors, against a git
+ref, and how close ``score`` comes to its floors.
 
     python bench/throughput.py [--ref main] [--rows 1000000] [--repeats 3]
 
@@ -8,6 +9,10 @@ lstm and a mahalanobis one. Then times the whole ``score`` process with this che
 with the code of ``--ref`` (extracted with ``git archive``), alternating the two so that both
 see the same load, and checks that both write the same bytes. Wall seconds are medians over the
 repeats; the ratio ref/current is the figure that means something on a shared machine.
+
+The floors (issue 20), each timed alternately with what it bounds: ``pandas.read_csv`` of the same
+file in a process of its own (the parse floor; target score/read_csv <= 1.5), and ``python -c
+"import numpy"`` beside a one-row ``score --state`` call of the lstm run (target <= 1.2).
 
 :func:`measure` returns the same figures as a dict, for bench/run.py.
 """
@@ -33,6 +38,38 @@ WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
 DETECTORS = ("lstm", "mahalanobis")
 #: main before issue 12's work on data larger than memory and on throughput: the baseline
 BASELINE_REF = "dd303dd"
+#: issue 20's targets
+ROWS_PER_SECOND = 100_000
+PARSE_RATIO = 1.5
+SMALL_CALL_RATIO = 1.2
+SMALL_CALLS = 5  # one-row calls timed, each on a new row
+
+
+def _python(code: str) -> float:
+    """Wall seconds of ``python -c code``."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start
+
+
+def small_call(data: Path, run: Path, tmp: Path, calls: int = SMALL_CALLS) -> dict:
+    """Median wall seconds of a one-row ``score --state`` call (a state made from 1,000 rows before)
+    and of ``python -c "import numpy"``, alternately."""
+    with open(data, encoding="utf-8") as handle:
+        lines = [handle.readline() for _ in range(1001 + calls)]
+    (tmp / "first.csv").write_text("".join(lines[:1001]), encoding="utf-8")
+    state, out = tmp / "small.state", tmp / "small.csv"
+    _tool(ROOT, "score", run, tmp / "first.csv", "--state", state, "--out", out)
+    walls = {"score": [], "import_numpy": []}
+    for i in range(calls):
+        row = tmp / f"row-{i}.csv"
+        row.write_text(lines[0] + lines[1001 + i], encoding="utf-8")
+        walls["score"].append(_tool(ROOT, "score", run, row, "--state", state, "--out", out))
+        walls["import_numpy"].append(_python("import numpy"))
+    median = {k: statistics.median(v) for k, v in walls.items()}
+    return {"calls": calls, "score_wall_seconds": median["score"], "import_numpy_wall_seconds": median["import_numpy"],
+            "ratio": median["score"] / median["import_numpy"], "target": SMALL_CALL_RATIO,
+            "met": median["score"] / median["import_numpy"] <= SMALL_CALL_RATIO, "walls": walls}
 
 
 def _tool(code: Path, *args, quiet: bool = True) -> float:
@@ -89,6 +126,7 @@ def measure(ref: str = BASELINE_REF, rows: int = 1_000_000, repeats: int = 3, wo
         commit = _extract(ref, tmp)
         sides = {"current": ROOT, "baseline": tmp / "code"}
         walls = {name: {side: [] for side in sides} for name in DETECTORS}
+        parse = []
         identical = {}
         load = os.getloadavg()[0]
         for _ in range(repeats):
@@ -96,11 +134,15 @@ def measure(ref: str = BASELINE_REF, rows: int = 1_000_000, repeats: int = 3, wo
                 for side, code in sides.items():
                     out = tmp / f"{name}-{side}.csv"
                     walls[name][side].append(_tool(code, "score", runs[name], data, "--out", out))
+                    if side == "current":
+                        parse.append(_python(f"import pandas; pandas.read_csv({str(data)!r})"))
                 same = filecmp.cmp(tmp / f"{name}-current.csv", tmp / f"{name}-baseline.csv", shallow=False)
                 identical[name] = identical.get(name, True) and same
+        small = small_call(data, runs["lstm"], tmp)
     result = {"date": datetime.date.today().isoformat(), "rows": rows, "repeats": repeats, "ref": ref,
               "ref_commit": commit,
-              "load_average_before": load, "detectors": {}}
+              "load_average_before": load, "read_csv_wall_seconds": statistics.median(parse),
+              "read_csv_walls": parse, "small_call": small, "detectors": {}}
     for name in DETECTORS:
         median = {side: statistics.median(values) for side, values in walls[name].items()}
         result["detectors"][name] = {
@@ -108,6 +150,9 @@ def measure(ref: str = BASELINE_REF, rows: int = 1_000_000, repeats: int = 3, wo
             **{f"{side}_rows_per_second": rows / median[side] for side in sides},
             "speedup": median["baseline"] / median["current"],
             "identical_output": identical[name],
+            "rows_per_second_met": rows / median["current"] >= ROWS_PER_SECOND,
+            "ratio_to_read_csv": median["current"] / result["read_csv_wall_seconds"],
+            "ratio_to_read_csv_met": median["current"] / result["read_csv_wall_seconds"] <= PARSE_RATIO,
             "walls": walls[name],
         }
     return result
@@ -130,7 +175,13 @@ def main() -> int:
         print(f"{name:12s} current {figures['current_rows_per_second']:>9,.0f} rows/s "
               f"({figures['current_wall_seconds']:.1f} s), {args.ref} {figures['baseline_rows_per_second']:>9,.0f} rows/s "
               f"({figures['baseline_wall_seconds']:.1f} s): {figures['speedup']:.2f}x, "
-              f"output {'identical' if figures['identical_output'] else 'DIFFERS'}")
+              f"output {'identical' if figures['identical_output'] else 'DIFFERS'}; "
+              f"{'met' if figures['rows_per_second_met'] else 'MISSED'} (>= {ROWS_PER_SECOND:,} rows/s); "
+              f"score / read_csv {figures['ratio_to_read_csv']:.2f} "
+              f"({'met' if figures['ratio_to_read_csv_met'] else 'MISSED'}, <= {PARSE_RATIO})")
+    small = result["small_call"]
+    print(f"one-row score --state {small['score_wall_seconds']:.2f} s, import numpy {small['import_numpy_wall_seconds']:.2f} s: "
+          f"{small['ratio']:.2f} ({'met' if small['met'] else 'MISSED'}, <= {SMALL_CALL_RATIO})")
     print(json.dumps(result, indent=1))
     return 0 if all(f["identical_output"] for f in result["detectors"].values()) else 1
 

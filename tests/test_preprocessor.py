@@ -425,3 +425,24 @@ def test_trailing_median_gives_the_bytes_of_pandas_rolling_median(kind):
         segment = np.cumsum(rng.random(n) < rng.choice([0.0, 0.02, 0.2, 0.6]))
         expected = _pandas_trailing_median(values, segment, window)
         assert trailing_median(values, segment, window).tobytes() == expected.tobytes(), (n, f, window)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "zeros"])
+def test_ranked_medians_are_the_sorted_windows_medians_over_many_groups(kind):
+    """The ranked medians (windows of up to 32 rows) against sorting every window, on columns
+    long enough for many groups and several blocks of groups; zeros of both signs tie, and
+    only the sign of a zero median may differ (NumPy's vectorized sort does not keep it)."""
+    from lstm_rare_event.preprocess.detrend import GROUP, GROUPS, _medians, _ranked_medians
+
+    rng = np.random.default_rng({"normal": 5, "ties": 6, "zeros": 7}[kind])
+    n = GROUPS * GROUP + 321
+    values = {"normal": lambda: rng.normal(size=(3, n)) * 1e3,
+              "ties": lambda: rng.integers(-3, 4, size=(3, n)).astype(float),
+              "zeros": lambda: rng.choice([-0.0, 0.0, 1.0, -1.0], size=(3, n))}[kind]()
+    for window in (1, 2, 3, 29, 30, 31, 32):
+        starts = np.arange(n - window + 1)
+        sorted_ = np.empty((len(starts), 3))
+        _medians(values, starts, window, sorted_, starts)
+        ranked = _ranked_medians(values, window)
+        assert ranked.shape == (3, len(starts))
+        assert (ranked.T + 0.0).tobytes() == (sorted_ + 0.0).tobytes(), window
