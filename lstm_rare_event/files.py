@@ -1,4 +1,9 @@
-"""Plain-file helpers every layer may use: hashes, JSON and writes that are whole or absent."""
+"""Plain-file helpers every layer may use: hashes, JSON and writes that are whole or absent.
+
+A rename commits a file only once the file's bytes are on disk: without an fsync before it, a
+power cut can leave the new name pointing at an empty or partial file (ext4, XFS and btrfs
+may write the rename first). So every committing rename here is write, fsync, rename, fsync
+the folder (which makes the rename itself durable)."""
 
 from __future__ import annotations
 
@@ -62,16 +67,61 @@ def write_json(path, data) -> Path:
     return path
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's bytes to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (the renames and removals in it) to disk. Windows cannot open a
+    folder; its NTFS journals a rename with the metadata, so there is nothing to do there."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """Flush a file, or a folder with every file and folder under it, to disk."""
+    path = Path(path)
+    if not path.is_dir():
+        fsync_file(path)
+        return
+    for folder, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_file(os.path.join(folder, name))
+        fsync_dir(folder)
+
+
+def durable_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename ``source`` (a file or a folder) to ``target`` once its bytes are on disk, and the
+    rename once made; see the module docstring."""
+    fsync_tree(source)
+    os.replace(source, target)
+    fsync_dir(Path(target).parent)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file that is either complete or absent, never half-written."""
+    """Write a file that is either complete or absent, never half-written, and on disk when
+    this returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -107,8 +157,11 @@ def load_npz(path, keys, what: str) -> dict[str, np.ndarray]:
 
 
 def save_npz(path, **arrays) -> None:
+    """Write arrays to ``path``, on disk when this returns (a rename may commit the file next)."""
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class Params:

@@ -20,7 +20,6 @@ NumPy and pandas only: this runs every two minutes from cron.
 from __future__ import annotations
 
 import base64
-import fcntl
 import io
 import json
 import math
@@ -715,7 +714,7 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         state_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{state_path.parent}: cannot create the state's folder ({exc.strerror})") from None
-    with _flock(lock, fcntl.LOCK_EX, options.wait, f"another score call holds the state {state_path.name}"):
+    with _flock(lock, options.wait, f"another score call holds the state {state_path.name}"):
         record = None
         if state_path.exists():
             stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)
