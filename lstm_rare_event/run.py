@@ -334,6 +334,11 @@ class Run:
                                     f"and step per file, and 'steps'); {rerun('prepare', self.path)}")
                 for name in files:
                     plain_name(name, path)
+                for step, entry in steps.items():
+                    inputs = entry.get("inputs", {}) if isinstance(entry, dict) else None
+                    if not (isinstance(inputs, dict) and all(isinstance(v, str) for v in inputs.values())):
+                        raise UserError(f"{path}: steps.{step} is {json.dumps(entry)}, expected an object with the "
+                                        f"sha256 of each file the step read ('inputs'); {rerun('prepare', self.path)}")
                 self._manifest = data
         return self._manifest
 

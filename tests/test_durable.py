@@ -240,9 +240,11 @@ def test_a_manifest_step_that_is_not_an_object_is_exit_2(runs, new_csv, tmp_path
 INTERRUPT_AT_IMPORT = r"""
 import sys
 
+module = sys.argv[1]
+
 class Interrupt:
     def find_spec(self, name, path=None, target=None):
-        if name == sys.argv[1]:
+        if name == module:
             raise KeyboardInterrupt  # as SIGINT does while this module is imported
         return None
 
