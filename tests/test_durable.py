@@ -284,10 +284,10 @@ def test_a_wrong_sep_on_a_comma_file_names_the_comma(new_csv, tmp_path):
 def test_a_parquet_boolean_label_column_reads_as_0_and_1(demo_csv, tmp_path):
     pytest.importorskip("pyarrow", reason="the [parquet] extra (pyarrow) is not installed")
     frame = pd.read_csv(demo_csv, dtype={"time": str})
-    path = tmp_path / "export.parquet"
-    frame.assign(y=frame["y"].astype(bool)).to_parquet(path)
-    ok("prepare", path, "--out", tmp_path / "bool", "-q")
-    ok("prepare", demo_csv, "--out", tmp_path / "int", "-q")
+    frame.assign(y=frame["y"].astype(bool)).to_parquet(tmp_path / "bool.parquet")
+    frame.to_parquet(tmp_path / "int.parquet")
+    for run in ("bool", "int"):
+        ok("prepare", tmp_path / f"{run}.parquet", "--out", tmp_path / run, "-q")
     for name in ("train.npz", "valid.npz", "test.npz", "rows.npy"):
         a, b = (np.load(tmp_path / run / name) for run in ("bool", "int"))
         if name.endswith(".npz"):
