@@ -94,6 +94,20 @@ def rerun(step: str, run) -> str:
     return f"re-run `{STEP_COMMANDS[step].format(run=run)}`"
 
 
+def enclosing_run(path) -> Path | None:
+    """The run directory that ``path`` lies in (the nearest folder above it with a run's
+    manifest), None when it lies in none: a run's files are written by its steps alone."""
+    for folder in Path(path).resolve().parents:
+        if (folder / MANIFEST).is_file():
+            try:
+                data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # another tool's manifest.json (a web app's, say)
+            if isinstance(data, dict) and {"files", "steps"} <= data.keys():
+                return folder
+    return None
+
+
 def plain_name(name: str, source) -> str:
     """A name read from a run-directory file must name a file inside it: no absolute path,
     no '..', no hidden or empty part."""

@@ -586,10 +586,9 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
     """
     to_stdout = str(out_path) == STDIO
+    check_output(None if to_stdout else out_path, input_path, run_dir, history, state_path, options.plot)
     if not to_stdout:
         out_path = Path(out_path)
-        if str(input_path) != STDIO:
-            check_output(out_path, input_path, run_dir)
         if state_path is not None and Path(state_path).resolve() == out_path.resolve():
             raise UserError(f"{state_path}: --state and --out are the same file")
     elif options.plot is not None:
