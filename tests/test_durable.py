@@ -4,7 +4,9 @@ the scoring engine: locks without fcntl, fsync before every committing rename, a
 run's files, Ctrl-C while starting, a wrong --sep, and Parquet's boolean labels."""
 
 import ast
+import builtins
 import errno
+import io
 import json
 import os
 import shutil
@@ -180,15 +182,22 @@ def read_only(runs, tmp_path, monkeypatch):
     for path in [run_dir, *run_dir.rglob("*")]:
         path.chmod(path.stat().st_mode & ~0o222)
     if os.geteuid() == 0:
-        real_open = os.open
-
-        def read_only_open(path, flags, *args, **kwargs):
-            writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        def refused(path, writes):
             if writes and Path(os.fsdecode(path)).resolve().is_relative_to(run_dir):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
-            return real_open(path, flags, *args, **kwargs)
 
-        monkeypatch.setattr(os, "open", read_only_open)
+        def os_open(path, flags, *args, real=os.open, **kwargs):
+            refused(path, flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            return real(path, flags, *args, **kwargs)
+
+        def io_open(file, mode="r", *args, real=io.open, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)):
+                refused(file, set(mode) & set("wax+"))
+            return real(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", os_open)
+        monkeypatch.setattr(io, "open", io_open)
+        monkeypatch.setattr(builtins, "open", io_open)
     yield run_dir
     for path in [run_dir, *run_dir.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o200)
