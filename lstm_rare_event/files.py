@@ -68,8 +68,8 @@ def write_json(path, data) -> Path:
 
 
 def fsync_file(path: str | os.PathLike) -> None:
-    """Flush a written file's bytes to disk."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    """Flush a written file's bytes to disk (Windows flushes only a handle open for writing)."""
+    fd = os.open(path, (os.O_RDWR if os.name == "nt" else os.O_RDONLY) | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(fd)
     finally:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import durable_replace
 
 START = pd.Timestamp("1999-05-01 00:00")
 STEP_MINUTES = 2
@@ -315,7 +316,7 @@ def atomic_output(path, compresslevel: int = 6):
                     yield handle
             else:
                 yield raw
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

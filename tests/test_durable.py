@@ -121,10 +121,16 @@ def test_every_committing_rename_follows_an_fsync_of_what_it_renames(runs, tmp_p
     assert journal_written < first_step_file
 
 
-def test_atomic_writes_are_flushed_before_the_rename(tmp_path, disk_log):
-    target = tmp_path / "a.json"
-    files.atomic_write_text(target, "{}")
+@pytest.mark.parametrize("write", ["atomic_write_text", "score", "demo-data"])
+def test_atomic_writes_are_flushed_before_the_rename(runs, new_csv, tmp_path, disk_log, write):
+    if write == "atomic_write_text":
+        files.atomic_write_text(tmp_path / "a.json", "{}")
+    elif write == "score":
+        ok("score", runs["mahalanobis"], new_csv, "--out", tmp_path / "scores.csv", "-q")
+    else:
+        ok("demo-data", "--out", tmp_path / "demo.csv", "--rows", "300", "-q")
     (i, (_, src, dst)), = [(i, e) for i, e in enumerate(disk_log) if e[0] == "replace"]
+    assert Path(dst).parent == tmp_path
     assert ("fsync", src) in disk_log[:i] and ("fsync", str(tmp_path)) in disk_log[i + 1:]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import pid_alive
+from lstm_rare_event.files import durable_replace, pid_alive
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
 from lstm_rare_event.run import DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run, enclosing_run
 
@@ -122,7 +122,7 @@ def atomic_output(path: Path):
     try:
         with handle:
             yield handle
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
