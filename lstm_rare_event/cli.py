@@ -25,7 +25,7 @@ from lstm_rare_event.alarms.thresholds import RULES
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
-from lstm_rare_event.errors import UserError
+from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
@@ -108,11 +108,8 @@ def command(group, name, example, extra_exit_codes=""):
                 click.echo(f"Error: {exc}", err=True)
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
-                # A commit holds SIGINT until it has finished, so the interrupt may come after it.
-                done = "the step had finished and its files were written" if Writer.last_committed \
-                    else "nothing was written"
-                click.echo(f"Interrupted; {done}.", err=True)
-                sys.exit(130)
+                click.echo(interrupted(Writer.last_committed), err=True)
+                sys.exit(EXIT_INTERRUPTED)
             except Exception as exc:  # noqa: BLE001 - last resort: no traceback without --debug
                 if debug:
                     raise

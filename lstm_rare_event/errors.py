@@ -9,3 +9,13 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: how shells report a Ctrl-C
+
+
+def interrupted(committed: bool) -> str:
+    """The one line for a Ctrl-C: whether the step's files were written (a commit holds the
+    interrupt until it has finished, so it may come after)."""
+    done = "the step had finished and its files were written" if committed else "nothing was written"
+    return f"Interrupted; {done}."

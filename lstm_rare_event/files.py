@@ -1,4 +1,9 @@
-"""Plain-file helpers every layer may use: hashes, JSON and writes that are whole or absent."""
+"""Plain-file helpers every layer may use: hashes, JSON and writes that are whole or absent.
+
+A rename commits a file only once the file's bytes are on disk: without an fsync before it, a
+power cut can leave the new name pointing at an empty or partial file (ext4, XFS and btrfs
+may write the rename first). So every committing rename here is write, fsync, rename, fsync
+the folder (which makes the rename itself durable)."""
 
 from __future__ import annotations
 
@@ -59,6 +64,47 @@ def write_json(path, data) -> Path:
     return path
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's bytes to disk (Windows flushes only a handle open for writing)."""
+    fd = os.open(path, (os.O_RDWR if os.name == "nt" else os.O_RDONLY) | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (the renames and removals in it) to disk. Windows cannot open a
+    folder; its NTFS journals a rename with the metadata, so there is nothing to do there."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """Flush a file, or a folder with every file and folder under it, to disk."""
+    path = Path(path)
+    if not path.is_dir():
+        fsync_file(path)
+        return
+    for folder, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_file(os.path.join(folder, name))
+        fsync_dir(folder)
+
+
+def durable_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename ``source`` (a file or a folder) to ``target`` once its bytes are on disk, and the
+    rename once made; see the module docstring."""
+    fsync_tree(source)
+    os.replace(source, target)
+    fsync_dir(Path(target).parent)
+
+
 def _clean_partials(path: Path) -> None:
     """Partial files that dead processes left beside ``path`` (SIGKILL, power loss)."""
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.partial$")
@@ -72,9 +118,10 @@ def _clean_partials(path: Path) -> None:
 def atomic_file(path: str | os.PathLike, mode: str = "w"):
     """The one way this tool writes a file whole or not at all: a handle (text, UTF-8 and
     newlines as written, or binary with ``mode`` "wb") on a temporary name beside ``path``,
-    renamed to ``path`` when the block succeeds and removed when it fails, so that a reader
-    (a cron job, the next command) never sees a partial file. The temporary name carries the
-    process id: leftovers of dead processes are removed by the next writer."""
+    renamed to ``path`` once its bytes are on disk when the block succeeds and removed when it
+    fails, so that a reader (a cron job, the next command) never sees a partial file. The
+    temporary name carries the process id: leftovers of dead processes are removed by the next
+    writer."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
@@ -86,14 +133,18 @@ def atomic_file(path: str | os.PathLike, mode: str = "w"):
     try:
         with handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file that is either complete or absent, never half-written."""
+    """Write a file that is either complete or absent, never half-written, and on disk when
+    this returns."""
     with atomic_file(path) as handle:
         handle.write(text)
 
@@ -128,8 +179,11 @@ def load_npz(path, keys, what: str) -> dict[str, np.ndarray]:
 
 
 def save_npz(path, **arrays) -> None:
+    """Write arrays to ``path``, on disk when this returns (a rename may commit the file next)."""
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class Params:

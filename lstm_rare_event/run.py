@@ -8,10 +8,13 @@ Every step reads and writes a run directory through this module and nothing else
 - **Locks.** A step that writes holds ``.lock`` from its first read to its commit; a second
   writer waits ``--wait`` seconds, then gives up with exit 75. Readers (``score``) never wait
   for a writer: they share ``.read.lock``, which a commit holds exclusively only while it
-  renames its files, so they never see half a step.
+  renames its files, so they never see half a step. Both are filelock's (``flock`` on POSIX,
+  ``LockFileEx`` on Windows; ``.read.lock`` a SQLite reader/writer lock). A reader that cannot
+  write the directory (a read-only mount, another user's run) takes no lock: it checks instead
+  that no commit began or ended while it read.
 - **Commit.** Files are staged in ``.staging/`` inside the run directory (one filesystem, so
-  renames work on mounts), then a journal (``.commit.json``) is written atomically: that is
-  the single commit point. The renames and the new manifest follow; a commit cut short by a
+  renames work on mounts) and flushed to disk, then a journal (``.commit.json``) is written
+  atomically: that is the single commit point. The renames and the new manifest follow; a commit cut short by a
   kill is finished (rolled forward) by the next command that opens the run. Before the
   journal, the run is as it was; after it, as the step left it.
 """
@@ -19,7 +22,7 @@ Every step reads and writes a run directory through this module and nothing else
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import shutil
@@ -30,11 +33,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, ReadWriteLock, Timeout
 
 from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.rule import DEFAULT_MERGE_MINUTES, AlarmRule
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import Params, atomic_write_text, dumps, read_json, sha256_file
+from lstm_rare_event.files import (
+    Params, atomic_write_text, dumps, fsync_dir, fsync_tree, read_json, sha256_file,
+)
 
 # -- names --------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
@@ -89,6 +95,20 @@ def rerun(step: str, run) -> str:
     return f"re-run `{STEP_COMMANDS[step].format(run=run)}`"
 
 
+def enclosing_run(path) -> Path | None:
+    """The run directory that ``path`` lies in (the nearest folder above it with a run's
+    manifest), None when it lies in none: a run's files are written by its steps alone."""
+    for folder in Path(path).resolve().parents:
+        if (folder / MANIFEST).is_file():
+            try:
+                data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # another tool's manifest.json (a web app's, say)
+            if isinstance(data, dict) and {"files", "steps"} <= data.keys():
+                return folder
+    return None
+
+
 def plain_name(name: str, source) -> str:
     """A name read from a run-directory file must name a file inside it: no absolute path,
     no '..', no hidden or empty part."""
@@ -98,26 +118,59 @@ def plain_name(name: str, source) -> str:
     return name
 
 
+class _ReadOnly(UserError):
+    """The lock file cannot be made or opened for writing: this process cannot write here."""
+
+
+#: errors that say this process may not write the folder (its modes, a read-only mount)
+_READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _cannot_open(path: Path, exc: OSError) -> UserError:
+    kind = _ReadOnly if exc.errno in _READ_ONLY_ERRNOS else UserError
+    return kind(f"{path}: cannot open the lock file ({exc.strerror or exc})")
+
+
+def _busy(path: Path, what: str, wait: float) -> Busy:
+    return Busy(f"{path.parent}: {what} (waited {wait:g} s; try again later, or raise --wait)")
+
+
 @contextlib.contextmanager
-def _flock(path: Path, mode: int, wait: float, what: str):
-    """Hold an flock on ``path``; give up after ``wait`` seconds with :class:`Busy`."""
+def _flock(path: Path, wait: float, what: str):
+    """Hold the exclusive lock ``path``; give up after ``wait`` seconds with :class:`Busy`."""
+    lock = FileLock(path, timeout=wait)
     try:
-        handle = open(path, "a+")
+        lock.acquire()
+    except Timeout:
+        raise _busy(path, what, wait) from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+        raise _cannot_open(path, exc) from None
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(handle, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Busy(f"{path.parent}: {what} (waited {wait:g} s; try again later, or raise --wait)") from None
-                time.sleep(0.05)
         yield
     finally:
-        handle.close()  # releases the lock
+        lock.release()
+
+
+@contextlib.contextmanager
+def _read_write_lock(path: Path, exclusive: bool, wait: float, what: str):
+    """Hold the reader/writer lock ``path``, shared or ``exclusive``; give up after ``wait``
+    seconds with :class:`Busy`. A lock instance of its own per hold: holds in one process
+    exclude each other as those of two processes do."""
+    try:
+        lock = ReadWriteLock(path, timeout=wait, is_singleton=False)
+    except OSError as exc:
+        raise _cannot_open(path, exc) from None
+    try:
+        try:
+            lock.acquire_write() if exclusive else lock.acquire_read()
+        except Timeout:
+            raise _busy(path, what, wait) from None
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        lock.close()
 
 
 @contextlib.contextmanager
@@ -187,8 +240,8 @@ class Run:
             self._ensure_dir()
         elif not self.path.is_dir():
             raise UserError(f"{self.path}: no such run directory; {rerun('prepare', self.path)} first")
-        with _flock(self.path / LOCK, fcntl.LOCK_EX, wait, "another step is writing this run directory"):
-            with _flock(self.path / READ_LOCK, fcntl.LOCK_EX, wait, "a reader holds this run directory"):
+        with _flock(self.path / LOCK, wait, "another step is writing this run directory"):
+            with _read_write_lock(self.path / READ_LOCK, True, wait, "a reader holds this run directory"):
                 self._recover()
                 self._clean_staging()
             self._manifest, self._digests = None, {}
@@ -201,13 +254,44 @@ class Run:
             raise UserError(f"{self.path}: no such run directory; {rerun('prepare', self.path)} first")
         if (self.path / JOURNAL).exists():
             # A writer died in its commit; finish it when no live writer is about to.
-            with contextlib.suppress(Busy), self.locked(wait=0):
+            with contextlib.suppress(Busy, _ReadOnly), self.locked(wait=0):
                 pass
-        with _flock(self.path / READ_LOCK, fcntl.LOCK_SH, wait, "a step is committing to this run directory"):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(_read_write_lock(self.path / READ_LOCK, False, wait,
+                                                    "a step is committing to this run directory"))
+            except _ReadOnly:
+                # No lock for a reader that cannot write here; see the module docstring.
+                held.enter_context(self._unchanged())
             if (self.path / JOURNAL).exists():
-                raise Busy(f"{self.path}: a step's commit is being finished; try again")
+                raise Busy(f"{self.path}: a step's commit is being finished (or was cut short: any step run by a "
+                           "user who can write the directory finishes it); try again")
             self._manifest, self._digests = None, {}
             yield self
+
+    def _commit_marks(self) -> tuple:
+        """What every commit changes: the journal appears, then the manifest is replaced."""
+        try:
+            stat = (self.path / MANIFEST).stat()
+            manifest = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            manifest = None
+        return manifest, (self.path / JOURNAL).exists()
+
+    @contextlib.contextmanager
+    def _unchanged(self):
+        """Read without the lock, then refuse what was read (Busy: try again) if a commit began
+        or ended meanwhile; an error that a half-read commit caused is that Busy too."""
+        before = self._commit_marks()
+        changed = Busy(f"{self.path}: a step committed to this run directory while it was read; try again")
+        try:
+            yield
+        except UserError:
+            if self._commit_marks() != before:
+                raise changed from None
+            raise
+        if self._commit_marks() != before:
+            raise changed
 
     def _ensure_dir(self):
         try:
@@ -232,7 +316,7 @@ class Run:
             plan = json.loads(journal.read_text(encoding="utf-8"))
             # The staging folder is hidden (.staging/NAME), which plain_name refuses on its own.
             top, _, child = plan["staging"].partition("/")
-            if top != STAGING:
+            if top != STAGING or (self.path / STAGING).is_symlink():
                 raise UserError(f"{journal}: the staging folder is not in {STAGING}")
             staging = self.path / STAGING / plain_name(child, journal)
             names = [plain_name(n, journal) for n in plan["files"]]
@@ -245,9 +329,12 @@ class Run:
 
     def _clean_staging(self) -> None:
         """Staging folders of dead steps, and a journal's temporary file from a kill while it was
-        written (only a dead writer leaves either behind the lock)."""
+        written (only a dead writer leaves either behind the lock). A ``.staging`` that is not
+        a folder (a symbolic link to one) is not ours: it is removed, never followed."""
         staging = self.path / STAGING
-        if staging.is_dir():
+        if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+            staging.unlink()
+        elif staging.is_dir():
             for child in staging.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
         for leftover in self.path.glob(f".{JOURNAL}.*.partial"):
@@ -270,6 +357,11 @@ class Run:
                                     f"and step per file, and 'steps'); {rerun('prepare', self.path)}")
                 for name in files:
                     plain_name(name, path)
+                for step, entry in steps.items():
+                    inputs = entry.get("inputs", {}) if isinstance(entry, dict) else None
+                    if not (isinstance(inputs, dict) and all(isinstance(v, str) for v in inputs.values())):
+                        raise UserError(f"{path}: steps.{step} is {json.dumps(entry)}, expected an object with the "
+                                        f"sha256 of each file the step read ('inputs'); {rerun('prepare', self.path)}")
                 self._manifest = data
         return self._manifest
 
@@ -415,11 +507,13 @@ def _apply(run_dir: Path, staging: Path, names: list[str], removed: list[str], m
                 # A folder cannot be renamed over a non-empty one; the old one goes first. This
                 # runs after the journal, so a recovery redoes it and never lacks the new one.
                 shutil.rmtree(target)
-            os.replace(source, target)
+            os.replace(source, target)  # its bytes were flushed before the journal
         Writer.checkpoint(f"renamed {name}")
+    fsync_dir(run_dir)  # the removals too, before the journal that would redo them goes
     atomic_write_text(run_dir / MANIFEST, dumps(manifest))
     Writer.checkpoint("manifest")
     (run_dir / JOURNAL).unlink(missing_ok=True)
+    fsync_dir(run_dir)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -510,7 +604,8 @@ class Writer:
         manifest["package_version"] = __version__
         manifest["steps"][self.step] = {"inputs": self.inputs, "outputs": written, "options": self.options}
         staging = str(self._staging.relative_to(run.path))
-        with _signals_held(), _flock(run.path / READ_LOCK, fcntl.LOCK_EX, 60, "a reader holds this run directory"):
+        fsync_tree(self._staging)  # what the journal commits is on disk before it
+        with _signals_held(), _read_write_lock(run.path / READ_LOCK, True, 60, "a reader holds this run directory"):
             atomic_write_text(run.path / JOURNAL, json.dumps({"staging": staging, "files": tops,
                                                              "remove": removed, "manifest": manifest}))
             Writer.checkpoint("journal")

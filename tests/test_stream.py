@@ -5,7 +5,6 @@ stdin/stdout and UTC offsets.
 The run directories are conftest's ``runs`` (one per detector, a tiny autoencoder).
 """
 
-import fcntl
 import json
 import os
 import random
@@ -15,6 +14,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 from conftest import ROOT, copy_run, fails, invoke, ok
 
 from lstm_rare_event.run import Run
@@ -178,8 +178,7 @@ def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_pa
 
 def test_busy_state_exits_75_and_writes_nothing(runs, plant, prev_csv, tmp_path):
     state, out = tmp_path / "state.json", tmp_path / "scores.csv"
-    with open(tmp_path / "state.json.lock", "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with FileLock(tmp_path / "state.json.lock"):
         result = invoke("score", runs["mahalanobis"], write(plant[1].iloc[:20], tmp_path / "p.csv"), "--state", state,
                         "--out", out, "--wait", "0.2")
     assert result.exit_code == 75, result.output

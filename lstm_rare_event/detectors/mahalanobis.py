@@ -7,9 +7,11 @@ the same row that the label belongs to, as the recipe's last-row error does.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from lstm_rare_event.detectors.base import Detector, normal
+from lstm_rare_event.detectors.base import STATE_NPZ, Detector, normal
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import Params
 from lstm_rare_event.preprocess.windows import Windows
@@ -59,6 +61,25 @@ class MahalanobisDetector(Detector):
     def set_state(self, values: Params, arrays, folder) -> None:
         super().set_state(values, arrays, folder)
         n = self.n_features_
-        if arrays["mean"].shape != (n,) or arrays["precision"].shape != (n, n):
+        mean, precision = arrays["mean"], arrays["precision"]
+        if mean.shape != (n,) or precision.shape != (n, n):
             raise UserError(f"{folder}: the saved mean and precision do not fit {n} features; {values.hint}")
-        self.mean_, self.precision_ = arrays["mean"], arrays["precision"]
+        fault = precision_fault(mean, precision)
+        if fault:
+            raise UserError(f"{Path(folder) / STATE_NPZ}: the precision matrix {fault}, so distances would be wrong "
+                            f"or negative (clipped to 0: never an alarm); {values.hint}")
+        self.mean_, self.precision_ = mean, precision
+
+
+def precision_fault(mean: np.ndarray, precision: np.ndarray) -> str | None:
+    """What makes ``precision`` no inverse covariance (None: nothing): a fit makes it finite,
+    symmetric and positive semi-definite, up to rounding."""
+    if not (np.isfinite(mean).all() and np.isfinite(precision).all()):
+        return "or the mean holds values that are not finite"
+    scale = float(np.abs(precision).max(initial=0.0))
+    tolerance = 1e-8 * max(scale, np.finfo(float).tiny)
+    if not np.allclose(precision, precision.T, rtol=0, atol=tolerance):
+        return "is not symmetric"
+    if len(precision) and np.linalg.eigvalsh(precision)[0] < -1e-6 * scale:
+        return "is not positive semi-definite"
+    return None

@@ -197,7 +197,8 @@ def _format_hint(path: Path, sep: str, decimal: str) -> str | None:
     lines = _first_lines(path)
     header = lines[0] if lines else ""
     data = lines[1] if len(lines) > 1 else ""
-    for char, name, option in ((";", "semicolon", "--sep ';'"), ("\t", "tab", "--sep tab"), ("|", "pipe", "--sep '|'")):
+    for char, name, option in ((";", "semicolon", "--sep ';'"), ("\t", "tab", "--sep tab"), ("|", "pipe", "--sep '|'"),
+                               (",", "comma", "--sep ','")):
         if char != sep and char in header and sep not in header:
             comma = decimal != "," and any(DECIMAL_COMMA.match(field.strip()) for field in data.split(char))
             return f"looks {name}-separated; try {option}{' --decimal ' + repr(',') if comma else ''}"
@@ -474,6 +475,8 @@ def _number_words(text: pd.Series) -> np.ndarray:
 
 
 def parse_labels(text: pd.Series, source, first_row: int = 1, column: str = LABEL) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(text) and not text.isna().any():
+        return text.to_numpy(dtype=np.int8)  # Parquet's booleans: True is 1
     values = parse_numbers(text, column, source, first_row)
     bad = np.flatnonzero((values != 0) & (values != 1))
     if bad.size:

@@ -13,7 +13,6 @@ with the run loaded once.
 
 from __future__ import annotations
 
-import fcntl
 import sys
 from pathlib import Path
 
@@ -46,10 +45,9 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
     """
     to_stdout = str(out_path) == STDIO
+    check_output(None if to_stdout else out_path, input_path, run_dir, history, state_path, options.plot)
     if not to_stdout:
         out_path = Path(out_path)
-        if str(input_path) != STDIO:
-            check_output(out_path, input_path, run_dir)
         if state_path is not None and Path(state_path).resolve() == out_path.resolve():
             raise UserError(f"{state_path}: --state and --out are the same file")
     elif options.plot is not None:
@@ -159,7 +157,7 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         state_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{state_path.parent}: cannot create the state's folder ({exc.strerror})") from None
-    with _flock(lock, fcntl.LOCK_EX, options.wait, f"another score call holds the state {state_path.name}"):
+    with _flock(lock, options.wait, f"another score call holds the state {state_path.name}"):
         record = None
         if state_path.exists():
             stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)

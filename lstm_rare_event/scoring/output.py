@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.run import MANIFEST
+from lstm_rare_event.run import enclosing_run
 
 TOP_SENSORS = 3
 STDIO = "-"
@@ -106,14 +106,21 @@ def output_name(input_path) -> str:
     return f"{name}.scores.csv"
 
 
-def check_output(out_path: Path, input_path, run_dir) -> None:
-    """--out may be neither the input nor a file of a run directory."""
-    out = out_path.resolve()
-    if out == Path(input_path).resolve():
-        raise UserError(f"{out_path}: --out is the input file; choose another output")
-    if (out.parent / MANIFEST).exists() or out.parent == Path(run_dir).resolve() or \
-            any((p / MANIFEST).exists() for p in out.parents[:3]):
-        raise UserError(f"{out_path}: --out is inside a run directory; write scores elsewhere")
+def check_output(out_path: Path | None, input_path, run_dir, history=None, state=None, plot=None) -> None:
+    """The files a call writes (--out, None for stdout; --state; --plot) may be neither a file
+    it reads (INPUT, --history) nor inside a run directory."""
+    read = {"the input file": input_path, "the --history file": history}
+    for option, path in (("--out", out_path), ("--state", state), ("--plot", plot)):
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        for what, given in read.items():
+            if given is not None and target == Path(given).resolve():
+                raise UserError(f"{path}: {option} is {what}; choose another output")
+        run = enclosing_run(target)
+        if run is not None or target.parent == Path(run_dir).resolve():
+            raise UserError(f"{path}: {option} is inside a run directory ({run or run_dir}), whose files only its "
+                            "steps write; write it elsewhere")
 
 
 def restore_output(record: dict) -> None:

@@ -61,8 +61,15 @@ def _read_npz(path: Path) -> tuple[Architecture, list[list[np.ndarray]]]:
                 found = tuple(a.shape for a in arrays)
                 if found != tuple(shapes.values()):
                     raise ValueError(f"{prefix} weights have shapes {found}, expected {tuple(shapes.values())}")
+                for name, array in zip(shapes, arrays):
+                    if not np.isfinite(array).all():
+                        # Every score would be NaN or inf; a diverged fit or an edited file.
+                        raise UserError(f"{path}: {prefix}.{name} holds weights that are not finite (inf or NaN); "
+                                        "re-run train")
                 layers.append(arrays)
-    except (UserError, KeyError, ValueError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a model.npz written by train ({exc})") from None
     return arch, layers
 
