@@ -22,8 +22,6 @@ from typing import Callable
 
 import numpy as np
 
-from lstm_rare_event.alarms.bootstrap import PERCENTILES
-
 # Rotations of the flags that chance averages over.
 CHANCE_SHIFTS = 100
 
@@ -52,25 +50,6 @@ def counted_metrics(tp: int, fp: int, fn: int, tn: int) -> dict:
 
     return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
             "f1": ratio(2 * tp, 2 * tp + fp + fn), "far": ratio(fp, fp + tn), "mar": ratio(fn, fn + tp)}
-
-
-def pooled_metrics(counts, replicates: int = 1000, seed: int = 0) -> dict:
-    """:func:`counted_metrics` of several experiments' rows together (SKAB's protocol pools
-    them), ``counts`` (E, 4) being each experiment's tp, fp, fn, tn; with a 95 % percentile
-    interval of F1, FAR and MAR from resampling whole experiments (its rows are not
-    independent of each other, the experiments are)."""
-    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
-    pooled = counted_metrics(*(int(v) for v in counts.sum(axis=0)))
-    rng = np.random.default_rng(seed)
-    drawn = counts[rng.integers(0, len(counts), size=(replicates, len(counts)))].sum(axis=1)
-    tp, fp, fn, tn = drawn.T.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        figures = {"f1": 2 * tp / (2 * tp + fp + fn), "far": fp / (fp + tn), "mar": fn / (fn + tp)}
-    for name, values in figures.items():
-        values = values[np.isfinite(values)]
-        pooled[f"{name}_interval"] = [float(v) for v in np.percentile(values, PERCENTILES)] if values.size \
-            else [float("nan")] * 2
-    return pooled
 
 
 def detected(y, flags) -> tuple[np.ndarray, np.ndarray]:

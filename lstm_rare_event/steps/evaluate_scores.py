@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_rare_event.alarms.intervals import pooled_metrics
+from lstm_rare_event.alarms.bootstrap import pooled_metrics
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import sha256_file
 from lstm_rare_event.preprocess.csv import parse_times, read_table
