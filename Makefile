@@ -47,6 +47,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/backtest_study.py
+	$(BIN)/python bench/skab.py
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

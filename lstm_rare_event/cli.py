@@ -26,7 +26,7 @@ from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptio
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
 from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
-from lstm_rare_event.files import dumps
+from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.steps.backtest import BacktestOptions
@@ -34,6 +34,7 @@ from lstm_rare_event.preprocess.split import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.scoring.engine import MISSING, ScoreOptions
 from lstm_rare_event.alarms.thresholds import DEFAULT_MERGE, ThresholdOptions
+from lstm_rare_event.steps.evaluate_scores import REPLICATES as EXPERIMENT_REPLICATES
 from lstm_rare_event.steps.threshold import PREVIOUS_RATIO
 from lstm_rare_event.tables import format_table
 
@@ -145,6 +146,7 @@ def cli():
       inspect     show the detector: the network and how small its latent vector is
       threshold   choose the alarm threshold on the validation split
       evaluate    measure alarms on the test split
+      evaluate-scores  point-wise F1, FAR, MAR of scored experiments pooled (SKAB's protocol)
       score       flag new data in batch (for cron and Make)
       compare     evaluated runs side by side, with bootstrap intervals
       report      one self-contained HTML file about a run (and its latest scores)
@@ -204,12 +206,18 @@ def options(*decorators):
     return apply
 
 
+SEP_HELP = ("Column separator of a CSV input: ',', ';', 'tab' (historian exports). Parquet files (.parquet, needs "
+            "the [parquet] extra) need none.")
+DECIMAL_HELP = "Decimal mark of the numbers: ',' for exports such as --sep ';' --decimal ','."
 read_options = options(
-    click.option("--sep", default=",", show_default=True,
-                 help="Column separator of a CSV input: ',', ';', 'tab' (historian exports). Parquet files "
-                      "(.parquet, needs the [parquet] extra) need none."),
-    click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True,
-                 help="Decimal mark of the numbers: ',' for exports such as --sep ';' --decimal ','."),
+    click.option("--sep", default=",", show_default=True, help=SEP_HELP),
+    click.option("--decimal", type=click.Choice([".", ","]), default=".", show_default=True, help=DECIMAL_HELP),
+)
+# score reads new files as prepare read the training file, unless told otherwise.
+run_read_options = options(
+    click.option("--sep", default=ScoreOptions.sep, help=f"{SEP_HELP}  [default: the run's, as prepare was told]"),
+    click.option("--decimal", type=click.Choice([".", ","]), default=ScoreOptions.decimal,
+                 help=f"{DECIMAL_HELP}  [default: the run's]"),
 )
 
 P = PrepareOptions
@@ -466,7 +474,7 @@ threshold_options = options(
                  help=f"--rule evt: the share of normal windows above the threshold  "
                       f"[default: {RULES['evt'].params['risk'].default:g}]"),
     click.option("--on", type=click.Choice(RULES["quantile"].params["on"].choices), default=None,
-                 help=f"--rule quantile, evt: the normal scores of this split  "
+                 help=f"--rule quantile, evt: the normal scores of this split (fit: train and valid together)  "
                       f"[default: {RULES['quantile'].params['on'].default}]"),
     click.option("--merge", default=None,
                  help="Flagged windows closer than this are one alarm episode: a duration (90s, 30min), rows "
@@ -591,7 +599,11 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--plot", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the scored period (all of --out) with its alarm episodes and their top sensors "
                    "into this PNG.")
-@read_options
+@click.option("--all-rows", is_flag=True,
+              help="Write a line for every input row: a row that ends no window (the first --lookback - 1 rows, "
+                   "rows just after a time gap) gets an empty score and flag 0, for point-wise evaluation "
+                   "(evaluate-scores).")
+@run_read_options
 @engine_option
 @load_pickle_option
 @wait_option
@@ -599,8 +611,8 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, allow_pickle, wait,
-                  as_json):
+                  time_column, label_column, time_format, chunk_rows, plot, all_rows, sep, decimal, engine,
+                  allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -619,7 +631,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
 
     options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
-                           time_column=time_column, label_column=label_column, time_format=time_format)
+                           time_column=time_column, label_column=label_column, time_format=time_format,
+                           all_rows=all_rows)
 
     def report(result):
         if "error" in result:
@@ -637,6 +650,34 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         sys.exit(UserError.exit_code)
     if fail_on_alert and summary["episodes_opened"]:
         sys.exit(3)
+
+
+@command(cli, "evaluate-scores", "lstm-rare-event evaluate-scores runs/0 scores/0.scores.csv runs/1 scores/1.scores.csv "
+                                 "--out results.json")
+@click.argument("pairs", metavar="RUN SCORES...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JSON to this file (atomically).")
+@click.option("--replicates", default=EXPERIMENT_REPLICATES, show_default=True, type=click.IntRange(min=10),
+              help="Bootstrap replicates for the intervals (whole experiments resampled).")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of the table.")
+def evaluate_scores_command(pairs, out_path, replicates, wait, as_json):
+    """Point-wise F1, FAR and MAR of several experiments pooled, as the SKAB benchmark counts.
+
+    Give pairs: a RUN prepared with --train-rows N --labels intervals on one file, and SCORES,
+    that whole file scored by the run with `score --all-rows`. Each file's labels are read from
+    the file the run was prepared from. Counts the rows from row N on (judged) and, as SKAB's
+    leaderboard does, every row of the file; a row without a score is not flagged.
+    """
+    from lstm_rare_event.steps import evaluate_scores
+
+    if len(pairs) % 2:
+        raise UserError(f"evaluate-scores takes RUN SCORES pairs; got {len(pairs)} paths, an odd number")
+    report = evaluate_scores.evaluate_scores(list(zip(pairs[::2], pairs[1::2])), replicates, wait=wait)
+    if out_path is not None:
+        atomic_write_text(out_path, dumps(report))
+    click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate_scores.evaluate_scores_text(report))
 
 
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"

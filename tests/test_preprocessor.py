@@ -293,7 +293,7 @@ def test_missing_key_in_preprocessor_json_names_file_and_key(saved, tmp_path, ke
 
 # Keys added after runs were first written: a file without them (an older run) reads the defaults.
 ADDED_KEYS = ["options.time_column", "options.label_column", "options.time_format", "options.max_gap",
-              "options.labels", "max_gap_seconds"]
+              "options.labels", "max_gap_seconds", "sep", "decimal"]
 
 
 def test_every_written_key_is_checked(saved):

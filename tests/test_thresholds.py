@@ -276,7 +276,7 @@ def test_evt_matches_a_heavy_generalized_pareto_quantile():
 
 @pytest.mark.parametrize("params, message", [
     ({"risk": 0.0}, "--risk 0"), ({"risk": 1.0}, "a probability in"), ({"risk": -0.1}, "a probability in"),
-    ({"on": "test"}, "valid or train"),
+    ({"on": "test"}, "valid, train or fit"),
 ])
 def test_evt_bad_parameters(params, message):
     with pytest.raises(UserError, match=message):

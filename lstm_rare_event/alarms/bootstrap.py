@@ -13,6 +13,9 @@ Blocks are drawn with replacement separately for breaks and for normal days (str
 every replicate has both classes and the same numbers of breaks and days as the data. All
 detectors are scored on the same replicates, which makes their paired differences meaningful.
 
+Point-wise figures of several independent experiments pooled (SKAB's protocol) resample whole
+experiments instead (:func:`pooled_metrics`).
+
 A replicate is a count per window (how often its block was drawn), and the metrics are
 computed from those counts as weights, for all replicates at once; with integer weights this
 equals scikit-learn's metric on the replicate's windows repeated by count.
@@ -23,6 +26,8 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+
+from lstm_rare_event.alarms.intervals import counted_metrics, runs
 
 METRICS = ("roc_auc", "pr_auc")
 PERCENTILES = (2.5, 97.5)
@@ -42,7 +47,6 @@ def interval_groups(y, end_time) -> np.ndarray:
     """(N,) block id per window for interval labels: one per anomaly interval (a run of
     positive windows, :func:`lstm_rare_event.alarms.intervals.runs`), then one per calendar
     day of ``end_time`` for the normal windows."""
-    from lstm_rare_event.alarms.intervals import runs
 
     positive = np.asarray(y) == 1
     starts, _ = runs(positive)
@@ -155,3 +159,22 @@ def bootstrap_metrics(y, scores: dict, groups, n: int = 1000, seed: int = 0, met
         "detectors": detectors,
         "differences": differences,
     }
+
+
+def pooled_metrics(counts, replicates: int = 1000, seed: int = 0) -> dict:
+    """:func:`counted_metrics` of several experiments' rows together (SKAB's protocol pools
+    them), ``counts`` (E, 4) being each experiment's tp, fp, fn, tn; with a 95 % percentile
+    interval of F1, FAR and MAR from resampling whole experiments (its rows are not
+    independent of each other, the experiments are)."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    pooled = counted_metrics(*(int(v) for v in counts.sum(axis=0)))
+    rng = np.random.default_rng(seed)
+    drawn = counts[rng.integers(0, len(counts), size=(replicates, len(counts)))].sum(axis=1)
+    tp, fp, fn, tn = drawn.T.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        figures = {"f1": 2 * tp / (2 * tp + fp + fn), "far": fp / (fp + tn), "mar": fn / (fn + tp)}
+    for name, values in figures.items():
+        values = values[np.isfinite(values)]
+        pooled[f"{name}_interval"] = [float(v) for v in np.percentile(values, PERCENTILES)] if values.size \
+            else [float("nan")] * 2
+    return pooled

@@ -39,9 +39,12 @@ def point_metrics(y, flags) -> dict:
     """Precision, recall, F1, false alarm rate FP / (FP + TN) and missed alarm rate
     FN / (FN + TP) of the flags, window by window; NaN where a denominator is 0."""
     y, flags = np.asarray(y).astype(bool), np.asarray(flags).astype(bool)
-    tp, fp = int(np.sum(y & flags)), int(np.sum(~y & flags))
-    fn, tn = int(np.sum(y & ~flags)), int(np.sum(~y & ~flags))
+    return counted_metrics(int(np.sum(y & flags)), int(np.sum(~y & flags)), int(np.sum(y & ~flags)),
+                           int(np.sum(~y & ~flags)))
 
+
+def counted_metrics(tp: int, fp: int, fn: int, tn: int) -> dict:
+    """:func:`point_metrics` from the four counts of a confusion matrix."""
     def ratio(a, b):
         return a / b if b else float("nan")
 

@@ -8,8 +8,8 @@ and Keras engines).
 
 The ``quantile`` and ``evt`` rules need no labels and no calendar: they read the distribution
 of normal scores (the validation windows labelled 0, or every window of unlabelled data; or
-the training windows' with ``on="train"``), so they suit short validation periods and data
-without labels.
+the training windows' with ``on="train"``, both with ``on="fit"``), so they suit short
+validation periods and data without labels.
 
 NumPy only (no scikit-learn): ``score`` reads the threshold on every call and must start fast.
 """
@@ -64,12 +64,15 @@ class Scored:
     train_normal: np.ndarray | None = None
 
     def normal(self, on: str = "valid") -> np.ndarray:
-        """The scores of the normal windows of validation (``on="valid"``) or training."""
-        if on == "train":
+        """The scores of the normal windows of validation (``on="valid"``), training, or both
+        (``on="fit"``: every window the detector was fitted and validated on)."""
+        valid = self.scores[self.y == 0]
+        if on in ("train", "fit"):
             if self.train_normal is None:
-                raise ValueError("on='train' needs Scored.train_normal")
-            return np.asarray(self.train_normal, dtype=np.float64)
-        return self.scores[self.y == 0]
+                raise ValueError(f"on={on!r} needs Scored.train_normal")
+            train = np.asarray(self.train_normal, dtype=np.float64)
+            return train if on == "train" else np.concatenate([train, valid])
+        return valid
 
 
 # The rules. Each takes (scored, **its parameters) -> threshold.
@@ -163,7 +166,7 @@ def fitted_tail(rule: str, v: Scored, params: dict) -> dict | None:
 
 
 def _split(on: str) -> str:
-    return "training" if on == "train" else "validation"
+    return {"train": "training", "fit": "training and validation"}.get(on, "validation")
 
 
 def median_positive(v: Scored) -> float:
@@ -182,7 +185,7 @@ class Param:
 
 
 # Where the distribution rules read the normal scores.
-ON = Param("valid", lambda v: True, "valid or train", ("valid", "train"))
+ON = Param("valid", lambda v: True, "valid, train or fit", ("valid", "train", "fit"))
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,9 @@ class Preprocessor:
         self.max_gap_: np.timedelta64 | None = None
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
+        # How the training file was written (its separator and decimal mark): score reads new
+        # files so unless told otherwise, as it reads the time and label columns of the options.
+        self.sep_, self.decimal_ = ",", "."
 
     @property
     def lookback(self) -> int:
@@ -269,10 +272,11 @@ class Preprocessor:
         reason[rows.source_row] = kept
         return reason
 
-    def fit_layout(self, table: Table) -> "Preprocessor":
-        """Learn the feature columns, the cadence (the most common step between rows) and the
-        longest step that is not a time gap."""
+    def fit_layout(self, table: Table, sep: str = ",", decimal: str = ".") -> "Preprocessor":
+        """Learn the feature columns, the cadence (the most common step between rows), the
+        longest step that is not a time gap, and how the file was written (``sep``, ``decimal``)."""
         self.features_ = list(table.features)
+        self.sep_, self.decimal_ = sep, decimal
         self.interval_ = sampling_interval(table.time)
         given = None if self.options.max_gap is None else parse_span(self.options.max_gap, "--max-gap")
         self.max_gap_ = default_max_gap(self.interval_) if given is None else as_duration(given, self.interval_)
@@ -286,6 +290,7 @@ class Preprocessor:
         walk-forward fold's)."""
         fold = Preprocessor(self.options)
         fold.features_, fold.interval_, fold.max_gap_ = self.features_, self.interval_, self.max_gap_
+        fold.sep_, fold.decimal_ = self.sep_, self.decimal_
         return fold.fit_scaler(rows, train_ends)
 
     def fit_scaler(self, rows: Rows, train_ends: np.ndarray) -> "Preprocessor":
@@ -349,6 +354,8 @@ class Preprocessor:
             "features": self.features_,
             "interval_seconds": int(self.interval_ / np.timedelta64(1, "s")),
             "max_gap_seconds": int(self.max_gap_ / np.timedelta64(1, "s")),
+            "sep": self.sep_,
+            "decimal": self.decimal_,
         })
         save_npz(folder / SCALER_NPZ, mean=self.mean_, scale=self.scale_)
 
@@ -383,6 +390,9 @@ class Preprocessor:
         max_gap = config.get("max_gap_seconds", int, "a positive integer", lambda v: v > 0,
                              default=int(pre.interval_ / np.timedelta64(1, "s")))
         pre.max_gap_ = np.timedelta64(max_gap, "s")
+        # Runs prepared before the separator was saved were read as CSV with the defaults.
+        pre.sep_ = config.get("sep", str, "a column separator", default=",")
+        pre.decimal_ = config.get("decimal", str, "'.' or ','", lambda v: v in (".", ","), default=".")
         arrays = load_npz(folder / SCALER_NPZ, ("mean", "scale"), "a scaler written by prepare")
         n = len(pre.features_)
         for key, value in arrays.items():

@@ -32,7 +32,7 @@ from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run
-from lstm_rare_event.scoring.output import STDIO, format_times, output_columns, top_sensors
+from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns, top_sensors
 
 MISSING = ("error", "hold")
 DEFAULT_DRIFT_SD = 10.0
@@ -79,9 +79,11 @@ class ScoreOptions:
     wait: float = DEFAULT_WAIT
     #: accept a state written with another run (after a retrain) of the same sensors
     adopt: bool = False
-    #: how the input is written (historian exports: sep=";", decimal=",")
-    sep: str = ","
-    decimal: str = "."
+    #: how the input is written (historian exports: sep=";", decimal=","); None: as the run's file was
+    sep: str | None = None
+    decimal: str | None = None
+    #: a line for every input row, those that end no window with an empty score and flag 0
+    all_rows: bool = False
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
     #: the input's time and label columns and time format; None: as the run was prepared
@@ -102,6 +104,10 @@ class ScoreOptions:
         pick = lambda given, default: default if given is None else given  # noqa: E731
         return Columns(pick(self.time_column, trained.time), pick(self.label_column, trained.label),
                        pick(self.time_format, trained.time_format))
+
+    def reading(self, pre) -> tuple[str, str]:
+        """The input's separator and decimal mark: those given here, the others as in training."""
+        return (pre.sep_ if self.sep is None else self.sep), (pre.decimal_ if self.decimal is None else self.decimal)
 
 
 @dataclass
@@ -182,6 +188,7 @@ class Stream:
         self.pre = scorer.preprocessor
         self.options = options
         self.names = options.columns(self.pre.options.columns)
+        self.sep, self.decimal = options.reading(self.pre)
         self.carry = carry or Carry()
         self.quality = Quality()
         self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
@@ -252,6 +259,10 @@ class Stream:
             self._check_quality(table, staged, first_new)
             if len(ends):
                 out = self._score(table, staged, ends, held, source)
+            if self.options.all_rows:
+                offsets = None if table.utc_offset is None else table.utc_offset[first_new:]
+                out = every_row(out, format_times(table.time[first_new:], offsets),
+                                staged.source_row[ends] - first_new, self.header())
         keep = pre.context_start(staged)
         carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
         carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
@@ -412,7 +423,7 @@ def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
 def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
     stream.start_input()
     rows = 0
-    for raw in ahead(read_chunks(path, chunk_rows, stream.options.sep, stream.options.decimal, stream.names)):
+    for raw in ahead(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:

@@ -106,6 +106,29 @@ def output_name(input_path) -> str:
     return f"{name}.scores.csv"
 
 
+def every_row(frame, times: np.ndarray, windowed: np.ndarray, header: str) -> pd.DataFrame:
+    """The output lines of ``frame`` (the scored windows, or None) with a line for every new
+    input row (``times``, formatted), the scored ones at positions ``windowed``. A row that ends
+    no window (too few rows before it since the start or a time gap, or a break row the label
+    shift dropped) has an empty score, flag, episode and opened 0, and no sensors, so that a
+    point-wise evaluation can count it as not flagged."""
+    columns = header.rstrip("\n").split(",")
+    n = len(times)
+    out = {}
+    for name in columns:
+        if name == "time":
+            out[name] = np.asarray(times, dtype=object)
+        elif name == "score" or name.startswith("share_"):
+            out[name] = np.full(n, np.nan)
+        elif name.startswith("sensor_"):
+            out[name] = np.full(n, "", dtype=object)
+        else:
+            out[name] = np.zeros(n, dtype=np.int64)
+        if frame is not None:
+            out[name][windowed] = frame[name].to_numpy()
+    return pd.DataFrame(out, columns=columns)
+
+
 def check_output(out_path: Path | None, input_path, run_dir, history=None, state=None, plot=None) -> None:
     """The files a call writes (--out, None for stdout; --state; --plot) may be neither a file
     it reads (INPUT, --history) nor inside a run directory."""

@@ -219,7 +219,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         detectors.create(name, **params[name])  # bad options fail before any work
     table = read_table(input_path, preprocess.features, preprocess.drop, labels="required", sep=sep, decimal=decimal,
                        columns=preprocess.columns)
-    pre = Preprocessor(preprocess).fit_layout(table)
+    pre = Preprocessor(preprocess).fit_layout(table, sep, decimal)
     rows = pre.rows(table)
     ends = pre.window_ends(rows)
     end_time, y, event_time = rows.time[ends], rows.y[ends], rows.event_time[ends]

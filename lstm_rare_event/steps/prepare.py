@@ -53,7 +53,7 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     if len(table) < options.lookback:
         raise UserError(f"{path}: {len(table)} data rows, fewer than one window of --lookback {options.lookback}")
     try:
-        pre = Preprocessor(options.preprocess).fit_layout(table)
+        pre = Preprocessor(options.preprocess).fit_layout(table, sep, decimal)
     except UserError as exc:  # a single row has no cadence
         raise UserError(f"{path}: {exc}") from None
     rows = pre.rows(table, values_to=scratch / "detrended.f64")
@@ -96,7 +96,7 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
     info = {
         "package_version": __version__,
         "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks,
-                  "labelled": labelled},
+                  "labelled": labelled, "sep": sep, "decimal": decimal},
         "options": asdict(options),
         "features": table.features,
         "n_features": len(table.features),

@@ -38,7 +38,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     before = _previous_threshold(previous, wait) if previous is not None else None
     run = Run(run_dir)
     with run.locked(wait):
-        on_train = options.params.get("on") == "train"
+        on_train = options.params.get("on") in ("train", "fit")
         run.check("prepare", [*split_files("valid", *(["train"] if on_train else [])), PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
@@ -54,7 +54,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         train_normal = None
         if on_train:
             train = run.split("train")
-            log.info(f"{detector.name} scores of {len(train):,} training windows (--on train)")
+            log.info(f"{detector.name} scores of {len(train):,} training windows (--on {options.params['on']})")
             train_normal = detector.score(train)[np.asarray(train.y) == 0]
         scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)

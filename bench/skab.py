@@ -1,0 +1,175 @@
+"""`make bench` (SKAB part): the SKAB valve1 experiments through examples/skab/Makefile, beside
+SKAB's published leaderboard, with each target of issue 18 marked met or missed.
+
+Runs `make -f examples/skab/Makefile SKAB=DATA OUT=bench/work/skab-DETECTOR DETECTOR=...` for
+lstm, mahalanobis and pca with the Makefile's defaults (the options chosen on valve1 in
+bench/skab_study.md), reads each OUT/results.json (written by `evaluate-scores`), and writes
+bench/skab.md and bench/skab.json. DATA is ../shared/data/skab/valve1 or the folder in
+SKAB_DIR. Only valve1 is read: valve2 and other are kept for an independent check.
+
+BENCH_QUICK=1 trains the autoencoder for 2 epochs, to check the benchmark itself; its numbers
+mean nothing. SKAB_JOBS (default 2) is make's -j.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = Path(os.environ.get("SKAB_DIR", ROOT.parent / "shared/data/skab/valve1"))
+WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+JOBS = os.environ.get("SKAB_JOBS", "2")
+MAKEFILE = ROOT / "examples/skab/Makefile"
+DETECTORS = ("lstm", "mahalanobis", "pca")
+QUICK_TRAIN = {"lstm": "--encoder 32,16 --batch-size 32 --epochs 2 --patience 5 --error last --seed 123"}
+
+# SKAB's leaderboard (README of waico/SKAB, all 34 experiments; FAR and MAR in %, as SKAB counts:
+# every row of a file, the 400 fitting rows included); None: not quoted here.
+LEADERBOARD = [
+    ("Conv-AE", 0.78, 13.6),
+    ("MSET", 0.78, 39.7),
+    ("T-squared+Q (PCA)", 0.76, 26.6),
+    ("LSTM-AE", 0.74, 30.0),
+    ("T-squared", 0.66, None),
+    ("Isolation forest", 0.29, None),
+]
+# Issue 18's targets, each detector against the leaderboard entry of its kind.
+ABOVE = {"lstm": ("LSTM-AE", 0.74), "pca": ("T-squared+Q (PCA)", 0.76), "mahalanobis": ("T-squared", 0.66)}
+AUTOENCODER_F1, AUTOENCODER_FAR = 0.82, 0.20
+
+
+def log(message: str) -> None:
+    print(f"[bench skab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def command(detector: str) -> list[str]:
+    """The make call for one detector (the CLI run from this interpreter, so that the checkout's
+    package is the one measured)."""
+    out = WORK / f"skab-{detector}"
+    args = ["make", "-f", str(MAKEFILE), f"-j{JOBS}", f"SKAB={DATA}", f"OUT={out}", f"DETECTOR={detector}",
+            f"CLI={sys.executable} -m lstm_rare_event"]
+    if QUICK and detector in QUICK_TRAIN:
+        args.append(f"TRAIN={QUICK_TRAIN[detector]}")
+    return args
+
+
+def measure(detector: str) -> dict:
+    args = command(detector)
+    log(f"{detector}: {shlex.join(args)}")
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench skab: {detector} failed:\n{done.stderr[-3000:]}")
+    results = json.loads((WORK / f"skab-{detector}" / "results.json").read_text())
+    results.pop("per_experiment")  # paths of this machine; the counts are pooled above
+    return {"results": results, "minutes": (time.perf_counter() - started) / 60}
+
+
+def targets(measured: dict) -> list[dict]:
+    """Each target of issue 18: what it asks, what was measured, met or missed and by how much.
+    FAR is compared as SKAB counts it (all rows), like the leaderboard's."""
+    out = []
+    lstm = measured["lstm"]["results"]["all_rows"]
+    f1_short, far_over = AUTOENCODER_F1 - lstm["f1"], lstm["far"] - AUTOENCODER_FAR
+    misses = [f"F1 {f1_short:.3f} short"] * (f1_short > 0) + [f"FAR {far_over * 100:.1f} points over"] * (far_over > 0)
+    out.append({"target": f"autoencoder F1 >= {AUTOENCODER_F1} with FAR <= {AUTOENCODER_FAR:.0%}",
+                "measured": f"F1 {lstm['f1']:.3f}, FAR {lstm['far']:.1%}", "met": not misses,
+                "by": "; ".join(misses) if misses else f"F1 +{-f1_short:.3f}, FAR {-far_over * 100:.1f} points under"})
+    for detector, (entry, bar) in ABOVE.items():
+        m = measured[detector]["results"]["all_rows"]
+        low, high = m["f1_interval"]
+        margin = m["f1"] - bar
+        out.append({"target": f"{detector} > {entry} {bar}", "measured": f"F1 {m['f1']:.3f} [{low:.2f}, {high:.2f}]",
+                    "met": margin > 0, "by": f"{margin:+.3f}" + (" (the interval reaches below)" if margin > 0
+                                                                   and low <= bar else "")})
+    return out
+
+
+def pct(value, interval=None) -> str:
+    text = f"{value * 100:.1f}"
+    return text + (f" [{interval[0] * 100:.1f}, {interval[1] * 100:.1f}]" if interval else "")
+
+
+def markdown(bench: dict) -> str:
+    lines = [
+        "# Benchmark: SKAB valve1 through the command line, beside SKAB's leaderboard",
+        "",
+        f"Run `python bench/skab.py` (part of `make bench`) on {bench['date']}"
+        f"{' (BENCH_QUICK: the numbers mean nothing)' if bench['quick'] else ''}; each detector is",
+        "",
+        "```",
+        *[f"make -f examples/skab/Makefile SKAB=../shared/data/skab/valve1 OUT=bench/work/skab-{d} DETECTOR={d} -j{JOBS}"
+          for d in DETECTORS],
+        "```",
+        "",
+        "with the Makefile's defaults (the options chosen on valve1, bench/skab_study.md):",
+        "",
+        "```",
+        *bench["options"],
+        "```",
+        "",
+        f"{bench['experiments']} experiments, {bench['rows']:,} rows, {bench['judged_rows']:,} judged (from row 400 "
+        "of each file on). F1, FAR and MAR are point-wise, pooled over the experiments; the intervals are 95 % "
+        "percentile bootstraps resampling whole experiments (1000 replicates). FAR is given over the judged rows "
+        "and as SKAB counts (every row of each file, the 400 fitting rows included, as the leaderboard counts): "
+        "hold the second against the leaderboard. Rows without a full window count as not flagged.",
+        "",
+        "| detector | F1 [95 % CI] | FAR % judged rows [CI] | FAR % as SKAB counts [CI] | MAR % [CI] | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for detector in DETECTORS:
+        r = bench["detectors"][detector]["results"]
+        j, a = r["judged"], r["all_rows"]
+        lines.append(f"| {detector} | {a['f1']:.3f} [{a['f1_interval'][0]:.2f}, {a['f1_interval'][1]:.2f}] | "
+                     f"{pct(j['far'], j['far_interval'])} | {pct(a['far'], a['far_interval'])} | "
+                     f"{pct(a['mar'], a['mar_interval'])} | {bench['detectors'][detector]['minutes']:.1f} |")
+    lines += ["", "SKAB's leaderboard (all 34 experiments, valve1 is 16 of them: a reference, not a paired "
+              "comparison):", "", "| entry | F1 | FAR % |", "|---|---|---|"]
+    for entry, f1, far in LEADERBOARD:
+        lines.append(f"| {entry} | {f1:.2f} | {'-' if far is None else f'{far:.1f}'} |")
+    lines += ["", "Targets (issue 18, on valve1; FAR as SKAB counts):", "", "| target | measured | | by |",
+              "|---|---|---|---|"]
+    for t in bench["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | **{'met' if t['met'] else 'missed'}** | {t['by']} |")
+    lines += ["", "Whole run: " f"{bench['bench_minutes']:.1f} minutes.", ""]
+    return "\n".join(lines)
+
+
+def makefile_options() -> list[str]:
+    """The Makefile's option sets, as it prints them (make -p would print every rule too)."""
+    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "THRESHOLD")
+    done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused", "--eval",
+                           "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in variables), "show"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()
+
+
+def main() -> int:
+    if not DATA.is_dir():
+        print(f"bench skab: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    measured = {detector: measure(detector) for detector in DETECTORS}
+    first = measured["mahalanobis"]["results"]
+    bench = {"date": datetime.date.today().isoformat(), "quick": QUICK, "data": str(DATA),
+             "options": makefile_options(), "experiments": first["experiments"], "rows": first["rows"],
+             "judged_rows": first["judged_rows"], "detectors": measured, "leaderboard": LEADERBOARD,
+             "targets": targets(measured), "bench_minutes": (time.perf_counter() - started) / 60}
+    (HERE / "skab.json").write_text(json.dumps(bench, indent=2) + "\n")
+    text = markdown(bench)
+    (HERE / "skab.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
