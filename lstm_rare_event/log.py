@@ -48,3 +48,13 @@ def info(message: str, *args) -> None:
 
 def warning(message: str, *args) -> None:
     LOGGER.warning("warning: " + message, *args)
+
+
+# Three prefixes a mail filter or an operator can tell apart: an alarm episode opened or
+# resolved, a data condition started or cleared, a failure (of a step or of an alert sink).
+def alert(message: str, *args) -> None:
+    LOGGER.warning("alert: " + message, *args)
+
+
+def error(message: str, *args) -> None:
+    LOGGER.error("error: " + message, *args)

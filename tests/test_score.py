@@ -16,7 +16,8 @@ from conftest import TINY_LSTM, copy_run, fails, invoke, ok
 
 from lstm_rare_event.preprocess.windows import segments, window_ends
 from lstm_rare_event.run import Run, rerun
-from lstm_rare_event.steps.score import output_columns, top_sensors
+from lstm_rare_event.alarms.sensors import top_sensors
+from lstm_rare_event.steps.score import output_columns
 from lstm_rare_event.synthetic import make_sheet_breaks
 
 LOOKBACK, DETREND = 5, 12  # the default lookback; conftest's runs detrend over 12 rows

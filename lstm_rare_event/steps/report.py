@@ -22,6 +22,7 @@ from lstm_rare_event import __version__, log
 from lstm_rare_event.alarms import episodes as episodes_mod
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
+from lstm_rare_event.alarms.sensors import episode_sensors
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text
 from lstm_rare_event.run import (
@@ -64,24 +65,24 @@ def read_scores(scores_csv) -> dict:
     top = [[(str(s), float(w)) for s, w in zip(row[0::2], row[1::2]) if isinstance(s, str) and s]
            for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
         if sensors else [[] for _ in range(len(frame))]
+    opened = frame["opened"].to_numpy().astype(bool) if "opened" in frame.columns else None
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
-            "flag": frame["flag"].to_numpy().astype(bool), "top": top, "zoned": zoned}
+            "flag": frame["flag"].to_numpy().astype(bool), "opened": opened, "top": top, "zoned": zoned}
 
 
 def scored_episodes(scores: dict, merge_minutes: float = DEFAULT_MERGE_MINUTES) -> list[dict]:
     """The alarm episodes of a scores CSV, in time order: start, end, windows, peak score and
-    the sensors with the largest summed share over the episode's windows."""
+    the top sensors the alert named (:func:`~lstm_rare_event.alarms.sensors.episode_sensors`:
+    those of the window that opened it, as the CSV's ``opened`` column marks it)."""
     ep = episodes_mod.find_episodes(scores["time"], scores["flag"], merge_minutes)
+    opened = ep.opened if scores.get("opened") is None else scores["opened"]
+    named = episode_sensors(ep.id + 1, opened, scores["top"])
     rows = []
     for k in range(len(ep)):
         members = np.flatnonzero(ep.id == k)
-        share: dict[str, float] = {}
-        for i in members:
-            for name, value in scores["top"][i]:
-                share[name] = share.get(name, 0.0) + value
         rows.append({"start": ep.start[k], "end": ep.end[k], "windows": int(members.size),
                      "peak": float(scores["score"][members].max()),
-                     "sensors": [n for n, _ in sorted(share.items(), key=lambda kv: -kv[1])[:3]]})
+                     "sensors": [name for name, _ in named[k + 1]]})
     return rows
 
 

@@ -1,5 +1,5 @@
-"""The ``score`` step's pieces: the run loaded once (:class:`Scorer`), the output's columns and
-top sensors, chunked reading and the output checks. The scoring itself, batch and stateful,
+"""The ``score`` step's pieces: the run loaded once (:class:`Scorer`), the output's columns,
+chunked reading and the output checks. The scoring itself, batch and stateful,
 is :mod:`lstm_rare_event.steps.stream`.
 
 New rows go through the run's own :class:`Preprocessor` (the same code path as ``prepare``),
@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
+from lstm_rare_event.alarms.sensors import TOP_SENSORS
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import pid_alive
 from lstm_rare_event.preprocess.preprocessor import Preprocessor
 from lstm_rare_event.run import DETECTOR, MANIFEST, PREPROCESSOR, THRESHOLD_JSON, Run
-
-TOP_SENSORS = 3
-
 
 @dataclass(frozen=True)
 class Scorer:
@@ -60,18 +58,6 @@ def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pi
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
         return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), threshold.value, merge, fingerprint,
                       run.utc_offset_seconds())
-
-
-def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, the ``k`` features with the largest share of the score, largest first:
-    (names (N, k), shares (N, k)). A share is the feature's part of the window's summed
-    contributions; 0 for a window whose contributions sum to 0. Fewer than ``k`` features: all."""
-    k = min(k, contributions.shape[1])
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(contributions, order, axis=1)
-    total = contributions.sum(axis=1, keepdims=True)
-    shares = np.divide(top, total, out=np.zeros_like(top), where=total > 0)
-    return np.asarray(features, dtype=object)[order], shares
 
 
 def output_columns(n_features: int, has_contributions: bool = True, held: bool = False) -> list[str]:

@@ -40,9 +40,8 @@ from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.preprocessor import add_summaries, no_window_line, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, _flock
-from lstm_rare_event.steps.score import (
-    Scorer, atomic_output, check_output, load_scorer, output_columns, top_sensors,
-)
+from lstm_rare_event.alarms.sensors import top_sensors
+from lstm_rare_event.steps.score import Scorer, atomic_output, check_output, load_scorer, output_columns
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"
 MISSING = ("error", "hold")
