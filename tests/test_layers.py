@@ -7,7 +7,7 @@ its own layer or lower ones, never a higher one:
     0  errors, log, tables, files, parallel, __init__, __main__
     1  preprocess.*
     2  synthetic, detectors.*
-    3  alarms.*
+    3  alarms.*, alerts.*
     4  run
     5  steps.*
     6  cli
@@ -35,7 +35,7 @@ LAYERS = [
     ("errors", "log", "tables", "files", "parallel", "__init__", "__main__"),
     ("preprocess",),
     ("synthetic", "detectors"),
-    ("alarms",),
+    ("alarms", "alerts"),
     ("run",),
     ("steps",),
     ("cli",),
