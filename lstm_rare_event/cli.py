@@ -251,8 +251,10 @@ preprocess_options = options(
 
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
                          "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
-                         "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe")
-@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+                         "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe\n"
+                         "  lstm-rare-event prepare 'incoming/*.csv' --out run-next --last 4d --fractions 0.75,0.25,0"
+                         "   # nightly")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
 @read_options
@@ -265,23 +267,27 @@ preprocess_options = options(
                    "[default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
 @click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
 @click.option("--last", default=None,
-              help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
+              help="Keep only the most recent rows, across all INPUTs: a duration (4d, 12h) or a number of rows "
+                   "(a nightly retrain over the day files).")
 @click.option("--train-rows", default=P.train_rows, type=int,
               help="Fit per experiment: train and validate in the first N rows (split as --fractions' train:valid), "
                    "and judge (test) every later row; its windows may start in the first N rows.")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
-def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
+def prepare_command(inputs, out_dir, as_json, wait, sep, decimal, **options):
     """Read a sheet-break CSV, shift labels ahead, window, split and scale.
 
     INPUT is a CSV (plain or .gz; --sep and --decimal for other separators and decimal
     commas) or a Parquet file, with a `time` column, a 0/1 label column `y` and numeric
-    sensor columns. Writes train/valid/test windows, the fitted preprocessor and
-    prepare.json into --out; nothing is written when the input is rejected.
+    sensor columns; - reads standard input. Several INPUTs or a pattern (quoted:
+    'incoming/*.csv') are read as one table in the order of their first rows' times, and
+    --last 4d reads only the files that hold the last 4 days. Writes train/valid/test
+    windows, the fitted preprocessor and prepare.json into --out; nothing is written when the
+    input is rejected.
     """
     from lstm_rare_event.steps import prepare
 
-    info = prepare.prepare_run(input_csv, out_dir, PrepareOptions(**options), sep=sep, decimal=decimal, wait=wait)
+    info = prepare.prepare_run(list(inputs), out_dir, PrepareOptions(**options), sep=sep, decimal=decimal, wait=wait)
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
              f"{info['lookback']} x {info['n_features']} into {out_dir}")
     if as_json:
