@@ -122,3 +122,17 @@ def test_after_skips_the_files_a_stateful_score_has_seen(days):
     header_only.write_text(files[0].read_text().splitlines()[0] + "\n")
     later = expand([str(files[0].parent / "*.csv"), str(header_only)])
     assert later.sources[-1] == header_only and later.first_times[-1] is None
+
+
+def test_the_readme_and_the_crontab_have_the_same_cron_lines():
+    from conftest import ROOT
+
+    def cron_lines(text):
+        return [line for line in text.splitlines() if line[:1].isdigit() or line.startswith("*/")]
+
+    crontab = cron_lines((ROOT / "examples" / "crontab").read_text())
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("```cron"):]
+    assert crontab and cron_lines(block[:block.index("```", 3)]) == crontab
+    nightly = (ROOT / "examples" / "Makefile").read_text()
+    assert "HISTORY='incoming/*.csv'" in crontab[-1] and "--last 4d" in nightly  # 4 days over the day files
