@@ -212,3 +212,43 @@ def test_an_episode_is_named_by_the_window_that_opened_it():
     assert [n for n, _ in named[2]] == ["x4", "x3"]
     # an episode that opened before these windows: its first window here
     assert [n for n, _ in episode_sensors(np.array([0, 1, 1]), np.array([0, 0, 0]), top[1:])[1]] == ["x3", "x4"]
+
+
+# -- the lifecycle -------------------------------------------------------------------------------
+def windows_of(flags, merge_minutes=10):
+    """Windows 2 minutes apart with the alarm rule's numbering of ``flags`` (as scores.csv has it)."""
+    from lstm_rare_event.alarms.episodes import find_episodes
+
+    end = np.datetime64("2026-12-04T00:00", "s") + np.arange(len(flags)) * np.timedelta64(120, "s")
+    flags = np.asarray(flags, dtype=bool)
+    ep = find_episodes(end, flags, merge_minutes)
+    scores = np.where(flags, 5.0 + np.arange(len(flags)) % 7, 1.0)
+    return end.astype(np.int64), np.datetime_as_string(end), scores, ep.id + 1, ep.opened.astype(np.int8)
+
+
+FLAGS = [0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("calls", [[22], [1] * 22, [2, 5, 6, 9], [13, 9]])
+def test_one_opened_and_one_resolved_per_episode_whatever_the_calls(calls):
+    from lstm_rare_event.alerts.lifecycle import Lifecycle
+
+    seconds, shown, scores, episode, opened = windows_of(FLAGS)
+    lifecycle, told, start = Lifecycle("run", 10), [], 0
+    for size in calls:
+        piece = slice(start, start + size)
+        sensors = {i: [{"name": f"x{start + i}", "share": 1.0, "z": None}] for i in np.flatnonzero(opened[piece])}
+        told += lifecycle.observe(seconds[piece], shown[piece], scores[piece], episode[piece], opened[piece],
+                                  4.5, sensors)
+        told += lifecycle.close(int(seconds[piece][-1]))
+        # through the state file between calls
+        lifecycle = Lifecycle.from_json(json.loads(json.dumps(lifecycle.as_json())), "run", 10)
+        start += size
+    assert [(e.event, e.fields["episode"]) for e in told] == [
+        ("opened", 1), ("resolved", 1), ("opened", 2), ("resolved", 2), ("opened", 3)]
+    first_resolved = told[1].fields
+    assert (first_resolved["start"], first_resolved["end"]) == (str(shown[1]), str(shown[4]))
+    assert first_resolved["windows"] == 3 and first_resolved["duration_minutes"] == 6
+    assert first_resolved["peak"] == scores[[1, 2, 4]].max()
+    assert told[0].fields["sensors"][0]["name"] == "x1" and lifecycle.episode.id == 3
+    assert lifecycle.last_alert == told[-1].as_json()
