@@ -252,3 +252,39 @@ def test_one_opened_and_one_resolved_per_episode_whatever_the_calls(calls):
     assert first_resolved["peak"] == scores[[1, 2, 4]].max()
     assert told[0].fields["sensors"][0]["name"] == "x1" and lifecycle.episode.id == 3
     assert lifecycle.last_alert == told[-1].as_json()
+
+
+# -- one call's alerting, through the state ----------------------------------------------------
+def test_a_watch_tells_each_event_once_keeps_what_a_sink_refused_and_writes_metrics(tmp_path, capsys):
+    from lstm_rare_event import log
+    from lstm_rare_event.alerts.watch import Watch
+
+    def prefixes():
+        return [line.split(" ", 1)[1].split(":")[0] for line in capsys.readouterr().err.splitlines()]
+
+    log.configure(quiet=True)
+    seconds, shown, scores, episode, opened = windows_of(FLAGS)
+    failing = SinkOptions(alert_cmd=command("import sys; sys.exit(1)"), alert_log=tmp_path / "a.jsonl",
+                          metrics=tmp_path / "lre.prom", timeout=30)
+    watch = Watch.start(None, "run", 10)
+    watch.windows(seconds[:8], shown[:8], scores[:8], episode[:8], opened[:8], 4.5, {})
+    watch.inputs(["incoming/2026-12-05.csv: file not found"], now="2026-12-05T00:00:00")
+    watch.finish(int(seconds[7]), DataChecks(), {}, str(shown[7]))
+    capsys.readouterr()
+    watch.tell(failing)
+    assert prefixes() == ["alert", "warning", "error", "error"]
+    assert len(watch.pending) == 2 and all(p.sinks == [COMMAND] for p in watch.pending)
+    watch.metrics(failing, {"last_score": 1.0, "threshold": 4.5}, "score")
+    prom = (tmp_path / "lre.prom").read_text()
+    assert 'lstm_rare_event_alerts_pending{state="score"} 2' in prom
+    assert 'lstm_rare_event_episode_open{state="score"} 1' in prom
+    assert 'lstm_rare_event_condition{state="score",condition="missing input"} 1' in prom
+    assert 'lstm_rare_event_condition{state="score",condition="drift"} 0' in prom
+
+    # the next call: the state carries the pending events, and the command works now
+    watch = Watch.start(json.loads(json.dumps(watch.as_json())), "run", 10)
+    watch.inputs([], now="2026-12-05T00:02:00")
+    done = watch.tell(SinkOptions(alert_cmd=command("pass"), alert_log=tmp_path / "a.jsonl", timeout=30))
+    assert prefixes() == ["warning"]  # the missing input cleared; nothing else is told again
+    assert done.delivered == 4 and watch.pending == []
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # the log took each event once

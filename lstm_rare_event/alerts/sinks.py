@@ -143,7 +143,7 @@ def deliver(new: list[Event], pending: list[Pending], options: SinkOptions, cloc
         for sink in item.sinks:
             remaining = deadline - clock()
             if sink not in sinks:  # the option was dropped from the cron line: nobody to retry for
-                result.errors.append(f"{item.event.event} {item.event.id} was pending for --alert-"
+                result.errors.append(f"event {item.event.id} was pending for --alert-"
                                      f"{'cmd' if sink == COMMAND else 'log'}, which this call does not give; dropped")
                 continue
             if remaining <= 0:
@@ -159,7 +159,7 @@ def deliver(new: list[Event], pending: list[Pending], options: SinkOptions, cloc
             item.error = why
             where = options.alert_cmd if sink == COMMAND else options.alert_log
             result.errors.append(f"--alert-{'cmd' if sink == COMMAND else 'log'} {where}: {why}; "
-                                 f"{item.event.event} {item.event.id} kept to retry on the next call")
+                                 f"event {item.event.id} kept to retry on the next call")
         if left:
             item.sinks, item.attempts = left, item.attempts + 1
             result.pending.append(item)
