@@ -21,6 +21,8 @@ import click
 
 from lstm_rare_event import __version__, detectors, log
 from lstm_rare_event.alarms.thresholds import RULES
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES
+from lstm_rare_event.alerts.sinks import SinkOptions
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
@@ -28,6 +30,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
+from lstm_rare_event.preprocess.spans import duration_minutes
 from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.steps.prepare import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
@@ -557,8 +560,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                           "  2  also: with --out-dir, any INPUT was bad (the good ones are written; 2 wins over 3)\n"
                           "  75 also: another call holds --state's lock past --wait")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out-dir", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write each INPUT's scores to DIR/<INPUT name without .csv/.gz/.parquet>.scores.csv "
                    "(atomically), the run loaded once for all. Two INPUTs with the same name are refused. "
@@ -570,7 +572,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
                    "detectors that name sensors. With --state, new windows are appended.")
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="One INPUT only. Score only what is new since the last call with this state file (created if missing): "
+              help="Score only what is new since the last call with this state file (created if missing): "
                    "rows already seen are skipped, new windows appended to --out, the open alarm episode "
                    "carried over. Locked (STATE.lock) while a call runs.")
 @click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
@@ -578,6 +580,20 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
                    "state is created.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when an alarm episode opens.")
+@click.option("--alert-cmd", default=None, metavar="CMD",
+              help="Run CMD (through the shell) once per event: an episode opened or resolved, a data condition "
+                   "started or cleared; the event as JSON on its stdin and in LRE_EVENT, LRE_EPISODE, LRE_TIME, "
+                   "LRE_SENSORS, LRE_MESSAGE, ... A failure is an error: line and, with --state, retried on the "
+                   "next call; all sinks together get --wait seconds.")
+@click.option("--alert-log", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Append each event to this file as a JSON line (flushed to disk).")
+@click.option("--metrics", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Rewrite this Prometheus textfile (for node_exporter's textfile collector, name it *.prom) on "
+                   "every call: last score, threshold, open episode, rows scored, last row time, run age, "
+                   "conditions in force.")
+@click.option("--clear-after", default=f"{DEFAULT_CLEAR_MINUTES:g}min", show_default=True,
+              help="A data condition (drift, stuck sensor, cadence) is told cleared after this long of rows "
+                   "without it (a duration: 30min, 2h).")
 @click.option("--missing", type=click.Choice(MISSING), default=ScoreOptions.missing, show_default=True,
               help="An empty cell: error (exit 2 naming row and column), or hold the sensor's last value "
                    "and mark the windows with it (held column).")
@@ -605,17 +621,25 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
-def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  time_column, label_column, time_format, chunk_rows, plot, sep, decimal, engine, allow_pickle, wait,
-                  as_json):
+def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
+                  metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
+                  plot, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
     rows are dropped as in prepare). The run's preprocessor, detector and threshold are
     applied as saved; a window is flagged when its score is above the threshold, and flagged
-    windows less than the threshold's merge gap apart are one alarm episode. One summary
-    line goes to stderr, as a warning when an episode opens, so that with --quiet only
-    alerts, data warnings and errors print anything. On an error nothing is written.
+    windows less than the threshold's merge gap apart are one alarm episode. On an error
+    nothing is written.
+
+    Events are told once each on stderr: "alert:" when an episode opens (its score, threshold
+    and top sensors) and when it is resolved (no flag for the merge gap), "warning:" when a
+    data condition (drift, stuck sensor, cadence, missing input) starts and when it clears,
+    "error:" when a sink fails. With --quiet only these lines print. With --state the
+    conditions and the open episode are carried between calls, so cron mails each change
+    once; several INPUTs with --out (yesterday's and today's day files, or a pattern) are
+    read in time order, files already scored are skipped, and an INPUT that is not there yet
+    is the missing-input condition, not an error.
 
     Several INPUTs (e.g. a machine's days) with --out-dir DIR: one output per INPUT, the run
     loaded once. Every good INPUT is scored and written even when another is bad; each bad
@@ -629,17 +653,17 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
                         "for one output per INPUT")
     if out_path is None and out_dir is None:
         raise UserError("give --out FILE (one INPUT) or --out-dir DIR (one output per INPUT)")
-    if len(inputs) > 1 and out_dir is None:
-        raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
+    sinks = SinkOptions(alert_cmd=alert_cmd, alert_log=alert_log, metrics=metrics, timeout=wait)
     options = stream.ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                                   drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
-                                  time_column=time_column, label_column=label_column, time_format=time_format)
+                                  time_column=time_column, label_column=label_column, time_format=time_format,
+                                  sinks=sinks, clear_minutes=duration_minutes(clear_after, "--clear-after"))
     if out_dir is not None:
         def report(result):
             if "error" in result:
                 click.echo(f"Error: {result['error']}", err=True)
             else:
-                (log.warning if result["episodes_opened"] else log.info)(stream.summary_line(result))
+                log.info(stream.summary_line(result))
 
         summary = stream.score_many(run_dir, inputs, out_dir, options, history=history, state_path=state_path,
                                     on_done=report)
@@ -650,9 +674,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         if fail_on_alert and summary["episodes_opened"]:
             sys.exit(3)
         return
-    input_csv, = inputs
-    summary = stream.score(run_dir, input_csv, out_path, options, history=history, state_path=state_path)
-    (log.warning if summary["episodes_opened"] else log.info)(stream.summary_line(summary))
+    summary = stream.score(run_dir, list(inputs), out_path, options, history=history, state_path=state_path)
+    log.info(stream.summary_line(summary))
     if as_json:
         click.echo(dumps(summary), nl=False, err=str(out_path) == "-")
     if fail_on_alert and summary["episodes_opened"]:

@@ -152,14 +152,17 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
         result = invoke(*args)
         assert result.exit_code in (0, 3), result.output
         lines = result.stderr.strip().splitlines()
-        if result.exit_code == 3:
-            assert len(lines) == 1 and "new alarm episode" in lines[0] and "top sensors" in lines[0]
-            alerts.append(lines[0])
-        else:
-            assert lines == []  # an ongoing episode prints nothing more
+        assert all(" alert: alarm episode " in line for line in lines), lines  # nothing else with -q
+        opened_here = [line for line in lines if " opened at " in line]
+        assert (result.exit_code == 3) == bool(opened_here)
+        assert all("top sensors" in line and "z " in line for line in opened_here)
+        alerts += lines
     assert killed and out.read_bytes() == expected
     opened = pd.read_csv(out).opened.sum()
-    assert sum(int("new alarm episodes" in a) or 1 for a in alerts) <= len(alerts) <= opened == episodes
+    # one line per episode opened and one per episode resolved, the killed call's told once
+    assert len([a for a in alerts if " opened at " in a]) == opened == episodes
+    resolved = [a for a in alerts if " resolved: " in a]
+    assert len(resolved) in (episodes - 1, episodes) and len(set(resolved)) == len(resolved)
     scores = pd.read_csv(out)
     assert scores.episode.max() == episodes and (scores.episode[scores.flag == 0] == 0).all()
 
@@ -168,9 +171,9 @@ def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_pa
     out = tmp_path / "scores.csv"
     result = invoke("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out,
                     "--fail-on-alert", "-q")
-    alerts = [line for line in result.stderr.strip().splitlines() if "alarm" in line]
-    assert result.exit_code == 3 and len(alerts) == 1 and "new alarm episodes, the first (#1) opened at" in alerts[0]
+    alerts = [line for line in result.stderr.strip().splitlines() if " opened at " in line]
     scores = pd.read_csv(out)
+    assert result.exit_code == 3 and len(alerts) == scores.opened.sum() and "alarm episode 1 opened at" in alerts[0]
     flagged = scores[scores.flag == 1]
     assert (flagged.episode >= 1).all() and scores.opened.sum() == flagged.episode.nunique()
     assert flagged.episode.is_monotonic_increasing
@@ -234,8 +237,8 @@ def test_drift_interval_and_constant_warnings(runs, plant, prev_csv, tmp_path):
                     "--out", tmp_path / "s.csv", "-q", "--json")
     assert result.exit_code in (0, 3), result.output
     kinds = {w["kind"]: w for w in json.loads(result.stdout)["warnings"]}
-    assert "x3" in kinds["drift"]["sensors"] and kinds["constant"]["sensors"] == ["x5"]
-    assert "interval" not in kinds
+    assert "x3" in kinds["drift"]["sensors"] and kinds["stuck"]["sensors"] == ["x5"]
+    assert "cadence" not in kinds
     warned = [line for line in result.stderr.splitlines() if "warning:" in line]
     assert any("x3" in line and "SD" in line for line in warned) and any("x5" in line for line in warned)
     minute = plant[1].iloc[:40].copy()  # 1-minute rows into a 2-minute run
@@ -244,7 +247,7 @@ def test_drift_interval_and_constant_warnings(runs, plant, prev_csv, tmp_path):
     result = invoke("score", runs["mahalanobis"], write(minute, tmp_path / "m.csv"), "--out", tmp_path / "s.csv",
                     "-q", "--json")
     assert result.exit_code in (0, 3)
-    assert any(w["kind"] == "interval" for w in json.loads(result.stdout)["warnings"])
+    assert any(w["kind"] == "cadence" for w in json.loads(result.stdout)["warnings"])
 
 
 def test_missing_cell_is_exit_2_or_held(runs, plant, prev_csv, tmp_path):

@@ -99,7 +99,7 @@ def resolved(run: str, episode: int, start: str, end: str, peak: float, peak_tim
     flagged for the merge gap after it."""
     duration = _minutes(start, end)
     message = (f"alarm episode {episode} resolved: last flagged window {end}, {duration:g} minutes after it opened; "
-               f"peak score {peak:.4g} at {peak_time}; {windows:,} flagged windows; none since for "
+               f"peak score {peak:.4g} at {peak_time}; {windows:,} flagged window{'' if windows == 1 else 's'}; none since for "
                f"{merge_minutes:g} minutes")
     return Event(RESOLVED, end, run, {"episode": int(episode), "start": start, "end": end,
                                       "duration_minutes": duration, "peak": float(peak), "peak_time": peak_time,

@@ -36,6 +36,7 @@ class Watch:
     lifecycle: Lifecycle
     conditions: Conditions = field(default_factory=Conditions)
     pending: list = field(default_factory=list)  # Pending
+    last_score: float | None = None  # of the last window scored, any call
     told: list = field(default_factory=list)  # this call's events, in order
     delivery: Delivery | None = None
 
@@ -46,14 +47,19 @@ class Watch:
         KeyError, TypeError or ValueError when it is malformed."""
         if saved is None:
             return cls(Lifecycle(run, merge_minutes), Conditions(clear_minutes=clear_minutes))
+        last = saved["last_score"]
+        if last is not None and not isinstance(last, (int, float)):
+            raise ValueError(f"last_score {last!r}")
         return cls(Lifecycle.from_json(saved["lifecycle"], run, merge_minutes),
                    Conditions.from_json(saved["conditions"], clear_minutes),
-                   [Pending.from_json(p) for p in saved["pending"]])
+                   [Pending.from_json(p) for p in saved["pending"]], last)
 
     def windows(self, end_seconds, shown, scores, episode, opened, threshold: float,
                 sensors: dict[int, list[dict]]) -> None:
         """A piece of scored windows (see :meth:`Lifecycle.observe`)."""
         self.told += self.lifecycle.observe(end_seconds, shown, scores, episode, opened, threshold, sensors)
+        if len(scores):
+            self.last_score = float(scores[-1])
 
     def finish(self, last_scored_seconds: int | None, checks: DataChecks, findings: dict[str, Finding],
                last_row: str | None) -> None:
@@ -91,7 +97,7 @@ class Watch:
 
     def as_json(self) -> dict:
         return {"lifecycle": self.lifecycle.as_json(), "conditions": self.conditions.as_json(),
-                "pending": [p.as_json() for p in self.pending]}
+                "pending": [p.as_json() for p in self.pending], "last_score": self.last_score}
 
     def summary(self) -> dict:
         """The call's events and what is still pending, for ``--json``."""

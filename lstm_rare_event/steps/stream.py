@@ -26,6 +26,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,19 +34,22 @@ import numpy as np
 import pandas as pd
 
 from lstm_rare_event import log
+from lstm_rare_event.alarms.sensors import top_sensors
 from lstm_rare_event.alarms.thresholds import flag
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES, DEFAULT_DRIFT_SD, DataChecks
+from lstm_rare_event.alerts.sinks import SinkOptions
+from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.inputs import Inputs, MissingInput, expand
 from lstm_rare_event.preprocess.preprocessor import add_summaries, no_window_line, no_window_summary
-from lstm_rare_event.run import DEFAULT_WAIT, _flock
-from lstm_rare_event.alarms.sensors import top_sensors
+from lstm_rare_event.run import DEFAULT_WAIT, THRESHOLD_JSON, _flock
 from lstm_rare_event.steps.score import Scorer, atomic_output, check_output, load_scorer, output_columns
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"
 MISSING = ("error", "hold")
-DEFAULT_DRIFT_SD = 10.0
 STDIO = "-"
 EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
 
@@ -68,6 +72,10 @@ class ScoreOptions:
     decimal: str = "."
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
+    #: where events go besides stderr (--alert-cmd, --alert-log, --metrics); their time budget is --wait
+    sinks: SinkOptions = SinkOptions()
+    #: minutes of rows without a data condition before it is told cleared
+    clear_minutes: float = DEFAULT_CLEAR_MINUTES
     #: the input's time and label columns and time format; None: as the run was prepared
     time_column: str | None = None
     label_column: str | None = None
@@ -80,6 +88,8 @@ class ScoreOptions:
             raise UserError(f"--missing must be one of {', '.join(MISSING)}, got {self.missing!r}")
         if not (math.isfinite(self.drift_sd) and self.drift_sd > 0):
             raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
+        if not (math.isfinite(self.clear_minutes) and self.clear_minutes >= 0):
+            raise UserError(f"--clear-after must be a duration of 0 or more, got {self.clear_minutes:g} minutes")
 
     def columns(self, trained: Columns) -> Columns:
         """The input's columns: those given here, the others as in training."""
@@ -142,50 +152,17 @@ def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
     return mask
 
 
-@dataclass
-class Quality:
-    """What the new rows say about the data: drift, cadence, stuck sensors (warnings only)."""
-
-    drift: dict = field(default_factory=dict)  # sensor -> largest |detrended - mean| / SD seen
-    steps: dict = field(default_factory=dict)  # step between rows (seconds) -> count
-    constant: set = field(default_factory=set)
-
-    def warnings(self, pre, drift_sd: float) -> list[dict]:
-        out = []
-        far = {k: v for k, v in self.drift.items() if v > drift_sd}
-        if far:
-            names = sorted(far, key=lambda k: -far[k])
-            shown = ", ".join(f"{k} ({far[k]:.0f} SD)" for k in names[:5]) + (
-                f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
-            out.append({"kind": "drift", "sensors": names,
-                        "message": f"{len(names)} sensor(s) beyond {drift_sd:g} training SDs in the new rows: {shown}; "
-                                   "scores there mean little until the run is retrained"})
-        if self.steps:
-            step, count = max(self.steps.items(), key=lambda kv: (kv[1], -kv[0]))
-            interval = int(pre.interval_ / np.timedelta64(1, "s"))
-            if step != interval and (step < interval or count >= pre.lookback):
-                out.append({"kind": "interval", "sensors": [], "rows_interval_seconds": step,
-                            "run_interval_seconds": interval,
-                            "message": f"the rows come every {step / 60:g} minutes, the run was prepared on "
-                                       f"{interval / 60:g}-minute rows; resample them or prepare a run on such rows"})
-        if self.constant:
-            names = sorted(self.constant, key=pre.features_.index)
-            out.append({"kind": "constant", "sensors": names,
-                        "message": f"{len(names)} sensor(s) constant in the new rows that varied in training: "
-                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''} (stuck or disconnected?)"})
-        return out
-
-
 class Stream:
     """Score pieces of raw rows as one pass would (see the module docstring)."""
 
-    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None):
+    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None, run: str = ""):
         self.scorer = scorer
         self.pre = scorer.preprocessor
         self.options = options
         self.names = options.columns(self.pre.options.columns)
         self.carry = carry or Carry()
-        self.quality = Quality()
+        self.checks = DataChecks()
+        self.watch = Watch.start(None, run, scorer.merge_minutes)  # a stateful call's comes from its state
         self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
         self.new_rows = self.skipped = self.windows = self.alarms = 0
         self.first_alarm = self.last_alarm = None
@@ -293,27 +270,11 @@ class Stream:
         return empty.any(axis=1)
 
     def _steps(self, time: np.ndarray) -> None:
-        last = self.carry.last_time
-        series = time if last is None else np.concatenate([[last], time])
-        steps, counts = np.unique(np.diff(series).astype("timedelta64[s]").astype(np.int64), return_counts=True)
-        for step, count in zip(steps.tolist(), counts.tolist()):
-            self.quality.steps[step] = self.quality.steps.get(step, 0) + count
+        self.checks.add_steps(time, self.carry.last_time)
 
     def _check_quality(self, table: Table, staged, first_new: int) -> None:
-        pre = self.pre
         new = staged.source_row >= first_new
-        if new.any():
-            with np.errstate(over="ignore", invalid="ignore"):
-                z = np.abs((staged.values[new] - pre.mean_) / pre.scale_).max(axis=0)
-            for j in np.flatnonzero(z > self.options.drift_sd):
-                name = pre.features_[j]
-                self.quality.drift[name] = max(self.quality.drift.get(name, 0.0), float(z[j]))
-        # Stuck: the same value in every new row, or in the latest STUCK rows (earlier calls' too).
-        stuck = max(pre.context_rows + 1, 2 * pre.lookback)
-        if len(table) >= stuck:
-            values = table.values[min(first_new, len(table) - stuck):]
-            constant = (values == values[0]).all(axis=0) & (pre.scale_ != 1.0)
-            self.quality.constant.update(pre.features_[j] for j in np.flatnonzero(constant))
+        self.checks.add_rows(self.pre, table.values, first_new, staged.values[new], self.options.drift_sd)
 
     def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
         scorer, carry = self.scorer, self.carry
@@ -357,9 +318,14 @@ class Stream:
         if self.columns is None:
             self.columns = list(columns)
             assert self.header() == ",".join(self.columns) + "\n", (self.header(), self.columns)
+        sensors = {}
         for k in np.flatnonzero(opened):
             self.opened.append({"id": int(episode[k]), "start": str(times[k]),
                                 "sensors": [] if names is None else [str(s) for s in names[k]]})
+            if names is not None:
+                sensors[int(k)] = self._named(staged.values[ends[k]], names[k], shares[k])
+        self.watch.windows(end_time.astype("datetime64[s]").astype(np.int64), times, scores, episode, opened,
+                           scorer.threshold, sensors)
         if where.size:
             carry.episodes = int(ids[-1])
             carry.episode_last = end_time[where[-1]]
@@ -372,6 +338,17 @@ class Stream:
         carry.windows += len(ends)
         self.windows += len(ends)
         return pd.DataFrame(columns, columns=self.columns)
+
+    def _named(self, row: np.ndarray, names, shares) -> list[dict]:
+        """An opening window's top sensors for its alert: share of the score, and the sensor's
+        value in training SDs from its training mean in the window's last row (detrended, as
+        the detector saw it)."""
+        pre = self.pre
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (row - pre.mean_) / pre.scale_
+        where = {name: j for j, name in enumerate(pre.features_)}
+        return [{"name": str(n), "share": float(w), "z": float(z[where[n]]) if np.isfinite(z[where[n]]) else None}
+                for n, w in zip(names, shares)]
 
     def header(self) -> str:
         columns = output_columns(len(self.pre.features_), self._has_sensors,
@@ -439,13 +416,6 @@ def _pandas_csv(frame: pd.DataFrame) -> str:
 
 
 # -- inputs -------------------------------------------------------------------------------
-def open_input(path):
-    """A path, or for ``-`` standard input read whole (a :class:`Buffer` named stdin)."""
-    if str(path) == STDIO:
-        return Buffer(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode())
-    return Path(path)
-
-
 def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
     """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
     chunk is read while this one is scored, and scored while the caller writes the one before;
@@ -480,7 +450,7 @@ def _time_or_none(value):
     return None if value is None else str(np.datetime64(value, "s"))
 
 
-def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict) -> dict:
+def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch) -> dict:
     tail = carry.tail
     arrays = {} if tail is None else dict(time=tail.time.astype(np.int64), values=tail.values, y=tail.y,
                                           utc_offset=tail.utc_offset, held=carry.held)
@@ -497,12 +467,14 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict) -> dict:
         "output": output,
         "history": {"rows": 0 if tail is None else len(tail), "segment_start": _time_or_none(carry.tail_start),
                     "arrays": _pack(**arrays) if arrays else None},
+        "alerts": watch.as_json(),
     }
 
 
-def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry, dict]:
-    """The carry and the output record saved in ``path``, refused when malformed or written
-    with another run."""
+def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tuple[Carry, dict, Watch]:
+    """The carry, the output record and the alerting saved in ``path``, refused when malformed
+    or written with another run (unless ``options.adopt``)."""
+    adopt = options.adopt
     def broken(what):
         return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
 
@@ -537,11 +509,13 @@ def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry,
             if carry.tail.values.shape != (len(carry.tail), len(features)) or len(carry.held) != len(carry.tail):
                 raise broken("history arrays of the wrong shape")
         output = dict(data["output"])
+        # A state from before alerting was tracked starts with nothing told.
+        watch = Watch.start(data.get("alerts"), str(run_dir), scorer.merge_minutes, options.clear_minutes)
     except UserError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
         raise broken(f"{type(exc).__name__}: {exc}") from None
-    return carry, output
+    return carry, output, watch
 
 
 def checkpoint(label: str) -> None:
@@ -585,24 +559,27 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     the last call with this state, append it to ``out_path``, and save the state again.
     ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
     """
+    arguments = [str(p) for p in input_path] if isinstance(input_path, (list, tuple)) else [str(input_path)]
+    input_path = " ".join(arguments)
     to_stdout = str(out_path) == STDIO
     if not to_stdout:
         out_path = Path(out_path)
-        if str(input_path) != STDIO:
-            check_output(out_path, input_path, run_dir)
         if state_path is not None and Path(state_path).resolve() == out_path.resolve():
             raise UserError(f"{state_path}: --state and --out are the same file")
     elif options.plot is not None:
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
         scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    stream = Stream(scorer, options, run=str(run_dir))
     if state_path is None:
-        stream = Stream(scorer, options)
-        summary = _batch(stream, input_path, out_path, to_stdout, options, history)
+        inputs = expand(arguments, options.sep, options.decimal, stream.names)
+        _check_sources(out_path, inputs, run_dir, to_stdout)
+        summary = _batch(stream, inputs, out_path, to_stdout, options, history)
+        _tell(stream, run_dir, options, None)
     else:
-        stream = Stream(scorer, options)
-        summary = _stateful(stream, run_dir, input_path, out_path, to_stdout, options, history, Path(state_path))
-    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+        summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path))
+    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options, state_path is not None), **summary,
+              **stream.watch.summary()}
     if options.plot is not None:
         from lstm_rare_event.steps.report import plot_scores
 
@@ -680,10 +657,38 @@ def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(),
             "episodes_opened": opened}
 
 
-def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
+def _check_sources(out_path, inputs: Inputs, run_dir, to_stdout: bool) -> None:
+    if not to_stdout:
+        for source in inputs.sources:
+            if not isinstance(source, Buffer):
+                check_output(out_path, source, run_dir)
+
+
+def _present(arguments: list[str], options: ScoreOptions, names: Columns) -> tuple[Inputs | None, list[str]]:
+    """The INPUTs that are there, in time order, and a line for each one that is not (a day
+    file before its first row): for a stateful call, a data condition rather than an error."""
+    if STDIO in arguments:  # read once: expand takes standard input whole
+        return expand(arguments, options.sep, options.decimal, names), []
+    present, missing = [], []
+    for argument in arguments:
+        try:
+            expand([argument], options.sep, options.decimal, names)
+        except MissingInput as exc:
+            missing.append(str(exc))
+        else:
+            present.append(argument)
+    return (expand(present, options.sep, options.decimal, names) if present else None), missing
+
+
+def feed_inputs(stream: Stream, inputs: Inputs | None, chunk_rows: int):
+    """The output frames of every input file in turn (see :func:`feed_file`)."""
+    for source in () if inputs is None else inputs.sources:
+        yield from feed_file(stream, source, chunk_rows)
+
+
+def _batch(stream: Stream, source: Inputs, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
     if history is not None:
-        seed(stream, open_input(history), options.chunk_rows)
-    source = open_input(input_path)
+        seed(stream, Path(history), options.chunk_rows)
     if to_stdout:
         _write_all(stream, source, sys.stdout, options, history is None)
     else:
@@ -696,7 +701,7 @@ def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windo
     """The whole output of ``source``; without history, an input too short for any window is
     an error (nothing is written)."""
     handle.write(stream.header())
-    for frame in feed_file(stream, source, options.chunk_rows):
+    for frame in feed_inputs(stream, source, options.chunk_rows):
         handle.write(to_csv(frame))
     pre = stream.pre
     if need_windows and stream.new_rows + stream.skipped < pre.lookback:
@@ -717,20 +722,25 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
     with _flock(lock, fcntl.LOCK_EX, options.wait, f"another score call holds the state {state_path.name}"):
         record = None
         if state_path.exists():
-            stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)
+            stream.carry, record, stream.watch = read_state(state_path, stream.scorer, run_dir, options)
             _restore_output(record)
         created = record is None
         if created and history is not None:
-            seed(stream, open_input(history), options.chunk_rows)
+            seed(stream, Path(history), options.chunk_rows)
         out_record = {"path": STDIO} if to_stdout else {"path": str(out_path.resolve())}
         if not to_stdout:
             size = out_path.stat().st_size if out_path.exists() else 0
             out_record["bytes"] = size
             if created:
                 # The state before this call, so that a kill after the append below is undone.
-                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
-        source = open_input(input_path)
-        frames = feed_file(stream, source, options.chunk_rows)
+                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
+                                                               stream.watch)))
+        inputs, missing = _present(input_path, options, stream.names)
+        if inputs is not None:
+            _check_sources(out_path, inputs, run_dir, to_stdout)
+            inputs = inputs.after(stream.carry.last_time)  # files wholly seen are not read again
+        stream.watch.inputs(missing)
+        frames = feed_inputs(stream, inputs, options.chunk_rows)
         if to_stdout:
             if created:
                 sys.stdout.write(stream.header())
@@ -740,7 +750,11 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         else:
             out_record["bytes"] = _append(out_path, stream, frames)
         checkpoint("output")
-        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+        # Told before the state is saved: a call killed in between tells again (the same event
+        # ids) rather than never; what a sink did not take is saved as pending.
+        _tell(stream, run_dir, options, state_path)
+        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
+                                                       stream.watch)))
     carry = stream.carry
     open_episode = None
     if carry.episode_last is not None and carry.last_scored is not None and \
@@ -777,14 +791,40 @@ def _append(path: Path, stream: Stream, frames) -> int:
         raise
 
 
-def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions) -> dict:
-    warnings = stream.quality.warnings(stream.pre, options.drift_sd)
-    for warning in warnings:
-        log.warning(f"{input_path}: {warning['message']}")
+def _tell(stream: Stream, run_dir, options: ScoreOptions, state_path: Path | None) -> None:
+    """The call's alerting: an episode past the merge gap resolved, the data conditions
+    updated, each event printed and handed to the sinks, the metrics rewritten."""
+    carry, watch = stream.carry, stream.watch
+    findings = stream.checks.findings(stream.pre, options.drift_sd)
+    watch.finish(None if carry.last_scored is None else _seconds(carry.last_scored), stream.checks, findings,
+                 _time_or_none(carry.last_time))
+    watch.tell(options.sinks)
+    if options.sinks.metrics is not None:
+        values = {"last_score": watch.last_score, "threshold": stream.scorer.threshold,
+                  "episode_id": carry.episodes, "rows_scored_total": carry.rows,
+                  "windows_scored_total": carry.windows,
+                  "last_row_timestamp_seconds": None if carry.last_time is None else _seconds(carry.last_time),
+                  "run_age_seconds": run_age(run_dir)}
+        watch.metrics(options.sinks, values, Path(state_path).stem if state_path is not None else "batch")
+
+
+def run_age(run_dir) -> float | None:
+    """Seconds since the run's threshold was chosen (its threshold.json written)."""
+    try:
+        return max(time.time() - (Path(run_dir) / THRESHOLD_JSON).stat().st_mtime, 0.0)
+    except OSError:
+        return None
+
+
+def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions,
+             stateful: bool) -> dict:
+    findings = stream.checks.findings(stream.pre, options.drift_sd)
+    warnings = [{"kind": kind, "sensors": list(f.sensors), "message": f.message} for kind, f in findings.items()]
     coverage = stream.coverage or no_window_summary(np.zeros(0, dtype=np.int8))
     if coverage["windowed"] < coverage["rows"]:
         line, large = no_window_line(coverage, "new rows")
-        (log.warning if large else log.info)(f"{input_path}: {line}")
+        # Every few minutes from cron, only the told transitions may reach the mail.
+        (log.warning if large and not stateful else log.info)(f"{input_path}: {line}")
     summary = {
         "input": str(input_path),
         "output": str(out_path),
