@@ -682,6 +682,22 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         sys.exit(3)
 
 
+@command(cli, "status", "lstm-rare-event status run --state state/score.state\n"
+                        "  lstm-rare-event status run --state state/score.state --json")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The --state file of the score calls.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_command(run_dir, state_path, wait, as_json):
+    """Where a scoring job stands: the run and its age, the threshold, the last row scored, the
+    open alarm episode, the last alert, the data conditions in force. Reads only."""
+    from lstm_rare_event.steps import status
+
+    info = status.status(run_dir, state_path, wait)
+    click.echo(dumps(info), nl=False) if as_json else click.echo(status.status_text(info))
+
+
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"
                        "  lstm-rare-event report run --scores scores.csv --out report.html -q   # nightly, for mail")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))

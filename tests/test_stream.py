@@ -342,3 +342,74 @@ def test_plot_and_historian_formats(runs, new_csv, tmp_path):
     ok("score", runs["mahalanobis"], semi, "--out", tmp_path / "b.csv", "--sep", ";", "--decimal", ",", "-q")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     fails(2, "score", runs["mahalanobis"], new_csv, "--out", "-", "--plot", tmp_path / "c.png", fragment="--plot")
+
+
+def test_a_cron_day_tells_each_episode_and_condition_once_and_status_agrees(alarming, plant, prev_csv, tmp_path):
+    """The crontab's call every 15 rows over yesterday's and today's day files: today's file is
+    missing for the first calls, x5 is stuck for a while; every change is told once, on stderr
+    and to both sinks, and `status` shows where the job stands."""
+    day = plant[1].copy()
+    day.loc[300:449, "x5"] = day.x5[300]  # stuck for 150 rows (5 hours), then live again
+    yesterday, today = tmp_path / "2024-01-01.csv", tmp_path / "2024-01-02.csv"
+    plant[0].to_csv(yesterday, index=False)
+    state, out, log, seen = tmp_path / "score.state", tmp_path / "scores.csv", tmp_path / "alerts.jsonl", \
+        tmp_path / "cmd.txt"
+    cmd = f'"{sys.executable}" -c "import os; open(r\'{seen}\', \'a\').write(os.environ[\'LRE_ID\'] + chr(10))"'
+    args = ["--state", state, "--out", out, "-q", "--drift-sd", "1000", "--clear-after", "20min",
+            "--alert-log", log, "--alert-cmd", cmd, "--metrics", tmp_path / "lre.prom"]
+    lines = []
+    for n, end in enumerate([0, 0, *range(15, len(day) + 15, 15)]):
+        if end:
+            write(day.iloc[:end], today)  # the historian appends to today's file
+        result = invoke("score", alarming, yesterday, today, *args)
+        assert result.exit_code == 0, result.output
+        lines += [line.split(" ", 1)[1] for line in result.stderr.strip().splitlines()]
+    scores = pd.read_csv(out)
+    episodes = int(scores.opened.sum())
+    assert episodes >= 3
+    alerts = [line for line in lines if line.startswith("alert: ")]
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(alerts) + len(warnings) == len(lines)  # nothing else with -q: no error, no summary
+    assert len([a for a in alerts if " opened at " in a]) == episodes
+    assert len([a for a in alerts if " resolved: " in a]) in (episodes - 1, episodes)
+    kinds = [(w.split(" since ")[0].split(" cleared")[0][len("warning: "):], "cleared" in w) for w in warnings]
+    assert kinds == [("missing input", False), ("missing input", True), ("stuck", False), ("stuck", True)]
+    assert "x5" in warnings[2]
+    told = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [t["message"] for t in told] == [line.split(": ", 1)[1] for line in lines]
+    assert seen.read_text().splitlines() == [t["id"] for t in told]
+    # status, read only
+    before = state.read_bytes()
+    info = json.loads(ok("status", alarming, "--state", state, "--json").stdout)
+    assert state.read_bytes() == before
+    assert info["last_alert"]["message"] == alerts[-1].split(": ", 1)[1] and info["conditions"] == []
+    assert info["last_scored"] and info["windows"] == len(scores) and info["pending_events"] == 0
+    open_now = info["open_episode"]
+    assert (open_now is None) == (len([a for a in alerts if " resolved: " in a]) == episodes)
+    text = ok("status", alarming, "--state", state).stdout
+    assert "threshold:" in text and "conditions: none" in text
+    prom = (tmp_path / "lre.prom").read_text()
+    assert f'lstm_rare_event_windows_scored_total{{state="score"}} {len(scores)}' in prom
+
+
+def test_a_failing_alert_command_is_retried_on_the_next_call(alarming, plant, prev_csv, tmp_path):
+    state, out, flag = tmp_path / "s.state", tmp_path / "scores.csv", tmp_path / "works"
+    got = tmp_path / "got.txt"
+    cmd = (f'"{sys.executable}" -c "import os,sys; ok = os.path.exists(r\'{flag}\'); '
+           f'ok and open(r\'{got}\', \'a\').write(os.environ[\'LRE_EVENT\'] + chr(10)); sys.exit(0 if ok else 5)"')
+    args = ["--state", state, "--history", prev_csv, "--out", out, "-q", "--drift-sd", "1000", "--alert-cmd", cmd]
+    first = invoke("score", alarming, write(plant[1].iloc[:400], tmp_path / "p.csv"), *args)
+    assert first.exit_code == 0
+    errors = [line for line in first.stderr.splitlines() if " error: " in line]
+    assert errors and all("exit 5" in e and "kept to retry" in e for e in errors)
+    assert json.loads(ok("status", alarming, "--state", state, "--json").stdout)["pending_events"] == len(errors)
+    flag.write_text("")
+    second = invoke("score", alarming, write(plant[1].iloc[400:401], tmp_path / "p.csv"), *args)
+    assert second.exit_code == 0 and " error: " not in second.stderr
+    assert len(got.read_text().splitlines()) >= len(errors)  # the pending ones, then this call's own
+
+
+def test_status_of_a_missing_or_foreign_state_is_one_line(alarming, tmp_path):
+    fails(2, "status", alarming, "--state", tmp_path / "none.state", fragment="none.state: file not found")
+    (tmp_path / "odd.state").write_text("{}")
+    fails(2, "status", alarming, "--state", tmp_path / "odd.state", fragment="not a score state")
