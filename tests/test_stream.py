@@ -413,3 +413,16 @@ def test_status_of_a_missing_or_foreign_state_is_one_line(alarming, tmp_path):
     fails(2, "status", alarming, "--state", tmp_path / "none.state", fragment="none.state: file not found")
     (tmp_path / "odd.state").write_text("{}")
     fails(2, "status", alarming, "--state", tmp_path / "odd.state", fragment="not a score state")
+
+
+def test_the_alert_and_the_report_name_the_same_top_sensors(alarming, plant, prev_csv, tmp_path):
+    from lstm_rare_event.steps import report
+
+    out, log = tmp_path / "scores.csv", tmp_path / "alerts.jsonl"
+    ok("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out, "-q",
+       "--alert-log", log, "--drift-sd", "1000")
+    alerted = [[s["name"] for s in e["sensors"]] for e in map(json.loads, log.read_text().splitlines())
+               if e["event"] == "opened"]
+    merge = Run(alarming).threshold().merge_minutes
+    rows = report.scored_episodes(report.read_scores(out), merge)
+    assert len(alerted) == len(rows) >= 3 and [r["sensors"] for r in rows] == alerted
