@@ -37,7 +37,10 @@ def configure(quiet: bool = False) -> None:
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
     # Click's CliRunner swaps sys.stderr per invocation; follow it.
-    handler.setStream(sys.stderr)
+    try:
+        handler.setStream(sys.stderr)
+    except ValueError:  # setStream flushes the old stream, which its owner may have closed
+        handler.stream = sys.stderr
     handler.setFormatter(_TERMINAL if _is_terminal(sys.stderr) else _STAMPED)
     LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
 
