@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from lstm_rare_event import log
 from lstm_rare_event.alerts.conditions import (
     DEFAULT_CLEAR_MINUTES, KINDS, MISSING_INPUT, Conditions, DataChecks, Finding,
@@ -103,8 +101,3 @@ class Watch:
         """The call's events and what is still pending, for ``--json``."""
         return {"events": [e.as_json() for e in self.told], "pending_events": len(self.pending),
                 "conditions": self.conditions.as_json()}
-
-
-def seconds(times: np.ndarray) -> np.ndarray:
-    """datetime64 times as int64 UTC seconds (what :meth:`Watch.windows` takes)."""
-    return np.asarray(times).astype("datetime64[s]").astype(np.int64)
