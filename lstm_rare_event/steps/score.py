@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from lstm_rare_event.alarms.episodes import DEFAULT_MERGE_MINUTES
 from lstm_rare_event.alarms.sensors import TOP_SENSORS
 from lstm_rare_event.errors import UserError
