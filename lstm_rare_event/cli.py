@@ -22,6 +22,8 @@ import click
 from lstm_rare_event import detectors, log
 from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.thresholds import RULES
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES
+from lstm_rare_event.alerts.sinks import SinkOptions
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
@@ -29,6 +31,7 @@ from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
 from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
+from lstm_rare_event.preprocess.spans import duration_minutes
 from lstm_rare_event.steps.backtest import BacktestOptions
 from lstm_rare_event.preprocess.split import SPLIT_KINDS, PrepareOptions
 from lstm_rare_event.steps.compare import REPLICATES
@@ -258,8 +261,10 @@ preprocess_options = options(
 
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
                          "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
-                         "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe")
-@click.argument("input_csv", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+                         "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe\n"
+                         "  lstm-rare-event prepare 'incoming/*.csv' --out run-next --last 4d --fractions 0.75,0.25,0"
+                         "   # nightly")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
 @read_options
@@ -272,23 +277,27 @@ preprocess_options = options(
                    "[default: 0.6,0.2,0.2 for time, 0.64,0.16,0.2 for random]")
 @click.option("--seed", default=P.seed, show_default=True, type=int, help="Seed of the random split.")
 @click.option("--last", default=None,
-              help="Keep only the most recent rows: a duration (3d, 12h) or a number of rows (a nightly retrain).")
+              help="Keep only the most recent rows, across all INPUTs: a duration (4d, 12h) or a number of rows "
+                   "(a nightly retrain over the day files).")
 @click.option("--train-rows", default=P.train_rows, type=int,
               help="Fit per experiment: train and validate in the first N rows (split as --fractions' train:valid), "
                    "and judge (test) every later row; its windows may start in the first N rows.")
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print prepare.json instead of the table.")
-def prepare_command(input_csv, out_dir, as_json, wait, sep, decimal, **options):
+def prepare_command(inputs, out_dir, as_json, wait, sep, decimal, **options):
     """Read a sheet-break CSV, shift labels ahead, window, split and scale.
 
     INPUT is a CSV (plain or .gz; --sep and --decimal for other separators and decimal
     commas) or a Parquet file, with a `time` column, a 0/1 label column `y` and numeric
-    sensor columns. Writes train/valid/test windows, the fitted preprocessor and
-    prepare.json into --out; nothing is written when the input is rejected.
+    sensor columns; - reads standard input. Several INPUTs or a pattern (quoted:
+    'incoming/*.csv') are read as one table in the order of their first rows' times, and
+    --last 4d reads only the files that hold the last 4 days. Writes train/valid/test
+    windows, the fitted preprocessor and prepare.json into --out; nothing is written when the
+    input is rejected.
     """
     from lstm_rare_event.steps import prepare
 
-    info = prepare.prepare_run(input_csv, out_dir, PrepareOptions(**options), sep=sep, decimal=decimal, wait=wait)
+    info = prepare.prepare_run(list(inputs), out_dir, PrepareOptions(**options), sep=sep, decimal=decimal, wait=wait)
     log.info(f"prepared {info['input']['rows']:,} rows -> {info['windows']:,} windows of "
              f"{info['lookback']} x {info['n_features']} into {out_dir}")
     if as_json:
@@ -558,8 +567,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                           "  2  also: with --out-dir, any INPUT was bad (the good ones are written; 2 wins over 3)\n"
                           "  75 also: another call holds --state's lock past --wait")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out-dir", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write each INPUT's scores to DIR/<INPUT name without .csv/.gz/.parquet>.scores.csv "
                    "(atomically), the run loaded once for all. Two INPUTs with the same name are refused. "
@@ -571,7 +579,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
                    "detectors that name sensors. With --state, new windows are appended.")
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="One INPUT only. Score only what is new since the last call with this state file (created if missing): "
+              help="Score only what is new since the last call with this state file (created if missing): "
                    "rows already seen are skipped, new windows appended to --out, the open alarm episode "
                    "carried over. Locked (STATE.lock) while a call runs.")
 @click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
@@ -579,6 +587,20 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
                    "state is created.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with code 3 when an alarm episode opens.")
+@click.option("--alert-cmd", default=None, metavar="CMD",
+              help="Run CMD (through the shell) once per event: an episode opened or resolved, a data condition "
+                   "started or cleared; the event as JSON on its stdin and in LRE_EVENT, LRE_EPISODE, LRE_TIME, "
+                   "LRE_SENSORS, LRE_MESSAGE, ... A failure is an error: line and, with --state, retried on the "
+                   "next call; all sinks together get --wait seconds.")
+@click.option("--alert-log", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Append each event to this file as a JSON line (flushed to disk).")
+@click.option("--metrics", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Rewrite this Prometheus textfile (for node_exporter's textfile collector, name it *.prom) on "
+                   "every call: last score, threshold, open episode, rows scored, last row time, run age, "
+                   "conditions in force.")
+@click.option("--clear-after", default=f"{DEFAULT_CLEAR_MINUTES:g}min", show_default=True,
+              help="A data condition (drift, stuck sensor, cadence) is told cleared after this long of rows "
+                   "without it (a duration: 30min, 2h).")
 @click.option("--missing", type=click.Choice(MISSING), default=ScoreOptions.missing, show_default=True,
               help="An empty cell: error (exit 2 naming row and column), or hold the sensor's last value "
                    "and mark the windows with it (held column).")
@@ -610,17 +632,25 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
-def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, missing, drift_sd, adopt,
-                  time_column, label_column, time_format, chunk_rows, plot, all_rows, sep, decimal, engine,
-                  allow_pickle, wait, as_json):
+def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
+                  metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
+                  plot, all_rows, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
     rows are dropped as in prepare). The run's preprocessor, detector and threshold are
     applied as saved; a window is flagged when its score is above the threshold, and flagged
-    windows less than the threshold's merge gap apart are one alarm episode. One summary
-    line goes to stderr, as a warning when an episode opens, so that with --quiet only
-    alerts, data warnings and errors print anything. On an error nothing is written.
+    windows less than the threshold's merge gap apart are one alarm episode. On an error
+    nothing is written.
+
+    Events are told once each on stderr: "alert:" when an episode opens (its score, threshold
+    and top sensors) and when it is resolved (no flag for the merge gap), "warning:" when a
+    data condition (drift, stuck sensor, cadence, missing input) starts and when it clears,
+    "error:" when a sink fails. With --quiet only these lines print. With --state the
+    conditions and the open episode are carried between calls, so cron mails each change
+    once; several INPUTs with --out (yesterday's and today's day files, or a pattern) are
+    read in time order, files already scored are skipped, and an INPUT that is not there yet
+    is the missing-input condition, not an error.
 
     Several INPUTs (e.g. a machine's days) with --out-dir DIR: one output per INPUT, the run
     loaded once. Every good INPUT is scored and written even when another is bad; each bad
@@ -629,16 +659,19 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     """
     from lstm_rare_event.steps import score
 
+    sinks = SinkOptions(alert_cmd=alert_cmd, alert_log=alert_log, metrics=metrics, timeout=wait)
     options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                            time_column=time_column, label_column=label_column, time_format=time_format,
-                           all_rows=all_rows)
+                           all_rows=all_rows, sinks=sinks,
+                           clear_minutes=duration_minutes(clear_after, "--clear-after"))
 
     def report(result):
+        # The episodes and data conditions reach stderr as told events (once each), not here.
         if "error" in result:
             click.echo(f"Error: {result['error']}", err=True)
         else:
-            (log.warning if result["episodes_opened"] else log.info)(score.summary_line(result))
+            log.info(score.summary_line(result))
 
     summary = score.run_score(run_dir, inputs, out_path, out_dir, options, history=history, state_path=state_path,
                               on_done=report)
@@ -678,6 +711,22 @@ def evaluate_scores_command(pairs, out_path, replicates, wait, as_json):
     if out_path is not None:
         atomic_write_text(out_path, dumps(report))
     click.echo(dumps(report), nl=False) if as_json else click.echo(evaluate_scores.evaluate_scores_text(report))
+
+
+@command(cli, "status", "lstm-rare-event status run --state state/score.state\n"
+                        "  lstm-rare-event status run --state state/score.state --json")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The --state file of the score calls.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_command(run_dir, state_path, wait, as_json):
+    """Where a scoring job stands: the run and its age, the threshold, the last row scored, the
+    open alarm episode, the last alert, the data conditions in force. Reads only."""
+    from lstm_rare_event.steps import status
+
+    info = status.status(run_dir, state_path, wait)
+    click.echo(dumps(info), nl=False) if as_json else click.echo(status.status_text(info))
 
 
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"

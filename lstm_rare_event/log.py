@@ -37,7 +37,10 @@ def configure(quiet: bool = False) -> None:
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
     # Click's CliRunner swaps sys.stderr per invocation; follow it.
-    handler.setStream(sys.stderr)
+    try:
+        handler.setStream(sys.stderr)
+    except ValueError:  # setStream flushes the old stream, which its owner may have closed
+        handler.stream = sys.stderr
     handler.setFormatter(_TERMINAL if _is_terminal(sys.stderr) else _STAMPED)
     LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
 
@@ -48,3 +51,13 @@ def info(message: str, *args) -> None:
 
 def warning(message: str, *args) -> None:
     LOGGER.warning("warning: " + message, *args)
+
+
+# Three prefixes a mail filter or an operator can tell apart: an alarm episode opened or
+# resolved, a data condition started or cleared, a failure (of a step or of an alert sink).
+def alert(message: str, *args) -> None:
+    LOGGER.warning("alert: " + message, *args)
+
+
+def error(message: str, *args) -> None:
+    LOGGER.error("error: " + message, *args)

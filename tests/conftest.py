@@ -124,3 +124,16 @@ def skab_like(n=120, anomaly=(80, 100), seed=0, jitter=()):
     label[anomaly[0]:anomaly[1]] = 1.0
     data["anomaly"], data["changepoint"] = label, np.zeros(n)
     return pd.DataFrame(data)
+
+
+def write_days(frame: pd.DataFrame, folder: Path, name="{day}.csv") -> list[Path]:
+    """``frame`` (``make_sheet_breaks``' times) split into one CSV per calendar day, as a
+    historian's export folder holds them: ``folder/2024-03-01.csv``, ... in time order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    days = pd.to_datetime(frame["time"], format="%m/%d/%y %H:%M").dt.strftime("%Y-%m-%d")
+    paths = []
+    for day, rows in frame.groupby(days, sort=True):
+        path = folder / name.format(day=day)
+        write_csv(rows, path)
+        paths.append(path)
+    return paths

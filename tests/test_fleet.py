@@ -79,7 +79,6 @@ def test_a_bad_input_is_named_the_good_ones_are_written(runs, days, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (("{day}", "--out", "{tmp}/a.csv", "--out-dir", "{tmp}/d"), "mutually exclusive"),
-    (("{day}", "{day2}", "--out", "{tmp}/a.csv"), "need --out-dir"),
     (("{day}",), "give --out FILE"),
     (("{day}", "{day2}", "--out-dir", "{tmp}/d", "--history", "{day}"), "--history applies to a single INPUT"),
     (("{day}", "{day2}", "--out-dir", "{tmp}/d", "--state", "{tmp}/s.state"), "--state applies to a single INPUT"),

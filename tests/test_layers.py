@@ -7,7 +7,7 @@ its own layer or lower ones, never a higher one:
     0  errors, log, tables, files, parallel, version
     1  preprocess.*
     2  synthetic, detectors.*
-    3  alarms.*
+    3  alarms.*, alerts.*
     4  run
     5  scoring.*
     6  pipeline
@@ -37,7 +37,7 @@ LAYERS = [
     ("errors", "log", "tables", "files", "parallel", "version", "__init__", "__main__"),
     ("preprocess",),
     ("synthetic", "detectors"),
-    ("alarms",),
+    ("alarms", "alerts"),
     ("run",),
     ("scoring",),
     ("pipeline",),

@@ -124,7 +124,14 @@ def test_scored_episodes_and_their_top_sensors(tmp_path):
     # flagged at minutes 6, 8 (one episode) and 40 (another), as the episode column says
     assert [(str(r["start"]), r["windows"], r["peak"]) for r in rows] == [
         ("2024-03-01T00:06:00", 2, 3.0), ("2024-03-01T00:40:00", 1, 1.5)]
-    assert rows[0]["sensors"] == ["x5", "x7", "x9"] and rows[1]["sensors"] == ["x9", "x5", "x7"]
+    # each episode named by the window that opened it (what the alert said), not by later windows
+    assert rows[0]["sensors"] == ["x5", "x7", "x9"] and rows[1]["sensors"] == ["x5", "x7", "x9"]
+    frame = pd.read_csv(tmp_path / "s.csv")
+    frame.loc[4, ["sensor_1", "sensor_2", "sensor_3"]] = ["x11", "x2", "x12"]  # a later window of episode 1
+    frame.loc[4, ["share_1", "share_2", "share_3"]] = [0.9, 0.9, 0.9]
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    assert figure.scored_episodes(figure.read_scores(tmp_path / "s.csv"))[0]["sensors"] == \
+        ["x5", "x7", "x9"]
 
 
 def test_scored_episodes_are_the_csv_s_own_not_recounted(tmp_path):
@@ -149,7 +156,7 @@ def test_plot_scores_in_the_data_time_zone(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
-    assert "x5\nx7\nx9" in texts and "x9\nx5\nx7" in texts
+    assert texts.count("x5\nx7\nx9") == 2
     # drawn as written (00:00 local), not converted to UTC (22:00 the day before)
     from matplotlib import dates as mdates
 

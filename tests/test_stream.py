@@ -152,14 +152,17 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
         result = invoke(*args)
         assert result.exit_code in (0, 3), result.output
         lines = result.stderr.strip().splitlines()
-        if result.exit_code == 3:
-            assert len(lines) == 1 and "new alarm episode" in lines[0] and "top sensors" in lines[0]
-            alerts.append(lines[0])
-        else:
-            assert lines == []  # an ongoing episode prints nothing more
+        assert all(" alert: alarm episode " in line for line in lines), lines  # nothing else with -q
+        opened_here = [line for line in lines if " opened at " in line]
+        assert (result.exit_code == 3) == bool(opened_here)
+        assert all("top sensors" in line and "z " in line for line in opened_here)
+        alerts += lines
     assert killed and out.read_bytes() == expected
     opened = pd.read_csv(out).opened.sum()
-    assert sum(int("new alarm episodes" in a) or 1 for a in alerts) <= len(alerts) <= opened == episodes
+    # one line per episode opened and one per episode resolved, the killed call's told once
+    assert len([a for a in alerts if " opened at " in a]) == opened == episodes
+    resolved = [a for a in alerts if " resolved: " in a]
+    assert len(resolved) in (episodes - 1, episodes) and len(set(resolved)) == len(resolved)
     scores = pd.read_csv(out)
     assert scores.episode.max() == episodes and (scores.episode[scores.flag == 0] == 0).all()
 
@@ -168,9 +171,9 @@ def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_pa
     out = tmp_path / "scores.csv"
     result = invoke("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out,
                     "--fail-on-alert", "-q")
-    alerts = [line for line in result.stderr.strip().splitlines() if "alarm" in line]
-    assert result.exit_code == 3 and len(alerts) == 1 and "new alarm episodes, the first (#1) opened at" in alerts[0]
+    alerts = [line for line in result.stderr.strip().splitlines() if " opened at " in line]
     scores = pd.read_csv(out)
+    assert result.exit_code == 3 and len(alerts) == scores.opened.sum() and "alarm episode 1 opened at" in alerts[0]
     flagged = scores[scores.flag == 1]
     assert (flagged.episode >= 1).all() and scores.opened.sum() == flagged.episode.nunique()
     assert flagged.episode.is_monotonic_increasing
@@ -233,8 +236,8 @@ def test_drift_interval_and_constant_warnings(runs, plant, prev_csv, tmp_path):
                     "--out", tmp_path / "s.csv", "-q", "--json")
     assert result.exit_code in (0, 3), result.output
     kinds = {w["kind"]: w for w in json.loads(result.stdout)["warnings"]}
-    assert "x3" in kinds["drift"]["sensors"] and kinds["constant"]["sensors"] == ["x5"]
-    assert "interval" not in kinds
+    assert "x3" in kinds["drift"]["sensors"] and kinds["stuck"]["sensors"] == ["x5"]
+    assert "cadence" not in kinds
     warned = [line for line in result.stderr.splitlines() if "warning:" in line]
     assert any("x3" in line and "SD" in line for line in warned) and any("x5" in line for line in warned)
     minute = plant[1].iloc[:40].copy()  # 1-minute rows into a 2-minute run
@@ -243,7 +246,7 @@ def test_drift_interval_and_constant_warnings(runs, plant, prev_csv, tmp_path):
     result = invoke("score", runs["mahalanobis"], write(minute, tmp_path / "m.csv"), "--out", tmp_path / "s.csv",
                     "-q", "--json")
     assert result.exit_code in (0, 3)
-    assert any(w["kind"] == "interval" for w in json.loads(result.stdout)["warnings"])
+    assert any(w["kind"] == "cadence" for w in json.loads(result.stdout)["warnings"])
 
 
 def test_missing_cell_is_exit_2_or_held(runs, plant, prev_csv, tmp_path):
@@ -338,3 +341,86 @@ def test_plot_and_historian_formats(runs, new_csv, tmp_path):
     ok("score", runs["mahalanobis"], semi, "--out", tmp_path / "b.csv", "--sep", ";", "--decimal", ",", "-q")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     fails(2, "score", runs["mahalanobis"], new_csv, "--out", "-", "--plot", tmp_path / "c.png", fragment="--plot")
+
+
+def test_a_cron_day_tells_each_episode_and_condition_once_and_status_agrees(alarming, plant, prev_csv, tmp_path):
+    """The crontab's call every 15 rows over yesterday's and today's day files: today's file is
+    missing for the first calls, x5 is stuck for a while; every change is told once, on stderr
+    and to both sinks, and `status` shows where the job stands."""
+    day = plant[1].copy()
+    day.loc[300:449, "x5"] = day.x5[300]  # stuck for 150 rows (5 hours), then live again
+    yesterday, today = tmp_path / "2024-01-01.csv", tmp_path / "2024-01-02.csv"
+    plant[0].to_csv(yesterday, index=False)
+    state, out, log, seen = tmp_path / "score.state", tmp_path / "scores.csv", tmp_path / "alerts.jsonl", \
+        tmp_path / "cmd.txt"
+    cmd = f'"{sys.executable}" -c "import os; open(r\'{seen}\', \'a\').write(os.environ[\'LRE_ID\'] + chr(10))"'
+    args = ["--state", state, "--out", out, "-q", "--drift-sd", "1000", "--clear-after", "20min",
+            "--alert-log", log, "--alert-cmd", cmd, "--metrics", tmp_path / "lre.prom"]
+    lines = []
+    for n, end in enumerate([0, 0, *range(15, len(day) + 15, 15)]):
+        if end:
+            write(day.iloc[:end], today)  # the historian appends to today's file
+        result = invoke("score", alarming, yesterday, today, *args)
+        assert result.exit_code == 0, result.output
+        lines += [line.split(" ", 1)[1] for line in result.stderr.strip().splitlines()]
+    scores = pd.read_csv(out)
+    episodes = int(scores.opened.sum())
+    assert episodes >= 3
+    alerts = [line for line in lines if line.startswith("alert: ")]
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(alerts) + len(warnings) == len(lines)  # nothing else with -q: no error, no summary
+    assert len([a for a in alerts if " opened at " in a]) == episodes
+    assert len([a for a in alerts if " resolved: " in a]) in (episodes - 1, episodes)
+    kinds = [(w.split(" since ")[0].split(" cleared")[0][len("warning: "):], "cleared" in w) for w in warnings]
+    assert kinds == [("missing input", False), ("missing input", True), ("stuck", False), ("stuck", True)]
+    assert "x5" in warnings[2]
+    told = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [t["message"] for t in told] == [line.split(": ", 1)[1] for line in lines]
+    assert seen.read_text().splitlines() == [t["id"] for t in told]
+    # status, read only
+    before = state.read_bytes()
+    info = json.loads(ok("status", alarming, "--state", state, "--json").stdout)
+    assert state.read_bytes() == before
+    assert info["last_alert"]["message"] == alerts[-1].split(": ", 1)[1] and info["conditions"] == []
+    assert info["last_scored"] and info["windows"] == len(scores) and info["pending_events"] == 0
+    open_now = info["open_episode"]
+    assert (open_now is None) == (len([a for a in alerts if " resolved: " in a]) == episodes)
+    text = ok("status", alarming, "--state", state).stdout
+    assert "threshold:" in text and "conditions: none" in text
+    prom = (tmp_path / "lre.prom").read_text()
+    assert f'lstm_rare_event_windows_scored_total{{state="score"}} {len(scores)}' in prom
+
+
+def test_a_failing_alert_command_is_retried_on_the_next_call(alarming, plant, prev_csv, tmp_path):
+    state, out, flag = tmp_path / "s.state", tmp_path / "scores.csv", tmp_path / "works"
+    got = tmp_path / "got.txt"
+    cmd = (f'"{sys.executable}" -c "import os,sys; ok = os.path.exists(r\'{flag}\'); '
+           f'ok and open(r\'{got}\', \'a\').write(os.environ[\'LRE_EVENT\'] + chr(10)); sys.exit(0 if ok else 5)"')
+    args = ["--state", state, "--history", prev_csv, "--out", out, "-q", "--drift-sd", "1000", "--alert-cmd", cmd]
+    first = invoke("score", alarming, write(plant[1].iloc[:400], tmp_path / "p.csv"), *args)
+    assert first.exit_code == 0
+    errors = [line for line in first.stderr.splitlines() if " error: " in line]
+    assert errors and all("exit 5" in e and "kept to retry" in e for e in errors)
+    assert json.loads(ok("status", alarming, "--state", state, "--json").stdout)["pending_events"] == len(errors)
+    flag.write_text("")
+    second = invoke("score", alarming, write(plant[1].iloc[400:401], tmp_path / "p.csv"), *args)
+    assert second.exit_code == 0 and " error: " not in second.stderr
+    assert len(got.read_text().splitlines()) >= len(errors)  # the pending ones, then this call's own
+
+
+def test_status_of_a_missing_or_foreign_state_is_one_line(alarming, tmp_path):
+    fails(2, "status", alarming, "--state", tmp_path / "none.state", fragment="none.state: file not found")
+    (tmp_path / "odd.state").write_text("{}")
+    fails(2, "status", alarming, "--state", tmp_path / "odd.state", fragment="not a score state")
+
+
+def test_the_alert_and_the_report_name_the_same_top_sensors(alarming, plant, prev_csv, tmp_path):
+    from lstm_rare_event.scoring import figure
+
+    out, log = tmp_path / "scores.csv", tmp_path / "alerts.jsonl"
+    ok("score", alarming, write(plant[1], tmp_path / "day.csv"), "--history", prev_csv, "--out", out, "-q",
+       "--alert-log", log, "--drift-sd", "1000")
+    alerted = [[s["name"] for s in e["sensors"]] for e in map(json.loads, log.read_text().splitlines())
+               if e["event"] == "opened"]
+    rows = figure.scored_episodes(figure.read_scores(out))
+    assert len(alerted) == len(rows) >= 3 and [r["sensors"] for r in rows] == alerted

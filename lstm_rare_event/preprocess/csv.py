@@ -581,27 +581,33 @@ def read_table(path, features=None, drop=DEFAULT_DROP, labels: str = "required",
                decimal: str = ".", values_to: Path | None = None, columns: Columns = Columns()) -> Table:
     """Read and check a whole sheet-break CSV file (or Parquet file), a chunk at a time.
 
+    ``path`` may also be several files in time order (:class:`~lstm_rare_event.preprocess.inputs.Inputs`),
+    read as one table: the sensors are chosen from the first, and the times must go on
+    increasing across files (a message names the file and its row).
+
     With ``values_to``, the sensor values go to that file (the Table's ``values`` is then a
     :class:`RowFile` over it) instead of memory, which holds only times and labels."""
     times, labels_read, offsets, values = [], [], [], []
-    chosen, last, first_row = None, None, 1
-    for raw in read_chunks(path, CHUNK_ROWS, sep=sep, decimal=decimal, columns=columns):
-        if chosen is None:
+    chosen, last = None, None
+    for source in getattr(path, "sources", (path,)):
+        first_row = 1
+        for raw in read_chunks(source, CHUNK_ROWS, sep=sep, decimal=decimal, columns=columns):
             if raw.empty:
-                raise UserError(f"{path}: no data rows, only a header")
-            chosen = select_features(raw.columns, path, features, drop, columns)
-            if values_to is not None:
-                values = RowFile.create(values_to, len(chosen))
-        if raw.empty:
-            continue
-        part = check_table(raw, path, chosen, labels, first_row, previous_time=last,
-                           earlier_offsets=None if last is None else bool(offsets), names=columns)
-        times.append(part.time)
-        labels_read.append(part.y)
-        if part.utc_offset is not None:
-            offsets.append(part.utc_offset)
-        values.append(part.values)
-        last, first_row = part.time[-1], first_row + len(raw)
+                continue
+            if chosen is None:
+                chosen = select_features(raw.columns, source, features, drop, columns)
+                if values_to is not None:
+                    values = RowFile.create(values_to, len(chosen))
+            part = check_table(raw, source, chosen, labels, first_row, previous_time=last,
+                               earlier_offsets=None if last is None else bool(offsets), names=columns)
+            times.append(part.time)
+            labels_read.append(part.y)
+            if part.utc_offset is not None:
+                offsets.append(part.utc_offset)
+            values.append(part.values)
+            last, first_row = part.time[-1], first_row + len(raw)
+    if chosen is None:
+        raise UserError(f"{path}: no data rows, only a header")
     join = lambda parts: None if not parts or parts[0] is None else np.concatenate(parts)  # noqa: E731
     return Table(np.concatenate(times), values if values_to is not None else np.concatenate(values), chosen,
                  join(labels_read), join(offsets))

@@ -33,6 +33,15 @@ def parse_span(text, option: str, allow_all: bool = False) -> np.timedelta64 | i
     return np.timedelta64(int(round(number * _UNITS[unit])), "s")
 
 
+def duration_minutes(text, option: str) -> float:
+    """A duration (``30min``, ``2h``) in minutes; a number of rows is refused (no cadence to
+    turn it into time)."""
+    span = parse_span(text, option)
+    if not isinstance(span, np.timedelta64):
+        raise UserError(f"{option} {text!r}: expected a duration such as 30min or 2h, not a number of rows")
+    return float(span / np.timedelta64(60, "s"))
+
+
 def as_duration(span, interval: np.timedelta64) -> np.timedelta64 | None:
     """Rows become rows x the cadence; durations stay; None (all) stays None."""
     if span is None or isinstance(span, np.timedelta64):

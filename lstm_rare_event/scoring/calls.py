@@ -14,6 +14,7 @@ with the run loaded once.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from lstm_rare_event import log
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import atomic_file, atomic_write_text, dumps
 from lstm_rare_event.preprocess.preprocessor import no_window_line, no_window_summary
-from lstm_rare_event.run import _flock
-from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_file, load_scorer, open_input, seed
+from lstm_rare_event.preprocess.csv import Buffer
+from lstm_rare_event.preprocess.inputs import Inputs, MissingInput, expand
+from lstm_rare_event.run import THRESHOLD_JSON, _flock
+from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_file, load_scorer, seed
 from lstm_rare_event.scoring.output import (
     STDIO, append_frames, check_output, output_name, restore_output, to_csv,
 )
@@ -44,8 +47,11 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     the last call with this state, append it to ``out_path``, and save the state again.
     ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
     """
+    arguments = [str(p) for p in input_path] if isinstance(input_path, (list, tuple)) else [str(input_path)]
+    input_path = " ".join(arguments)
     to_stdout = str(out_path) == STDIO
-    check_output(None if to_stdout else out_path, input_path, run_dir, history, state_path, options.plot)
+    # INPUT is checked file by file once the arguments are expanded (_check_sources).
+    check_output(None if to_stdout else out_path, None, run_dir, history, state_path, options.plot)
     if not to_stdout:
         out_path = Path(out_path)
         if state_path is not None and Path(state_path).resolve() == out_path.resolve():
@@ -54,13 +60,16 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
         scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    stream = Stream(scorer, options, run=str(run_dir))
     if state_path is None:
-        stream = Stream(scorer, options)
-        summary = _batch(stream, input_path, out_path, to_stdout, options, history)
+        inputs = expand(arguments, stream.sep, stream.decimal, stream.names)
+        _check_sources(out_path, inputs, run_dir, to_stdout, None, options.plot)
+        summary = _batch(stream, inputs, out_path, to_stdout, options, history)
+        _tell(stream, run_dir, options, None)
     else:
-        stream = Stream(scorer, options)
-        summary = _stateful(stream, run_dir, input_path, out_path, to_stdout, options, history, Path(state_path))
-    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options), **summary}
+        summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path))
+    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options, state_path is not None), **summary,
+              **stream.watch.summary()}
     if options.plot is not None:
         from lstm_rare_event.scoring.figure import plot_scores
 
@@ -123,10 +132,39 @@ def score_many(run_dir, inputs, out_dir, options: ScoreOptions = ScoreOptions(),
             "episodes_opened": opened}
 
 
-def _batch(stream: Stream, input_path, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
+def _check_sources(out_path, inputs: Inputs, run_dir, to_stdout: bool, state_path, plot) -> None:
+    """No file the call writes is one of the INPUT files."""
+    for source in inputs.sources:
+        if not isinstance(source, Buffer):
+            check_output(None if to_stdout else out_path, source, run_dir, None, state_path, plot)
+
+
+def _present(arguments: list[str], stream: Stream) -> tuple[Inputs | None, list[str]]:
+    """The INPUTs that are there, in time order, and a line for each one that is not (a day
+    file before its first row): for a stateful call, a data condition rather than an error."""
+    read = (stream.sep, stream.decimal, stream.names)
+    if STDIO in arguments:  # read once: expand takes standard input whole
+        return expand(arguments, *read), []
+    present, missing = [], []
+    for argument in arguments:
+        try:
+            expand([argument], *read)
+        except MissingInput as exc:
+            missing.append(str(exc))
+        else:
+            present.append(argument)
+    return (expand(present, *read) if present else None), missing
+
+
+def feed_inputs(stream: Stream, inputs: Inputs | None, chunk_rows: int):
+    """The output frames of every input file in turn (see :func:`feed_file`)."""
+    for source in () if inputs is None else inputs.sources:
+        yield from feed_file(stream, source, chunk_rows)
+
+
+def _batch(stream: Stream, source: Inputs, out_path, to_stdout: bool, options: ScoreOptions, history) -> dict:
     if history is not None:
-        seed(stream, open_input(history), options.chunk_rows)
-    source = open_input(input_path)
+        seed(stream, Path(history), options.chunk_rows)
     if to_stdout:
         _write_all(stream, source, sys.stdout, options, history is None)
     else:
@@ -139,7 +177,7 @@ def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windo
     """The whole output of ``source``; without history, an input too short for any window is
     an error (nothing is written)."""
     handle.write(stream.header())
-    for frame in feed_file(stream, source, options.chunk_rows):
+    for frame in feed_inputs(stream, source, options.chunk_rows):
         handle.write(to_csv(frame))
     pre = stream.pre
     if need_windows and stream.new_rows + stream.skipped < pre.lookback:
@@ -160,20 +198,25 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
     with _flock(lock, options.wait, f"another score call holds the state {state_path.name}"):
         record = None
         if state_path.exists():
-            stream.carry, record = read_state(state_path, stream.scorer, run_dir, options.adopt)
+            stream.carry, record, stream.watch = read_state(state_path, stream.scorer, run_dir, options)
             restore_output(record)
         created = record is None
         if created and history is not None:
-            seed(stream, open_input(history), options.chunk_rows)
+            seed(stream, Path(history), options.chunk_rows)
         out_record = {"path": STDIO} if to_stdout else {"path": str(out_path.resolve())}
         if not to_stdout:
             size = out_path.stat().st_size if out_path.exists() else 0
             out_record["bytes"] = size
             if created:
                 # The state before this call, so that a kill after the append below is undone.
-                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
-        source = open_input(input_path)
-        frames = feed_file(stream, source, options.chunk_rows)
+                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
+                                                               stream.watch)))
+        inputs, missing = _present(input_path, stream)
+        if inputs is not None:
+            _check_sources(out_path, inputs, run_dir, to_stdout, state_path, options.plot)
+            inputs = inputs.after(stream.carry.last_time)  # files wholly seen are not read again
+        stream.watch.inputs(missing)
+        frames = feed_inputs(stream, inputs, options.chunk_rows)
         if to_stdout:
             if created:
                 sys.stdout.write(stream.header())
@@ -183,7 +226,11 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         else:
             out_record["bytes"] = append_frames(out_path, stream.header(), frames)
         checkpoint("output")
-        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record)))
+        # Told before the state is saved: a call killed in between tells again (the same event
+        # ids) rather than never; what a sink did not take is saved as pending.
+        _tell(stream, run_dir, options, state_path)
+        atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
+                                                       stream.watch)))
     carry = stream.carry
     open_episode = None
     if stream.scorer.rule.still_open(carry.episode, carry.last_scored):
@@ -194,14 +241,44 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
 
 
 
-def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions) -> dict:
-    warnings = stream.quality.warnings(stream.pre, options.drift_sd)
-    for warning in warnings:
-        log.warning(f"{input_path}: {warning['message']}")
+def _tell(stream: Stream, run_dir, options: ScoreOptions, state_path: Path | None) -> None:
+    """The call's alerting: an episode the alarm rule no longer lets grow resolved, the data
+    conditions updated, each event printed and handed to the sinks, the metrics rewritten."""
+    carry, watch = stream.carry, stream.watch
+    findings = stream.checks.findings(stream.pre, options.drift_sd)
+    watch.finish(stream.scorer.rule.still_open(carry.episode, carry.last_scored), stream.checks, findings,
+                 time_or_none(carry.last_time))
+    watch.tell(options.sinks)
+    if options.sinks.metrics is not None:
+        values = {"last_score": watch.last_score, "threshold": stream.scorer.rule.value,
+                  "episode_id": carry.episode.number, "rows_scored_total": carry.rows,
+                  "windows_scored_total": carry.windows,
+                  "last_row_timestamp_seconds": None if carry.last_time is None else _seconds(carry.last_time),
+                  "run_age_seconds": run_age(run_dir)}
+        watch.metrics(options.sinks, values, Path(state_path).stem if state_path is not None else "batch")
+
+
+def _seconds(t) -> int:
+    return int(np.datetime64(t, "s").astype(np.int64))
+
+
+def run_age(run_dir) -> float | None:
+    """Seconds since the run's threshold was chosen (its threshold.json written)."""
+    try:
+        return max(time.time() - (Path(run_dir) / THRESHOLD_JSON).stat().st_mtime, 0.0)
+    except OSError:
+        return None
+
+
+def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, options: ScoreOptions,
+             stateful: bool) -> dict:
+    findings = stream.checks.findings(stream.pre, options.drift_sd)
+    warnings = [{"kind": kind, "sensors": list(f.sensors), "message": f.message} for kind, f in findings.items()]
     coverage = stream.coverage or no_window_summary(np.zeros(0, dtype=np.int8))
     if coverage["windowed"] < coverage["rows"]:
         line, large = no_window_line(coverage, "new rows")
-        (log.warning if large else log.info)(f"{input_path}: {line}")
+        # Every few minutes from cron, only the told transitions may reach the mail.
+        (log.warning if large and not stateful else log.info)(f"{input_path}: {line}")
     summary = {
         "input": str(input_path),
         "output": str(out_path),

@@ -20,22 +20,25 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lstm_rare_event.alarms.rule import AlarmRule, OpenEpisode
+from lstm_rare_event.alarms.sensors import top_sensors
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES, DEFAULT_DRIFT_SD, DataChecks
+from lstm_rare_event.alerts.sinks import SinkOptions
+from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run
-from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns, top_sensors
+from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
 
 MISSING = ("error", "hold")
-DEFAULT_DRIFT_SD = 10.0
 EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
 
 
@@ -86,6 +89,10 @@ class ScoreOptions:
     all_rows: bool = False
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
+    #: where events go besides stderr (--alert-cmd, --alert-log, --metrics); their time budget is --wait
+    sinks: SinkOptions = SinkOptions()
+    #: minutes of rows without a data condition before it is told cleared
+    clear_minutes: float = DEFAULT_CLEAR_MINUTES
     #: the input's time and label columns and time format; None: as the run was prepared
     time_column: str | None = None
     label_column: str | None = None
@@ -98,6 +105,8 @@ class ScoreOptions:
             raise UserError(f"--missing must be one of {', '.join(MISSING)}, got {self.missing!r}")
         if not (math.isfinite(self.drift_sd) and self.drift_sd > 0):
             raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
+        if not (math.isfinite(self.clear_minutes) and self.clear_minutes >= 0):
+            raise UserError(f"--clear-after must be a duration of 0 or more, got {self.clear_minutes:g} minutes")
 
     def columns(self, trained: Columns) -> Columns:
         """The input's columns: those given here, the others as in training."""
@@ -146,51 +155,18 @@ def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
     return mask
 
 
-@dataclass
-class Quality:
-    """What the new rows say about the data: drift, cadence, stuck sensors (warnings only)."""
-
-    drift: dict = field(default_factory=dict)  # sensor -> largest |detrended - mean| / SD seen
-    steps: dict = field(default_factory=dict)  # step between rows (seconds) -> count
-    constant: set = field(default_factory=set)
-
-    def warnings(self, pre, drift_sd: float) -> list[dict]:
-        out = []
-        far = {k: v for k, v in self.drift.items() if v > drift_sd}
-        if far:
-            names = sorted(far, key=lambda k: -far[k])
-            shown = ", ".join(f"{k} ({far[k]:.0f} SD)" for k in names[:5]) + (
-                f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
-            out.append({"kind": "drift", "sensors": names,
-                        "message": f"{len(names)} sensor(s) beyond {drift_sd:g} training SDs in the new rows: {shown}; "
-                                   "scores there mean little until the run is retrained"})
-        if self.steps:
-            step, count = max(self.steps.items(), key=lambda kv: (kv[1], -kv[0]))
-            interval = int(pre.interval_ / np.timedelta64(1, "s"))
-            if step != interval and (step < interval or count >= pre.lookback):
-                out.append({"kind": "interval", "sensors": [], "rows_interval_seconds": step,
-                            "run_interval_seconds": interval,
-                            "message": f"the rows come every {step / 60:g} minutes, the run was prepared on "
-                                       f"{interval / 60:g}-minute rows; resample them or prepare a run on such rows"})
-        if self.constant:
-            names = sorted(self.constant, key=pre.features_.index)
-            out.append({"kind": "constant", "sensors": names,
-                        "message": f"{len(names)} sensor(s) constant in the new rows that varied in training: "
-                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''} (stuck or disconnected?)"})
-        return out
-
-
 class Stream:
     """Score pieces of raw rows as one pass would (see the module docstring)."""
 
-    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None):
+    def __init__(self, scorer: Scorer, options: ScoreOptions, carry: Carry | None = None, run: str = ""):
         self.scorer = scorer
         self.pre = scorer.preprocessor
         self.options = options
         self.names = options.columns(self.pre.options.columns)
         self.sep, self.decimal = options.reading(self.pre)
         self.carry = carry or Carry()
-        self.quality = Quality()
+        self.checks = DataChecks()
+        self.watch = Watch.start(None, run, scorer.rule.merge_minutes)  # a stateful call's comes from its state
         self.opened: list[dict] = []  # episodes opened by this call: id, start, sensors
         self.new_rows = self.skipped = self.windows = self.alarms = 0
         self.first_alarm = self.last_alarm = None
@@ -313,27 +289,11 @@ class Stream:
         return empty.any(axis=1)
 
     def _steps(self, time: np.ndarray) -> None:
-        last = self.carry.last_time
-        series = time if last is None else np.concatenate([[last], time])
-        steps, counts = np.unique(np.diff(series).astype("timedelta64[s]").astype(np.int64), return_counts=True)
-        for step, count in zip(steps.tolist(), counts.tolist()):
-            self.quality.steps[step] = self.quality.steps.get(step, 0) + count
+        self.checks.add_steps(time, self.carry.last_time)
 
     def _check_quality(self, table: Table, staged, first_new: int) -> None:
-        pre = self.pre
         new = staged.source_row >= first_new
-        if new.any():
-            with np.errstate(over="ignore", invalid="ignore"):
-                z = np.abs((staged.values[new] - pre.mean_) / pre.scale_).max(axis=0)
-            for j in np.flatnonzero(z > self.options.drift_sd):
-                name = pre.features_[j]
-                self.quality.drift[name] = max(self.quality.drift.get(name, 0.0), float(z[j]))
-        # Stuck: the same value in every new row, or in the latest STUCK rows (earlier calls' too).
-        stuck = max(pre.context_rows + 1, 2 * pre.lookback)
-        if len(table) >= stuck:
-            values = table.values[min(first_new, len(table) - stuck):]
-            constant = (values == values[0]).all(axis=0) & (pre.scale_ != 1.0)
-            self.quality.constant.update(pre.features_[j] for j in np.flatnonzero(constant))
+        self.checks.add_rows(self.pre, table.values, first_new, staged.values[new], self.options.drift_sd)
 
     def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
         scorer, carry = self.scorer, self.carry
@@ -368,9 +328,14 @@ class Stream:
         if self.columns is None:
             self.columns = list(columns)
             assert self.header() == ",".join(self.columns) + "\n", (self.header(), self.columns)
+        sensors = {}
         for k in np.flatnonzero(opened):
             self.opened.append({"id": int(episode[k]), "start": str(times[k]),
                                 "sensors": [] if names is None else [str(s) for s in names[k]]})
+            if names is not None:
+                sensors[int(k)] = self._named(staged.values[ends[k]], names[k], shares[k])
+        self.watch.windows(end_time.astype("datetime64[s]").astype(np.int64), times, scores, episode, opened,
+                           scorer.rule.value, sensors)
         carry.episode = alarms.after
         if where.size:
             self.alarms += int(where.size)
@@ -380,6 +345,17 @@ class Stream:
         carry.windows += len(ends)
         self.windows += len(ends)
         return pd.DataFrame(columns, columns=self.columns)
+
+    def _named(self, row: np.ndarray, names, shares) -> list[dict]:
+        """An opening window's top sensors for its alert: share of the score, and the sensor's
+        value in training SDs from its training mean in the window's last row (detrended, as
+        the detector saw it)."""
+        pre = self.pre
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (row - pre.mean_) / pre.scale_
+        where = {name: j for j, name in enumerate(pre.features_)}
+        return [{"name": str(n), "share": float(w), "z": float(z[where[n]]) if np.isfinite(z[where[n]]) else None}
+                for n, w in zip(names, shares)]
 
     def header(self) -> str:
         columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold")
@@ -406,13 +382,6 @@ def _last_offset(tail: Table):
 
 
 # -- inputs -------------------------------------------------------------------------------
-def open_input(path):
-    """A path, or for ``-`` standard input read whole (a :class:`Buffer` named stdin)."""
-    if str(path) == STDIO:
-        return Buffer(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode())
-    return Path(path)
-
-
 def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
     """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
     chunk is read while this one is scored, and scored while the caller writes the one before;

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event.alarms import plots
+from lstm_rare_event.alarms.sensors import episode_sensors
 from lstm_rare_event.errors import UserError
 
 
 def read_scores(scores_csv) -> dict:
     """``score``'s CSV as arrays: time (datetime64[s], the data's wall-clock time), score, flag,
-    episode (from 1, 0 when not flagged), and per window its top sensors with their shares
-    (lists, empty for detectors without any)."""
+    episode (from 1, 0 when not flagged), opened (None for a CSV without the column), and per
+    window its top sensors with their shares (lists, empty for detectors without any)."""
     import pandas as pd
 
     path = Path(scores_csv)
@@ -42,26 +43,28 @@ def read_scores(scores_csv) -> dict:
     top = [[(str(s), float(w)) for s, w in zip(row[0::2], row[1::2]) if isinstance(s, str) and s]
            for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
         if sensors else [[] for _ in range(len(frame))]
+    opened = frame["opened"].to_numpy().astype(bool) if "opened" in frame.columns else None
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
             "flag": frame["flag"].to_numpy().astype(bool),
-            "episode": frame["episode"].to_numpy(dtype=np.int64), "top": top, "zoned": zoned}
+            "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned}
 
 
 def scored_episodes(scores: dict) -> list[dict]:
     """The alarm episodes of a scores CSV as its ``episode`` column numbers them, in time order:
-    start, end, windows, peak score and the sensors with the largest summed share over the
-    episode's windows."""
+    start, end, windows, peak score and the top sensors the alert named
+    (:func:`~lstm_rare_event.alarms.sensors.episode_sensors`: those of the window that opened it,
+    as the CSV's ``opened`` column marks it)."""
     numbers = scores["episode"]
+    opened = scores.get("opened")
+    if opened is None:  # first window of each episode
+        opened = (numbers > 0) & np.r_[True, numbers[1:] != numbers[:-1]]
+    named = episode_sensors(numbers, opened, scores["top"])
     rows = []
     for k in np.unique(numbers[numbers > 0]):
         members = np.flatnonzero(numbers == k)
-        share: dict[str, float] = {}
-        for i in members:
-            for name, value in scores["top"][i]:
-                share[name] = share.get(name, 0.0) + value
         rows.append({"start": scores["time"][members[0]], "end": scores["time"][members[-1]],
                      "windows": int(members.size), "peak": float(scores["score"][members].max()),
-                     "sensors": [n for n, _ in sorted(share.items(), key=lambda kv: -kv[1])[:3]]})
+                     "sensors": [name for name, _ in named[int(k)]]})
     return rows
 
 

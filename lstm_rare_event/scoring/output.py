@@ -12,23 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstm_rare_event.alarms.sensors import TOP_SENSORS
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import enclosing_run
 
-TOP_SENSORS = 3
 STDIO = "-"
-
-
-def top_sensors(contributions: np.ndarray, features, k: int = TOP_SENSORS) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, the ``k`` features with the largest share of the score, largest first:
-    (names (N, k), shares (N, k)). A share is the feature's part of the window's summed
-    contributions; 0 for a window whose contributions sum to 0. Fewer than ``k`` features: all."""
-    k = min(k, contributions.shape[1])
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(contributions, order, axis=1)
-    total = contributions.sum(axis=1, keepdims=True)
-    shares = np.divide(top, total, out=np.zeros_like(top), where=total > 0)
-    return np.asarray(features, dtype=object)[order], shares
 
 
 def output_columns(n_features: int, has_contributions: bool = True, held: bool = False) -> list[str]:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event.alarms.rule import OpenEpisode
+from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import Table
-from lstm_rare_event.scoring.engine import Carry, Scorer
+from lstm_rare_event.scoring.engine import Carry, ScoreOptions, Scorer
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"
 
@@ -33,9 +34,9 @@ def time_or_none(value):
     return None if value is None else str(np.datetime64(value, "s"))
 
 
-def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict) -> dict:
+def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch) -> dict:
     """The state after a call: ``carry`` of ``scorer``'s run in ``run_dir``, ``output`` the
-    output file's record (path, length in bytes)."""
+    output file's record (path, length in bytes), ``watch`` what alerting keeps."""
     tail = carry.tail
     arrays = {} if tail is None else dict(time=tail.time.astype(np.int64), values=tail.values, y=tail.y,
                                           utc_offset=tail.utc_offset, held=carry.held)
@@ -52,12 +53,13 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict) -> dict:
         "output": output,
         "history": {"rows": 0 if tail is None else len(tail), "segment_start": time_or_none(carry.tail_start),
                     "arrays": _pack(**arrays) if arrays else None},
+        "alerts": watch.as_json(),
     }
 
 
-def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry, dict]:
-    """The carry and the output record saved in ``path``, refused when malformed or written
-    with another run."""
+def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tuple[Carry, dict, Watch]:
+    """The carry, the output record and the alerting saved in ``path``, refused when malformed
+    or written with another run (unless ``options.adopt``)."""
     def broken(what):
         return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
 
@@ -70,7 +72,7 @@ def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry,
             raise broken(f"format {data['format']!r}")
         features = list(scorer.preprocessor.features_)
         if data["run"]["fingerprint"] != scorer.fingerprint:
-            if not adopt:
+            if not options.adopt:
                 raise UserError(
                     f"{path}: written with another run ({data['run']['path']}): its detector, preprocessor or "
                     f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
@@ -92,10 +94,12 @@ def read_state(path: Path, scorer: Scorer, run_dir, adopt: bool) -> tuple[Carry,
             if carry.tail.values.shape != (len(carry.tail), len(features)) or len(carry.held) != len(carry.tail):
                 raise broken("history arrays of the wrong shape")
         output = dict(data["output"])
+        # A state from before alerting was tracked starts with nothing told.
+        watch = Watch.start(data.get("alerts"), str(run_dir), scorer.rule.merge_minutes, options.clear_minutes)
     except UserError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
         raise broken(f"{type(exc).__name__}: {exc}") from None
-    return carry, output
+    return carry, output, watch
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from lstm_rare_event import log
 from lstm_rare_event.version import __version__
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import sha256_file
 from lstm_rare_event.preprocess.csv import LABEL, Table, read_table
+from lstm_rare_event.preprocess.inputs import Inputs, expand
 from lstm_rare_event.preprocess.spans import parse_span
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, no_window_line, no_window_summary
 from lstm_rare_event.preprocess.split import PrepareOptions, split_ends, time_cuts
@@ -31,23 +31,31 @@ class Prepared:
 
 def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", decimal: str = ".",
             rows_path: Path | None = None, scratch: Path | None = None) -> Prepared:
-    """Read ``path`` (CSV read with ``sep`` and ``decimal``, or Parquet) and build scaled windows
-    for train, valid and test.
+    """Read ``path`` (CSV read with ``sep`` and ``decimal``, or Parquet; or several files in
+    time order, :class:`~lstm_rare_event.preprocess.inputs.Inputs`) and build scaled windows
+    for train, valid and test. With ``--last`` as a duration, only the files that can hold the
+    last rows are read.
 
     Memory holds times, labels and window indexes, never the sensor values of the whole file:
     they are spilled to ``scratch``, detrended and scaled a block at a time, and the scaled rows
     written to ``rows_path`` (``rows.npy``), from which the windows are cut when read. Without
     ``rows_path``, both are in a temporary folder that lives as long as the result."""
+    inputs = path if isinstance(path, Inputs) else \
+        expand(path if isinstance(path, (list, tuple)) else [path], sep, decimal, options.columns)
+    path = inputs
     temporary = None
     if rows_path is None:
         temporary = tempfile.TemporaryDirectory(prefix="lstm-rare-event-prepare.")
         rows_path, scratch = Path(temporary.name) / ROWS_NPY, Path(temporary.name)
     # Without the default label column the data is unlabelled; a label column named by the user must be there.
     labels = "optional" if options.label_column == LABEL else "required"
-    table = read_table(path, options.features, options.drop, labels=labels, sep=sep, decimal=decimal,
+    span = None if options.last is None else parse_span(options.last, "--last")
+    if span is not None:
+        inputs = inputs.last(span, sep, decimal, options.columns)
+    table = read_table(inputs, options.features, options.drop, labels=labels, sep=sep, decimal=decimal,
                        values_to=scratch / "values.f64", columns=options.columns)
-    if options.last is not None:
-        table = most_recent(table, parse_span(options.last, "--last"))
+    if span is not None:
+        table = most_recent(table, span)
     if options.train_rows is not None and options.train_rows >= len(table):
         raise UserError(f"{path}: --train-rows {options.train_rows} leaves none of its {len(table)} rows to judge")
     if len(table) < options.lookback:
@@ -95,8 +103,9 @@ def prepare(path, options: PrepareOptions = PrepareOptions(), sep: str = ",", de
         log.warning(f"{path}: no break ({options.label_column}=1) rows; every window is normal")
     info = {
         "package_version": __version__,
-        "input": {"path": str(path), "sha256": sha256_file(path), "rows": len(table), "breaks": breaks,
-                  "labelled": labelled, "sep": sep, "decimal": decimal},
+        "input": {"path": str(path), "sha256": inputs.sha256(), "rows": len(table), "breaks": breaks,
+                  "labelled": labelled, "sep": sep, "decimal": decimal,
+                  **({"files": [str(s) for s in inputs.sources]} if len(inputs) > 1 else {})},
         "options": asdict(options),
         "features": table.features,
         "n_features": len(table.features),

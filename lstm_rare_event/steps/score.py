@@ -17,13 +17,10 @@ def run_score(run_dir, inputs, out_path=None, out_dir=None, options: ScoreOption
                         "for one output per INPUT")
     if out_path is None and out_dir is None:
         raise UserError("give --out FILE (one INPUT) or --out-dir DIR (one output per INPUT)")
-    if len(inputs) > 1 and out_dir is None:
-        raise UserError(f"{len(inputs)} INPUTs need --out-dir DIR (one output per INPUT); --out takes one INPUT")
     if out_dir is not None:
         return calls.score_many(run_dir, inputs, out_dir, options, history=history, state_path=state_path,
                                 on_done=on_done)
-    input_path, = inputs
-    return calls.score(run_dir, input_path, out_path, options, history=history, state_path=state_path)
+    return calls.score(run_dir, list(inputs), out_path, options, history=history, state_path=state_path)
 
 
 def summary_line(summary: dict) -> str:

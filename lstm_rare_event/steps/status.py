@@ -1,0 +1,74 @@
+"""The ``status`` step: where a cron scoring job stands, from its state file and its run, without
+scoring anything: the run and its age, the threshold, the last row scored, the open episode,
+the last alert, the data conditions in force and the events a sink has not taken yet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from lstm_rare_event.alerts.watch import Watch
+from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import read_json
+from lstm_rare_event.run import DEFAULT_WAIT, THRESHOLD_JSON, Run
+
+
+def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
+    """What ``score --state STATE`` with the run in ``run_dir`` knows now (read only)."""
+    run = Run(run_dir)
+    with run.reading(wait):
+        threshold = run.threshold()
+    made = (run.path / THRESHOLD_JSON).stat().st_mtime
+    state_path = Path(state_path)
+    data = read_json(state_path, "give the --state file of a score call")
+    try:
+        merge = threshold.merge_minutes if threshold.merge_minutes is not None else 0.0
+        watch = Watch.start(data.get("alerts"), str(run_dir), merge)
+        written_with = data["run"]["path"]
+        last_row, last_scored = data["last_row"], data["last_scored"]
+        rows, windows = int(data["rows"]), int(data["windows"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{state_path}: not a score state written by this tool ({type(exc).__name__}: {exc})") \
+            from None
+    episode = watch.lifecycle.episode
+    return {
+        "run": {"path": str(run.path), "resolved": str(run.path.resolve()),
+                "age_hours": round(max(time.time() - made, 0.0) / 3600, 2),
+                "thresholded": dt.datetime.fromtimestamp(made, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "threshold": threshold.value,
+        "state": {"path": str(state_path), "written_with": written_with,
+                  "same_run": Path(written_with) == run.path.resolve()},
+        "last_row": last_row,
+        "last_scored": last_scored,
+        "rows": rows,
+        "windows": windows,
+        "last_score": watch.last_score,
+        "open_episode": None if episode is None else {"id": episode.id, "start": episode.start,
+                                                      "last_flagged": episode.last, "peak": episode.peak,
+                                                      "windows": episode.windows},
+        "last_alert": watch.lifecycle.last_alert,
+        "conditions": watch.conditions.as_json(),
+        "pending_events": len(watch.pending),
+    }
+
+
+def status_text(info: dict) -> str:
+    run, episode, alert = info["run"], info["open_episode"], info["last_alert"]
+    shown = run["path"] if run["resolved"] == run["path"] else f"{run['path']} -> {run['resolved']}"
+    lines = [f"run: {shown}, thresholded {run['thresholded']} ({run['age_hours']:g} h ago)",
+             f"threshold: {info['threshold']:.6g}",
+             f"last row: {info['last_row'] or '-'}; last scored window: {info['last_scored'] or '-'} "
+             f"({info['windows']:,} windows, {info['rows']:,} rows since the state was created)",
+             "open episode: " + ("none" if episode is None else
+                                 f"{episode['id']} since {episode['start']}, last flagged {episode['last_flagged']}, "
+                                 f"peak {episode['peak']:.4g}, {episode['windows']:,} flagged windows"),
+             "last alert: " + ("none" if alert is None else alert["message"])]
+    conditions = info["conditions"]
+    lines.append("conditions: " + ("none" if not conditions else
+                                   "; ".join(f"{c['condition']} since {c['since']}" for c in conditions)))
+    if info["pending_events"]:
+        lines.append(f"pending: {info['pending_events']} event(s) a sink has not taken; retried on the next call")
+    if not info["state"]["same_run"]:
+        lines.append(f"note: the state was last written with {info['state']['written_with']}")
+    return "\n".join(lines)
