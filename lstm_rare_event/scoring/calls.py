@@ -8,7 +8,9 @@ with the run loaded once.
   an exclusive lock beside it (``STATE.lock``). New windows are appended to ``--out``; the state
   records the output's length after the append, so a call killed between the append and the
   state write is undone by the next call, which cuts the output back to that length and scores
-  the same rows again.
+  the same rows again. The call's alert events are told (printed, handed to the sinks) after
+  the append and before the state write: a call killed between them tells again, with the same
+  event ids, rather than never.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def checkpoint(label: str) -> None:
 
 def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
           state_path=None, scorer: Scorer | None = None) -> dict:
-    """Score the windows of ``input_path`` (a path, or ``-`` for standard input) with the run in
-    ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output); returns a summary.
+    """Score the windows of ``input_path`` (a path, a glob, ``-`` for standard input, or a list of
+    these: read as one series in time order, :func:`~lstm_rare_event.preprocess.inputs.expand`)
+    with the run in ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output);
+    returns a summary, with the alert events the call told.
 
     ``history``: a CSV whose rows come before the input's, used only as context (detrending
     baselines, the first windows' earlier rows). ``state_path``: score only what is new since
