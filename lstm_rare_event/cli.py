@@ -625,6 +625,10 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Write a line for every input row: a row that ends no window (the first --lookback - 1 rows, "
                    "rows just after a time gap) gets an empty score and flag 0, for point-wise evaluation "
                    "(evaluate-scores).")
+@click.option("--keep-labels", is_flag=True,
+              help="Keep the input's label column: a y column with each line's row label, and a line (empty "
+                   "score) for each break row, so that `report --scores` shows the breaks warned or missed. "
+                   "INPUT must have the label column.")
 @run_read_options
 @engine_option
 @load_pickle_option
@@ -634,7 +638,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
                   metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
-                  plot, all_rows, sep, decimal, engine, allow_pickle, wait, as_json):
+                  plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -663,7 +667,7 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                            time_column=time_column, label_column=label_column, time_format=time_format,
-                           all_rows=all_rows, sinks=sinks,
+                           all_rows=all_rows, keep_labels=keep_labels, sinks=sinks,
                            clear_minutes=duration_minutes(clear_after, "--clear-after"))
 
     def report(result):
