@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import copy_run, fails, ok
 
+from lstm_rare_event.alarms.rule import AlarmRule
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.scoring import figure
 from lstm_rare_event.steps import report
@@ -168,3 +169,53 @@ def test_plot_scores_of_times_without_offset_shifted_to_the_data_zone(tmp_path):
     times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
     fig = figure.plot_scores(_scores_csv(tmp_path / "s.csv", times), tmp_path / "s.png", utc_offset_seconds=-5 * 3600)
     assert fig.axes[0].get_xlabel() == "window end time (UTC-05:00)"
+
+
+# -- breaks on the scored period (score --keep-labels) --------------------------------------
+
+def _labelled_scores_csv(path, breaks=(25, 50)):
+    """60 two-minute lines flagged at minutes 30 and 32 (one episode); y 1 on the lines
+    ``breaks`` (break lines: no score, as --keep-labels writes them)."""
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(60) * 2, 60))]
+    frame = pd.read_csv(_scores_csv(path, times, episodes=(1, 1, 2)))
+    frame[["score", "flag", "episode"]] = [0.2, 0, 0]
+    frame.loc[[15, 16], ["score", "flag", "episode"]] = [[2.0, 1, 1], [3.0, 1, 1]]
+    frame.insert(4, "opened", (frame.index == 15).astype(int))
+    frame.insert(5, "y", 0)
+    for row in breaks:
+        frame.loc[row, ["score", "flag", "episode", "y"]] = [np.nan, 0, 0, 1]
+    frame.to_csv(path, index=False)
+    return path
+
+
+RULE = AlarmRule(1.0, merge_minutes=30, horizon_minutes=60)
+
+
+def test_a_break_after_an_episode_is_warned_one_without_missed(tmp_path):
+    # the episode starts at 00:30; the break at 00:50 is 20 min after it, the one at 01:40 70 min after (beyond the 60 min horizon)
+    scores = figure.read_scores(_labelled_scores_csv(tmp_path / "s.csv"))
+    judged = figure.judged_breaks(scores, RULE, interval_minutes=2)
+    assert [(b["event_time"], b["warned"], b["lead_minutes"]) for b in judged["breaks"]] == [
+        ("2024-03-01T00:50:00", True, 20.0), ("2024-03-01T01:40:00", False, None)]
+    assert (judged["n_breaks"], judged["warned"], judged["missed"]) == (2, 1, 1)
+    assert judged["alarm_on_share"] == 2 / 58  # two of the 58 windows flagged; the break lines are no windows
+    assert judged["warned_share"] == 0.5 and 0 <= judged["warned_share_chance"] <= 1
+    # a horizon shorter than the lead: no break is warned
+    short = figure.judged_breaks(scores, AlarmRule(1.0, merge_minutes=30, horizon_minutes=10), interval_minutes=2)
+    assert short["warned"] == 0
+
+
+def test_a_csv_without_y_or_a_rule_without_horizon_judges_nothing(tmp_path):
+    times = [f"2024-03-01T{h:02d}:{m:02d}:00" for h, m in zip(*divmod(np.arange(30) * 2, 60))]
+    assert figure.judged_breaks(figure.read_scores(_scores_csv(tmp_path / "a.csv", times)), RULE, 2) is None
+    labelled = figure.read_scores(_labelled_scores_csv(tmp_path / "b.csv"))
+    assert figure.judged_breaks(labelled, AlarmRule(1.0), 2) is None
+
+
+def test_the_scored_period_figure_draws_breaks_warned_or_missed(tmp_path):
+    fig = figure.plot_scores(_labelled_scores_csv(tmp_path / "s.csv"), tmp_path / "s.png", rule=RULE,
+                             interval_minutes=2)
+    labels = fig.legends[0].get_texts()
+    assert {"warned break (1 of 2)", "missed break (1 of 2)", "threshold 1"} <= {t.get_text() for t in labels}
+    assert "20 min" in [t.get_text() for t in fig.axes[0].texts]  # the warned break's lead
+    assert fig.axes[0].get_title().endswith("2 of 58 windows flagged")  # the break lines are no windows

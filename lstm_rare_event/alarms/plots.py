@@ -570,22 +570,23 @@ def fold_budget(fold_labels, false_episodes_per_day, budget: float, path, *, tit
 MAX_NAMED_EPISODES = 12
 
 
-def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), title: str = "",
+def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), breaks=(), title: str = "",
                  ylabel: str = "score", utc_offset_seconds: int | None = None) -> Figure:
     """A scored period (``score``'s output): scores over time, the threshold, the alarm episodes
-    shaded, and the top sensors of each episode written at its start (the latest
-    MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
+    shaded, the breaks warned or missed, and the top sensors of each episode written at its
+    start (the latest MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
 
     ``episodes``: (start, end) pairs; ``episode_sensors``: one list of sensor names per episode
-    (empty for detectors that name none).
+    (empty for detectors that name none); ``breaks``: as :func:`alarm_timeline` takes them.
     """
     from matplotlib import dates as mdates
 
     fig = _figure(10, 5.5, layout="constrained")
     ax = fig.add_subplot()
     episodes = list(episodes)
-    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, title=title or "Scored period: alarm "
-                "episodes and the sensors behind them", ylabel=ylabel, utc_offset_seconds=utc_offset_seconds)
+    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, breaks=breaks, title=title or "Scored "
+                "period: alarm episodes and the sensors behind them", ylabel=ylabel,
+                utc_offset_seconds=utc_offset_seconds)
     sensors = list(episode_sensors) + [[]] * max(0, len(episodes) - len(episode_sensors))
     named = [(i, _local(episodes[i][0], utc_offset_seconds), sensors[i]) for i in range(len(episodes)) if sensors[i]]
     named = named[-MAX_NAMED_EPISODES:]

@@ -1,6 +1,11 @@
 """The figure of a scored period, drawn from ``score``'s CSV: scores, threshold, alarm episodes
-(as the CSV numbers them) and the top sensors of each. ``score --plot`` and ``report --scores``
-draw it.
+(as the CSV numbers them) and the top sensors of each, and, for a CSV written with
+``--keep-labels``, its breaks warned or missed. ``score --plot`` and ``report --scores`` draw it.
+
+A break is the first line of each run of lines labelled 1 (a break row, or an anomaly
+interval's first row). It is judged as every step judges breaks
+(:func:`~lstm_rare_event.alarms.episodes.episode_metrics`): warned when an alarm episode of the
+CSV's flagged windows, merged by the run's rule, starts within the rule's horizon before it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event.alarms import plots
+from lstm_rare_event.alarms.episodes import episode_metrics
+from lstm_rare_event.alarms.evaluation import warned_chance
+from lstm_rare_event.alarms.rule import AlarmRule
 from lstm_rare_event.alarms.sensors import episode_sensors
+from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.errors import UserError
 
 
@@ -44,9 +53,49 @@ def read_scores(scores_csv) -> dict:
            for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
         if sensors else [[] for _ in range(len(frame))]
     opened = frame["opened"].to_numpy().astype(bool) if "opened" in frame.columns else None
+    y = frame["y"].to_numpy(dtype=np.int64) if "y" in frame.columns else None
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
             "flag": frame["flag"].to_numpy().astype(bool),
-            "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned}
+            "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned,
+            "y": y}
+
+
+def windows(scores: dict) -> np.ndarray:
+    """Which lines are scored windows (the others, written by --all-rows or --keep-labels, have
+    no score)."""
+    return np.isfinite(scores["score"])
+
+
+def break_times(scores: dict) -> np.ndarray | None:
+    """The breaks of a CSV with a y column (module docstring), None for one without."""
+    y = scores.get("y")
+    if y is None:
+        return None
+    labelled = y == 1
+    return scores["time"][labelled & ~np.r_[False, labelled[:-1]]]
+
+
+def judged_breaks(scores: dict, rule: AlarmRule, interval_minutes: float) -> dict | None:
+    """The breaks of the scored period judged with ``rule`` (:func:`episode_metrics`, its
+    ``breaks``: event_time, warned, lead_minutes), and the same alarms shifted in time
+    (:func:`~lstm_rare_event.alarms.evaluation.warned_chance`: the share warned by chance, the
+    alarm's on-time share); None without a y column or without a horizon in the rule.
+    ``interval_minutes``: the run's cadence, for the days covered."""
+    breaks = break_times(scores)
+    if breaks is None or rule.horizon_minutes is None:
+        return None
+    scored = windows(scores)
+    end_time, flags = scores["time"][scored], scores["flag"][scored]
+    judged = episode_metrics(end_time, flags, breaks, interval_minutes, rule.merge_minutes, rule.horizon_minutes)
+    s = Scored(scores["score"][scored], scores["y"][scored], end_time, breaks, interval_minutes,
+               rule.merge_minutes, rule.horizon_minutes)
+    return {**judged, **warned_chance(s, flags)}
+
+
+def figure_breaks(judged: dict | None) -> list[dict]:
+    """``judged``'s breaks as the figures draw them."""
+    return [] if judged is None else [{"time": np.datetime64(b["event_time"], "s"), "warned": b["warned"],
+                                       "lead_minutes": b["lead_minutes"]} for b in judged["breaks"]]
 
 
 def scored_episodes(scores: dict) -> list[dict]:
@@ -68,18 +117,23 @@ def scored_episodes(scores: dict) -> list[dict]:
     return rows
 
 
-def plot_scores(scores_csv, png, *, threshold: float | None = None, utc_offset_seconds: int | None = None,
-                title: str = ""):
+def plot_scores(scores_csv, png, *, threshold: float | None = None, rule: AlarmRule | None = None,
+                interval_minutes: float | None = None, utc_offset_seconds: int | None = None, title: str = ""):
     """The figure of a scored period from ``score``'s CSV: scores, threshold, alarm episodes and
-    the top sensors of each. Times written with a UTC offset are drawn as written (the data's
-    own time zone); times without one are shifted by ``utc_offset_seconds`` when given (a
-    run's ``prepare.json`` ``utc_offset_seconds``). Returns the Figure."""
+    the top sensors of each; with the run's ``rule`` (its value is the threshold drawn) and
+    cadence ``interval_minutes``, the breaks of a CSV with a y column, warned or missed. Times written with a UTC offset are
+    drawn as written (the data's own time zone); times without one are shifted by
+    ``utc_offset_seconds`` when given (a run's ``prepare.json`` ``utc_offset_seconds``).
+    Returns the Figure."""
     scores = read_scores(scores_csv)
     rows = scored_episodes(scores)
     flagged = scores["score"][scores["flag"]]
+    if rule is not None:
+        threshold = rule.value
+    breaks = figure_breaks(judged_breaks(scores, rule, interval_minutes) if rule is not None else None)
     return plots.score_figure(scores["time"], scores["score"], threshold, png,
                               episodes=[(r["start"], r["end"]) for r in rows],
-                              episode_sensors=[r["sensors"] for r in rows],
+                              episode_sensors=[r["sensors"] for r in rows], breaks=breaks,
                               title=title or f"Scored period: {len(rows)} alarm episodes, {flagged.size:,} of "
-                                             f"{len(scores['score']):,} windows flagged",
+                                             f"{int(windows(scores).sum()):,} windows flagged",
                               utc_offset_seconds=None if scores["zoned"] else utc_offset_seconds)
