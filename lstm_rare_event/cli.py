@@ -740,19 +740,27 @@ def status_command(run_dir, state_path, wait, as_json):
               help="HTML file to write (atomically), outside the run directory.")
 @click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
-                   "and a figure of the scored period.")
+                   "and a figure of the scored period; with a y column (score --keep-labels), its breaks warned "
+                   "or missed beside chance.")
+@click.option("--input", "inputs", multiple=True,
+              help="The file(s) --scores was scored from (repeat, or a pattern): a figure per latest episode with "
+                   "its top sensors' values 2 hours either side. Read as the run reads its files.")
 @load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, allow_pickle, as_json):
+def report_command(run_dir, out_path, scores_csv, inputs, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
     with every figure embedded (no network access needed to view it), and, with --scores,
     the latest alarms. Sections appear for the steps the run has done.
+
+    For the day before (cron, after the nightly retrain): --scores yesterday's scores
+    written with --keep-labels judges its breaks with the run's horizon: warned or missed,
+    the share warned beside chance and the alarm's on-time share.
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle, list(inputs) or None)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 

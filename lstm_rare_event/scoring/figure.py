@@ -100,7 +100,7 @@ def figure_breaks(judged: dict | None) -> list[dict]:
 
 def scored_episodes(scores: dict) -> list[dict]:
     """The alarm episodes of a scores CSV as its ``episode`` column numbers them, in time order:
-    start, end, windows, peak score and the top sensors the alert named
+    number, start, end, windows, peak score and the top sensors the alert named
     (:func:`~lstm_rare_event.alarms.sensors.episode_sensors`: those of the window that opened it,
     as the CSV's ``opened`` column marks it)."""
     numbers = scores["episode"]
@@ -111,7 +111,7 @@ def scored_episodes(scores: dict) -> list[dict]:
     rows = []
     for k in np.unique(numbers[numbers > 0]):
         members = np.flatnonzero(numbers == k)
-        rows.append({"start": scores["time"][members[0]], "end": scores["time"][members[-1]],
+        rows.append({"number": int(k), "start": scores["time"][members[0]], "end": scores["time"][members[-1]],
                      "windows": int(members.size), "peak": float(scores["score"][members].max()),
                      "sensors": [name for name, _ in named[int(k)]]})
     return rows
@@ -137,3 +137,41 @@ def plot_scores(scores_csv, png, *, threshold: float | None = None, rule: AlarmR
                               title=title or f"Scored period: {len(rows)} alarm episodes, {flagged.size:,} of "
                                              f"{int(windows(scores).sum()):,} windows flagged",
                               utc_offset_seconds=None if scores["zoned"] else utc_offset_seconds)
+
+
+#: what an episode's figure shows of the input on either side of the episode
+EPISODE_MARGIN = np.timedelta64(2, "h")
+
+
+def input_rows(arguments, pre) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The raw sensor values of the INPUT files that were scored (paths or patterns, in time
+    order), read as the run reads its files: (times as the scores CSV writes them, the data's
+    wall-clock time where the file has UTC offsets; values (rows, sensors); sensor names)."""
+    from lstm_rare_event.preprocess.csv import read_table
+    from lstm_rare_event.preprocess.inputs import expand
+
+    columns = pre.options.columns
+    sources = expand(arguments, pre.sep_, pre.decimal_, columns, stdin=False)
+    table = read_table(sources, pre.features_, labels="optional", sep=pre.sep_, decimal=pre.decimal_, columns=columns)
+    times = table.time if table.utc_offset is None else table.time + table.utc_offset.astype("timedelta64[s]")
+    return times, np.asarray(table.values), list(table.features)
+
+
+def plot_episode(scores: dict, episode: dict, rows, png, *, threshold: float | None = None, breaks=(),
+                 utc_offset_seconds: int | None = None, title: str = ""):
+    """The figure of one alarm episode (a :func:`scored_episodes` row): its top sensors' raw
+    values from ``rows`` (:func:`input_rows`) and the scores, EPISODE_MARGIN either side, the
+    threshold, and ``breaks`` (:func:`figure_breaks`) in that span. None when ``rows`` has no
+    row in the span (the input is not the one scored)."""
+    times, values, features = rows
+    low, high = episode["start"] - EPISODE_MARGIN, episode["end"] + EPISODE_MARGIN
+    near = (times >= low) & (times <= high)
+    if not near.any():
+        return None
+    where = {name: j for j, name in enumerate(features)}
+    sensors = {name: values[near, where[name]] for name in episode["sensors"] if name in where}
+    scored = windows(scores) & (scores["time"] >= low) & (scores["time"] <= high)
+    shown = [b for b in breaks if low <= b["time"] <= high]
+    return plots.episode_figure(times[near], sensors, scores["time"][scored], scores["score"][scored], threshold,
+                                (episode["start"], episode["end"]), png, breaks=shown, title=title,
+                                utc_offset_seconds=None if scores["zoned"] else utc_offset_seconds)
