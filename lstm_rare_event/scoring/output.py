@@ -162,7 +162,7 @@ def _check_header(path: Path, header: str) -> None:
         first = handle.readline()
     if first != header:
         raise UserError(f"{path}: its header ({first.strip()!r}) is not this call's ({header.strip()!r}); "
-                        "write to a new output file (another run, detector or --missing?)")
+                        "write to a new output file (another run, detector, --missing or --keep-labels?)")
 
 
 def append_frames(path: Path, header: str, frames) -> int:
