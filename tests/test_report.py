@@ -320,3 +320,13 @@ def test_episode_figure_draws_sensors_score_threshold_and_break(tmp_path):
     assert {"threshold 1", "alarm episode", "warned break", "missed break"} <= labels
     far = dict(episode, start=np.datetime64("2024-03-02T00:30:00"), end=np.datetime64("2024-03-02T00:32:00"))
     assert figure.plot_episode(scores, far, (times, values, ["x5", "x7", "x9"]), tmp_path / "f.png") is None
+
+
+def test_a_y_column_that_is_not_labels_is_refused(tmp_path):
+    path = _labelled_scores_csv(tmp_path / "s.csv")
+    frame = pd.read_csv(path)
+    frame["y"] = frame["y"].astype(object)
+    frame.loc[7, "y"] = "x"
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"s.csv: row 8, column 'y': 'x' is not a label"):
+        figure.read_scores(path)

@@ -53,7 +53,14 @@ def read_scores(scores_csv) -> dict:
            for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
         if sensors else [[] for _ in range(len(frame))]
     opened = frame["opened"].to_numpy().astype(bool) if "opened" in frame.columns else None
-    y = frame["y"].to_numpy(dtype=np.int64) if "y" in frame.columns else None
+    y = None
+    if "y" in frame.columns:
+        y = pd.to_numeric(frame["y"], errors="coerce")
+        bad = np.flatnonzero(~y.isin([0, 1]).to_numpy())
+        if bad.size:  # rows counted from the first data row, as the input's are
+            raise UserError(f"{path}: row {bad[0] + 1}, column 'y': {frame['y'].iloc[bad[0]]!r} is not a label "
+                            "(0 or 1)")
+        y = y.to_numpy(dtype=np.int64)
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
             "flag": frame["flag"].to_numpy().astype(bool),
             "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned,
