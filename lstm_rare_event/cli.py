@@ -628,6 +628,10 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Write a line for every input row: a row that ends no window (the first --lookback - 1 rows, "
                    "rows just after a time gap) gets an empty score and flag 0, for point-wise evaluation "
                    "(evaluate-scores).")
+@click.option("--keep-labels", is_flag=True,
+              help="Keep the input's label column: a y column with each line's row label, and a line (empty "
+                   "score) for each break row, so that `report --scores` shows the breaks warned or missed. "
+                   "INPUT must have the label column.")
 @run_read_options
 @engine_option
 @load_pickle_option
@@ -637,7 +641,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
                   metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
-                  plot, all_rows, sep, decimal, engine, allow_pickle, wait, as_json):
+                  plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -666,7 +670,7 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                            time_column=time_column, label_column=label_column, time_format=time_format,
-                           all_rows=all_rows, sinks=sinks,
+                           all_rows=all_rows, keep_labels=keep_labels, sinks=sinks,
                            clear_minutes=duration_minutes(clear_after, "--clear-after"))
 
     def report(result):
@@ -739,19 +743,27 @@ def status_command(run_dir, state_path, wait, as_json):
               help="HTML file to write (atomically), outside the run directory.")
 @click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
-                   "and a figure of the scored period.")
+                   "and a figure of the scored period; with a y column (score --keep-labels), its breaks warned "
+                   "or missed beside chance.")
+@click.option("--input", "inputs", multiple=True,
+              help="The file(s) --scores was scored from (repeat, or a pattern): a figure per latest episode with "
+                   "its top sensors' values 2 hours either side. Read as the run reads its files.")
 @load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, allow_pickle, as_json):
+def report_command(run_dir, out_path, scores_csv, inputs, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
     with every figure embedded (no network access needed to view it), and, with --scores,
     the latest alarms. Sections appear for the steps the run has done.
+
+    For the day before (cron, after the nightly retrain): --scores yesterday's scores
+    written with --keep-labels judges its breaks with the run's horizon: warned or missed,
+    the share warned beside chance and the alarm's on-time share.
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle, list(inputs) or None)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 

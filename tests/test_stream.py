@@ -105,6 +105,22 @@ def test_random_size_calls_equal_one_batch_call(runs, plant, prev_csv, tmp_path,
     assert out.read_bytes() == expected
 
 
+def test_stateful_calls_keep_labels_as_one_batch_call(runs, plant, prev_csv, tmp_path):
+    """--keep-labels in random-size calls, and in one-row calls around the first break (a call
+    of the break row alone): the y column and the break lines are one batch call's, byte for byte."""
+    day = plant[1]
+    expected = batch(runs["mahalanobis"], day, prev_csv, tmp_path, "--keep-labels")
+    scores = pd.read_csv(tmp_path / "batch.csv")
+    assert scores.y.sum() == (day.y.astype(int) == 1).sum() == 5 and day.y.iloc[226] == "1"
+    piece = tmp_path / "piece.csv"
+    for name, cuts in (("random", sizes(len(day), random.Random(7))),
+                       ("one row", [(0, 220), *((i, i + 1) for i in range(220, 232)), (232, len(day))])):
+        state, out = tmp_path / f"{name}.json", tmp_path / f"{name}.csv"
+        for start, end in cuts:
+            call(runs["mahalanobis"], write(day.iloc[start:end], piece), state, out, prev_csv, "--keep-labels")
+        assert out.read_bytes() == expected, name
+
+
 @pytest.mark.parametrize("which", ["lstm", "mahalanobis"])
 def test_stateful_scores_equal_evaluate(runs, demo_csv, tmp_path, which):
     """The training file in random-size calls: every test window gets evaluate's score."""

@@ -77,7 +77,8 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     if options.plot is not None:
         from lstm_rare_event.scoring.figure import plot_scores
 
-        plot_scores(out_path, options.plot, threshold=scorer.rule.value, utc_offset_seconds=scorer.utc_offset_seconds)
+        plot_scores(out_path, options.plot, rule=scorer.rule, interval_minutes=scorer.preprocessor.interval_minutes,
+                    utc_offset_seconds=scorer.utc_offset_seconds)
         result["plot"] = str(options.plot)
     return result
 

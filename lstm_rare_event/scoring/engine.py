@@ -89,6 +89,9 @@ class ScoreOptions:
     decimal: str | None = None
     #: a line for every input row, those that end no window with an empty score and flag 0
     all_rows: bool = False
+    #: a y column with the input's label of each line's row, and a line (empty score) for each
+    #: break row the label shift keeps out of the windows; the input must have the label column
+    keep_labels: bool = False
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
     #: where events go besides stderr (--alert-cmd, --alert-log, --metrics); their time budget is --wait
@@ -213,6 +216,9 @@ class Stream:
         order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
         text they were read from (for messages; None: the times as read)."""
         pre, carry = self.pre, self.carry
+        if emit and self.options.keep_labels and table.y is None:
+            raise UserError(f"{source}: no label column {self.names.label!r} to keep (--keep-labels); score it "
+                            "without --keep-labels, or name its label column with --label-column")
         if empty is None:
             empty = np.zeros(table.values.shape, dtype=bool)
         n_seen = self._seen(table, raw, source, first_row)
@@ -237,16 +243,29 @@ class Stream:
             self._check_quality(table, staged, first_new)
             if len(ends):
                 out = self._score(table, staged, ends, held, source)
-            if self.options.all_rows:
-                offsets = None if table.utc_offset is None else table.utc_offset[first_new:]
-                out = every_row(out, format_times(table.time[first_new:], offsets),
-                                staged.source_row[ends] - first_new, self.header())
+            lines = self._lines(table, staged, ends, first_new)
+            if lines is not None:
+                offsets = None if table.utc_offset is None else table.utc_offset[lines]
+                out = every_row(out, format_times(table.time[lines], offsets),
+                                np.searchsorted(lines, staged.source_row[ends]), self.header(),
+                                table.y[lines] if self.options.keep_labels else None)
         keep = pre.context_start(staged)
         carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
         carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
         carry.last_time = table.time[-1]
         carry.rows += len(table) - first_new
         return out
+
+    def _lines(self, table: Table, staged, ends: np.ndarray, first_new: int) -> np.ndarray | None:
+        """The rows of ``table`` that get an output line when not every line is a window (None):
+        every new row with --all-rows; with --keep-labels, the windows' rows and the new break
+        rows the label shift dropped, so that every break of the input is in the output."""
+        if self.options.all_rows:
+            return np.arange(first_new, len(table))
+        if not self.options.keep_labels:
+            return None
+        dropped = np.setdiff1d(np.arange(first_new, len(table)), staged.source_row, assume_unique=True)
+        return np.union1d(staged.source_row[ends], dropped) if dropped.size else None
 
     def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
         """How many leading rows were seen already (times up to the carried last row); a row in
@@ -323,6 +342,8 @@ class Stream:
             window_held = (count[rows + 1] - count[first]) > 0
             columns["held"] = window_held.astype(np.int8)
             self.held_windows += int(window_held.sum())
+        if self.options.keep_labels:
+            columns["y"] = table.y[rows].astype(np.int8)
         if names is not None:
             for i in range(names.shape[1]):
                 columns[f"sensor_{i + 1}"] = names[:, i]
@@ -360,7 +381,8 @@ class Stream:
                 for n, w in zip(names, shares)]
 
     def header(self) -> str:
-        columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold")
+        columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold",
+                                 self.options.keep_labels)
         return ",".join(columns) + "\n"
 
 
