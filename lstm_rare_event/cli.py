@@ -29,7 +29,7 @@ from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
 from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
 from lstm_rare_event.files import atomic_write_text, dumps
-from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
+from lstm_rare_event.run import DEFAULT_KEEP, DEFAULT_WAIT, EXIT_BUSY, Writer, promote
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.preprocess.spans import duration_minutes
 from lstm_rare_event.steps.backtest import BacktestOptions
@@ -727,6 +727,33 @@ def status_command(run_dir, state_path, wait, as_json):
 
     info = status.status(run_dir, state_path, wait)
     click.echo(dumps(info), nl=False) if as_json else click.echo(status.status_text(info))
+
+
+@command(cli, "promote", "lstm-rare-event promote runs/2024-03-05T013000 --link current --keep 3   # nightly, after "
+                         "threshold")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--link", "link", required=True, type=click.Path(path_type=Path),
+              help="The symbolic link that score and status are given (e.g. current); made if missing, replaced "
+                   "by one rename if there (never a moment without a run behind it).")
+@click.option("--keep", default=DEFAULT_KEEP, show_default=True, type=click.IntRange(min=2),
+              help="Run directories to keep beside RUN_DIR, the newest by name (name them by date); the run the "
+                   "link pointed to is always kept, and so is one that a command is reading or writing.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def promote_command(run_dir, link, keep, wait, as_json):
+    """Make RUN_DIR, a complete run (prepared, trained, thresholded), the one the link points to.
+
+    A new link is made under a temporary name and renamed over the old one, so a score call
+    through the link loads the old run or the new one, whole. Then older runs beside RUN_DIR
+    beyond the newest --keep are removed.
+    """
+    done = promote(run_dir, link, keep, wait)
+    was = f" (was {done['previous']})" if done["previous"] else ""
+    log.info(f"{done['link']} -> {done['target']}{was}" +
+             "".join(f"; removed {p}" for p in done["removed"]) +
+             "".join(f"; kept {p}, in use" for p in done["in_use"]))
+    if as_json:
+        click.echo(dumps(done), nl=False)
 
 
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"
