@@ -52,6 +52,7 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         "last_alert": watch.lifecycle.last_alert,
         "conditions": watch.conditions.as_json(),
         "pending_events": len(watch.pending),
+        "last_adopted": (data.get("adopted") or [None])[-1],
     }
 
 
@@ -71,6 +72,9 @@ def status_text(info: dict) -> str:
                                    "; ".join(f"{c['condition']} since {c['since']}" for c in conditions)))
     if info["pending_events"]:
         lines.append(f"pending: {info['pending_events']} event(s) a sink has not taken; retried on the next call")
+    adopted = info["last_adopted"]
+    if adopted:
+        lines.append(f"adopted: from {adopted['from']} at {adopted['at']} (windows after {adopted['after'] or '-'})")
     if not info["state"]["same_run"]:
         lines.append(f"note: the state was last written with {info['state']['written_with']}")
     return "\n".join(lines)
