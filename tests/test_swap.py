@@ -99,6 +99,7 @@ def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deploy
     [adopted] = saved["adopted"]
     assert (adopted["from"], adopted["to"], adopted["after"]) == (str(old.resolve()), str(new.resolve()),
                                                                   before["last_scored"])
+    assert (adopted["threshold"], saved["run"]["threshold"]) == (before["threshold"], after["threshold"])
     assert f"adopted: from {old.resolve()}" in ok("status", link, "--state", state).stdout
     # No window lost or scored twice across the swap; scores.csv has the columns it always had.
     whole = invoke("score", old, new_csv, "--out", tmp_path / "whole.csv", "-q")

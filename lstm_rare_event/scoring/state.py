@@ -1,9 +1,11 @@
 """The state file of ``score --state``: what one call hands the next.
 
 JSON with the arrays base64 npz (never pickle): the carried raw rows (:class:`.engine.Carry`),
-the open alarm episode, the run it was written with (a fingerprint of its files) and the
-output's length after the call's append (so that a call killed between the append and the
-state write is undone by the next one).
+the open alarm episode, the run it was written with (its path, a fingerprint of its files, its
+detector and threshold), the runs it was adopted from (``adopted``: from which run to which,
+when, and after which window, so that every window of the output can be told the run that
+scored it) and the output's length after the call's append (so that a call killed between the
+append and the state write is undone by the next one).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
     return {
         "format": STATE_FORMAT,
         "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint,
-                "detector": scorer.detector.name},
+                "detector": scorer.detector.name, "threshold": scorer.rule.value},
         "adopted": list(carry.adopted),
         "features": list(scorer.preprocessor.features_),
         "last_row": time_or_none(carry.last_time),
@@ -122,5 +124,7 @@ def _adoption(path: Path, data: dict, scorer: Scorer, run_dir, options: ScoreOpt
                         "--adopt carries a state only to a run of the same detector: move it away to start a new one")
     if data["features"] != list(scorer.preprocessor.features_):
         raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
-    return {"from": before["path"], "fingerprint": before["fingerprint"], "to": str(Path(run_dir).resolve()),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "after": data["last_scored"]}
+    # The earlier run's threshold, so that a figure can draw each run's over its own windows.
+    return {"from": before["path"], "fingerprint": before["fingerprint"], "threshold": before.get("threshold"),
+            "to": str(Path(run_dir).resolve()), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "after": data["last_scored"]}
