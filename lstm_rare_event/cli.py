@@ -608,8 +608,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
                    "from its training mean (after detrending).")
 @click.option("--adopt", is_flag=True,
-              help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
-                   "its rows, last scored time and open episode.")
+              help="Accept a --state written with another run of the same detector and sensors (after a "
+                   "retrain), keeping its rows, last scored time and open episode; the state records the "
+                   "adoption (from which run, when). Another detector or other sensors: exit 2.")
 @click.option("--time-column", default=ScoreOptions.time_column,
               help="The column of the times  [default: the run's, as prepare was told]")
 @click.option("--label-column", default=ScoreOptions.label_column,
@@ -752,6 +753,8 @@ def promote_command(run_dir, link, keep, wait, as_json):
     log.info(f"{done['link']} -> {done['target']}{was}" +
              "".join(f"; removed {p}" for p in done["removed"]) +
              "".join(f"; kept {p}, in use" for p in done["in_use"]))
+    if done["warning"]:
+        log.warning(done["warning"])
     if as_json:
         click.echo(dumps(done), nl=False)
 

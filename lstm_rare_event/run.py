@@ -690,7 +690,19 @@ def promote(run_dir, link, keep: int = DEFAULT_KEEP, wait: float = DEFAULT_WAIT)
     with _flock(link.parent / f".{link.name}.lock", wait, f"another promote is replacing {link.name}"):
         with run.reading(wait):
             run.check_scorable()
+            kind = _kind(run)
         previous = Path(os.path.realpath(link)) if link.is_symlink() else None
+        warning = None
+        if previous is not None and previous.is_dir():
+            try:
+                with Run(previous).reading(wait) as before:
+                    was = _kind(before)
+            except UserError:
+                was = kind  # a broken run behind the link: nothing a state could be carried from
+            if was != kind:
+                warning = (f"{run.path} differs from {previous} in its " +
+                           ("detector" if was[0] != kind[0] else "sensors") +
+                           f": a score --state of {link} will refuse its state even with --adopt; move it away")
         target = os.path.relpath(run.path.resolve(), link.parent.resolve())
         temporary = link.parent / f".{link.name}.{os.getpid()}.new"
         temporary.unlink(missing_ok=True)
@@ -706,7 +718,13 @@ def promote(run_dir, link, keep: int = DEFAULT_KEEP, wait: float = DEFAULT_WAIT)
         swap_checkpoint("renamed")
         removed, in_use = _prune(run.path.resolve(), previous, keep)
     return {"link": str(link), "run": str(run.path.resolve()), "target": target,
-            "previous": None if previous is None else str(previous), "removed": removed, "in_use": in_use}
+            "previous": None if previous is None else str(previous), "removed": removed, "in_use": in_use,
+            "warning": warning}
+
+
+def _kind(run: Run) -> tuple:
+    """What a score state may be carried across (``score --adopt``): the detector and the sensors."""
+    return run.threshold().data.get("detector"), run.prepare_info().data.get("features")
 
 
 def _prune(kept: Path, previous: Path | None, keep: int) -> tuple[list[str], list[str]]:

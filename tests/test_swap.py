@@ -46,7 +46,7 @@ def test_promote_points_the_link_at_the_run_by_a_relative_path(deployment, tmp_p
     assert os.readlink(link) == "runs/2024-03-04T013000"
     done = json.loads(ok("promote", new, "--link", link, "--json", "-q").stdout)
     assert os.readlink(link) == "runs/2024-03-05T013000" and link.resolve() == new.resolve()
-    assert done["previous"] == str(old.resolve()) and done["removed"] == []
+    assert done["previous"] == str(old.resolve()) and done["removed"] == [] and done["warning"] is None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".current.") and p.name != ".current.lock"] == []
 
 
@@ -214,3 +214,11 @@ def test_the_nightly_target_swaps_current_twice_and_scoring_follows(runs, tmp_pa
     again = subprocess.run([*make, "STAMP=2024-03-06T013000"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "runs/2024-03-06T013000 exists" in again.stderr
     assert link.resolve() == night2
+
+
+def test_promote_warns_when_the_state_could_not_be_adopted(deployment, runs, tmp_path):
+    old, _, link = deployment
+    other = copy_run(runs["pca"], tmp_path / "runs", "2024-03-06T013000")
+    result = ok("promote", other, "--link", link, "-q")
+    assert "warning: " in result.stderr and "differs from" in result.stderr and "in its detector" in result.stderr
+    assert link.resolve() == other.resolve()  # a deliberate change of detector is the operator's to make
