@@ -18,6 +18,7 @@ from conftest import ROOT, copy_run, fails, invoke, ok, write_days
 from lstm_rare_event import run as run_module
 from lstm_rare_event.run import Run, promote
 from lstm_rare_event.scoring import engine
+from lstm_rare_event.steps.score import summary_line
 from lstm_rare_event.synthetic import make_sheet_breaks
 
 
@@ -77,6 +78,7 @@ def test_a_swap_while_score_loads_cannot_mix_two_runs(deployment, new_csv, tmp_p
     monkeypatch.setattr(engine, "resolve_run", swapped_right_after)
     state = tmp_path / "s.state"
     summary = scored_by(link, new_csv, tmp_path / "s.csv", "--state", state)
+    assert summary_line(summary).endswith(f"-> {tmp_path / 's.csv'} (run {old.resolve()})")
     assert link.resolve() == new.resolve()
     assert summary["run"] == str(old.resolve()) and summary["threshold"] == Run(old).threshold().value
     assert json.loads(state.read_text())["run"]["path"] == str(old.resolve())
