@@ -3,6 +3,9 @@
 Exit codes (every command): 0 success; 2 bad input or usage (a one-line message on
 stderr); 1 an unexpected internal error; 75 the run directory is busy (try again later).
 ``score --fail-on-alert`` adds 3.
+
+Why one module of about 800 lines: click's options, help and examples of every command, and
+nothing else; each command's body is a few lines over a library function.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Every step reads and writes a run directory through this module and nothing else
   atomically: that is the single commit point. The renames and the new manifest follow; a commit cut short by a
   kill is finished (rolled forward) by the next command that opens the run. Before the
   journal, the run is as it was; after it, as the step left it.
+
+Why one module of about 600 lines: names, manifest, locks and commit are one contract (a
+reader trusts what the lock and the commit guarantee), so they are read and changed together.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ in new rows, and flags them and numbers their alarm episodes with the run's alar
 episode carried from piece to piece. Batch and stateful calls (:mod:`.calls`), the backtest and
 the Python API all score through it, so they write the same numbers for the same rows.
 
-Why one module of about 450 lines: the Stream, its Carry and the data-quality checks it makes
-on the rows it takes in share the piece-by-piece bookkeeping (which rows are new, which were
-held, where the carried tail starts); split, each half would need the other's internals.
+Why one module of about 400 lines: the Stream and its Carry share the piece-by-piece
+bookkeeping (which rows are new, which were held, where the carried tail starts, which episode
+is open); split, each half would need the other's internals. What the rows say about the data
+(:class:`~lstm_rare_event.alerts.conditions.DataChecks`) and the alerts of each piece
+(:class:`~lstm_rare_event.alerts.watch.Watch`) are the alerting layer's.
 
 NumPy and pandas only: this runs every two minutes from cron.
 """
