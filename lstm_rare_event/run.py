@@ -21,8 +21,9 @@ Every step reads and writes a run directory through this module and nothing else
   kill is finished (rolled forward) by the next command that opens the run. Before the
   journal, the run is as it was; after it, as the step left it.
 
-Why one module of about 600 lines: names, manifest, locks and commit are one contract (a
-reader trusts what the lock and the commit guarantee), so they are read and changed together.
+Why one module of about 750 lines: names, manifest, locks and commit are one contract (a
+reader trusts what the lock and the commit guarantee), so they are read and changed together;
+the current-run link is part of it, as promote removes old runs under those same locks.
 """
 
 from __future__ import annotations
