@@ -265,8 +265,8 @@ preprocess_options = options(
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
                          "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
                          "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe\n"
-                         "  lstm-rare-event prepare 'incoming/*.csv' --out runs/2024-03-05T013000 --last 4d --fractions 0.75,0.25,0"
-                         "   # nightly")
+                         "  lstm-rare-event prepare 'incoming/*.csv' --out runs/2024-03-05T013000 --last 4d "
+                         "--fractions 0.75,0.25,0   # nightly")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
