@@ -184,7 +184,11 @@ def test_the_nightly_target_swaps_current_twice_and_scoring_follows(runs, tmp_pa
         day.rename(tmp_path / day.name)
     oldest = copy_run(runs["mahalanobis"], tmp_path / "runs", "2024-01-01T013000")  # goes with --keep 2
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    make = ["make", "-f", str(ROOT / "examples" / "Makefile"), "nightly", f"CLI={sys.executable} -m lstm_rare_event",
+    # The tool as the Makefile calls it, noting where `current` points before each step.
+    cli = tmp_path / "cli.sh"
+    cli.write_text(f'#!/bin/sh\n(readlink current || echo -) >> links.log\nexec {sys.executable} -m lstm_rare_event "$@"\n')
+    cli.chmod(0o755)
+    make = ["make", "-f", str(ROOT / "examples" / "Makefile"), "nightly", f"CLI={cli}",
             "HISTORY=incoming/*.csv", "PREPARE_OPTS=--detrend 12", "TRAIN_OPTS=--detector mahalanobis",
             "WARM_START=", "KEEP=2"]
 
@@ -209,6 +213,9 @@ def test_the_nightly_target_swaps_current_twice_and_scoring_follows(runs, tmp_pa
     assert os.readlink(link) == "runs/2024-03-06T013000"
     assert json.loads((night2 / "threshold.json").read_text())["previous"]["run"] == str(night1)
     assert not oldest.exists() and night1.exists()  # --keep 2: this night's and last night's
+    # Before every step of both nights, the link pointed at the run scored before (none the
+    # first night), never at the run being made.
+    assert (tmp_path / "links.log").read_text().split() == ["-"] * 4 + ["runs/2024-03-05T013000"] * 4
     shutil.move(tmp_path / days[4].name, tmp_path / "incoming")
     after = json.loads(ok(*score[:2], tmp_path / "incoming" / days[4].name, *score[3:], "--adopt").stdout)
     assert after["run"] == str(night2) and after["windows"] > 0
