@@ -708,8 +708,9 @@ def promote(run_dir, link, keep: int = DEFAULT_KEEP, wait: float = DEFAULT_WAIT)
                            ("detector" if was[0] != kind[0] else "sensors") +
                            f": a score --state of {link} will refuse its state even with --adopt; move it away")
         target = os.path.relpath(run.path.resolve(), link.parent.resolve())
+        for leftover in link.parent.glob(f".{link.name}.*.new"):  # of a promote killed before its rename
+            leftover.unlink()
         temporary = link.parent / f".{link.name}.{os.getpid()}.new"
-        temporary.unlink(missing_ok=True)
         try:
             os.symlink(target, temporary, target_is_directory=True)
             swap_checkpoint("link made")

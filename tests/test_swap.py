@@ -167,11 +167,15 @@ def test_promote_keeps_the_newest_runs_the_replaced_one_and_any_in_use(deploymen
     old, new, link = deployment
     older = [copy_run(old, tmp_path / "runs", f"2024-02-0{day}T013000") for day in (1, 2)]
     (tmp_path / "runs" / "notes").mkdir()  # not a run: never touched
+    # What a promote killed (SIGKILL) before its rename or while deleting a run leaves behind.
+    (tmp_path / ".current.4242.new").symlink_to("runs/2024-03-05T013000")
+    shutil.copytree(old, tmp_path / "runs" / ".2024-01-01T013000.removed")
     with Run(older[1]).reading():
         done = promote(new, link, keep=2)
     assert done["removed"] == [str(older[0])] and done["in_use"] == [str(older[1])]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
         "2024-02-02T013000", "2024-03-04T013000", "2024-03-05T013000", "notes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".current.lock", "current", "runs"]
     done = promote(new, link, keep=2)  # no longer in use: it goes now
     assert done["removed"] == [str(older[1])] and old.exists()
 
