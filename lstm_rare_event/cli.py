@@ -32,7 +32,7 @@ from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
 from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
 from lstm_rare_event.files import atomic_write_text, dumps
-from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
+from lstm_rare_event.run import DEFAULT_KEEP, DEFAULT_WAIT, EXIT_BUSY, Writer, promote
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.preprocess.spans import duration_minutes
 from lstm_rare_event.steps.backtest import BacktestOptions
@@ -265,8 +265,8 @@ preprocess_options = options(
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
                          "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
                          "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe\n"
-                         "  lstm-rare-event prepare 'incoming/*.csv' --out run-next --last 4d --fractions 0.75,0.25,0"
-                         "   # nightly")
+                         "  lstm-rare-event prepare 'incoming/*.csv' --out runs/2024-03-05T013000 --last 4d "
+                         "--fractions 0.75,0.25,0   # nightly")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
@@ -611,8 +611,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
                    "from its training mean (after detrending).")
 @click.option("--adopt", is_flag=True,
-              help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
-                   "its rows, last scored time and open episode.")
+              help="Accept a --state written with another run of the same detector and sensors (after a "
+                   "retrain), keeping its rows, last scored time and open episode; the state records the "
+                   "adoption (from which run, when). Another detector or other sensors: exit 2.")
 @click.option("--time-column", default=ScoreOptions.time_column,
               help="The column of the times  [default: the run's, as prepare was told]")
 @click.option("--label-column", default=ScoreOptions.label_column,
@@ -734,6 +735,35 @@ def status_command(run_dir, state_path, wait, as_json):
 
     info = status.status(run_dir, state_path, wait)
     click.echo(dumps(info), nl=False) if as_json else click.echo(status.status_text(info))
+
+
+@command(cli, "promote", "lstm-rare-event promote runs/2024-03-05T013000 --link current --keep 3   # nightly, after "
+                         "threshold")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--link", "link", required=True, type=click.Path(path_type=Path),
+              help="The symbolic link that score and status are given (e.g. current); made if missing, replaced "
+                   "by one rename if there (never a moment without a run behind it).")
+@click.option("--keep", default=DEFAULT_KEEP, show_default=True, type=click.IntRange(min=2),
+              help="Run directories to keep beside RUN_DIR, the newest by name (name them by date); the run the "
+                   "link pointed to is always kept, and so is one that a command is reading or writing.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def promote_command(run_dir, link, keep, wait, as_json):
+    """Make RUN_DIR, a complete run (prepared, trained, thresholded), the one the link points to.
+
+    A new link is made under a temporary name and renamed over the old one, so a score call
+    through the link loads the old run or the new one, whole. Then older runs beside RUN_DIR
+    beyond the newest --keep are removed.
+    """
+    done = promote(run_dir, link, keep, wait)
+    was = f" (was {done['previous']})" if done["previous"] else ""
+    log.info(f"{done['link']} -> {done['target']}{was}" +
+             "".join(f"; removed {p}" for p in done["removed"]) +
+             "".join(f"; kept {p}, in use" for p in done["in_use"]))
+    if done["warning"]:
+        log.warning(done["warning"])
+    if as_json:
+        click.echo(dumps(done), nl=False)
 
 
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"

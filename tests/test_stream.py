@@ -205,16 +205,22 @@ def test_busy_state_exits_75_and_writes_nothing(runs, plant, prev_csv, tmp_path)
     assert not state.exists() and not out.exists()
 
 
-def test_state_of_another_run_is_refused_unless_adopted(runs, plant, prev_csv, tmp_path):
+def test_state_of_another_run_is_refused_unless_adopted(runs, alarming, plant, prev_csv, tmp_path):
     state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "p.csv"
     call(runs["mahalanobis"], write(plant[1].iloc[:30], piece), state, out, prev_csv)
     saved = state.read_bytes()
     write(plant[1].iloc[30:40], piece)
-    result = invoke("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv")
+    result = invoke("score", alarming, piece, "--state", state, "--out", tmp_path / "other.csv")
     assert result.exit_code == 2 and "written with another run" in result.stderr, result.output
     assert state.read_bytes() == saved and not (tmp_path / "other.csv").exists()
-    ok("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt", "-q")
+    # --adopt carries it only to a run of the same detector (a retrain), never to another one.
+    result = invoke("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt")
+    assert result.exit_code == 2 and "same detector" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert state.read_bytes() == saved and not (tmp_path / "other.csv").exists()
+    ok("score", alarming, piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt", "-q")
     assert len(pd.read_csv(tmp_path / "other.csv")) == 10
+    adopted = json.loads(state.read_text())["adopted"]
+    assert [(a["from"], a["to"]) for a in adopted] == [(str(runs["mahalanobis"].resolve()), str(alarming.resolve()))]
 
 
 def test_old_row_not_seen_is_refused(runs, plant, prev_csv, tmp_path):

@@ -64,6 +64,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
         scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    given, run_dir = run_dir, scorer.run  # the run loaded: a link (current) is not followed again
     stream = Stream(scorer, options, run=str(run_dir))
     if state_path is None:
         inputs = expand(arguments, stream.sep, stream.decimal, stream.names)
@@ -72,7 +73,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         _tell(stream, run_dir, options, None)
     else:
         summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path))
-    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options, state_path is not None), **summary,
+    result = {**_summary(stream, scorer, given, input_path, out_path, options, state_path is not None), **summary,
               **stream.watch.summary()}
     if options.plot is not None:
         from lstm_rare_event.scoring.figure import plot_scores
@@ -288,6 +289,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "input": str(input_path),
         "output": str(out_path),
         "run_dir": str(run_dir),
+        "run": str(scorer.run.resolve()),  # the run that scored, its link (if any) followed
         "detector": scorer.detector.name,
         "sensors": "named per window" if stream._has_sensors else
                    f"none: the {scorer.detector.name} detector uses no sensor",

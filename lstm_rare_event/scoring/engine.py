@@ -37,7 +37,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
-from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run
+from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
 from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
 
 MISSING = ("error", "hold")
@@ -55,20 +55,22 @@ class Scorer:
     fingerprint: str = ""
     #: the training data's UTC offset, for figures in the data's own time zone
     utc_offset_seconds: int | None = None
+    #: the run directory loaded: ``run_dir`` as given, or the run its link pointed to then
+    run: Path | None = None
 
 
 def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
-    refused when they do not come from one run."""
-    run = Run(run_dir)
-    with run.reading(wait):
-        run.check("prepare", [PREPROCESSOR])
-        run.check("train", [DETECTOR])
-        run.check("threshold", [THRESHOLD_JSON])
+    refused when they do not come from one run. A link (``current``) is followed once; the
+    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile."""
+    resolved = resolve_run(run_dir)
+    run = Run(resolved)
+    with through_link(run_dir, resolved), run.reading(wait):
+        run.check_scorable()
         rule = run.threshold().alarm_rule
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
         return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), rule, fingerprint,
-                      run.utc_offset_seconds())
+                      run.utc_offset_seconds(), resolved)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Carry:
     episode: OpenEpisode = OpenEpisode()  # the latest alarm episode, which the next flagged window may continue
     rows: int = 0  # raw rows taken in, all calls
     windows: int = 0  # windows scored, all calls
+    adopted: tuple = ()  # the runs this carry was adopted from (--adopt), oldest first; see .state
 
 
 def _concat(first: Table | None, second: Table) -> Table:
