@@ -561,7 +561,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                        "  lstm-rare-event score run today.csv --state score.state --history yesterday.csv "
                        "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron\n"
                        "  lstm-rare-event score run days/*.csv --out-dir scores --fail-on-alert -q   "
-                       "# several files, the run loaded once",
+                       "# several files, the run loaded once\n"
+                       "  lstm-rare-event score current 'incoming/%Y-%m-%d.csv' --follow --state score.state "
+                       "--out scores.csv -q   # resident: each row as it comes",
          extra_exit_codes="\n  3  --fail-on-alert and an alarm episode opened (scores.csv is written); with "
                           "--state, only a\n     call that opens a new episode (an ongoing one is not alerted again)\n"
                           "  2  also: with --out-dir, any INPUT was bad (the good ones are written; 2 wins over 3)\n"
@@ -582,6 +584,12 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Score only what is new since the last call with this state file (created if missing): "
                    "rows already seen are skipped, new windows appended to --out, the open alarm episode "
                    "carried over. Locked (STATE.lock) while a call runs.")
+@click.option("--follow", "follow_input", is_flag=True,
+              help="Stay running and score rows as they are appended to INPUT: a growing file, a day-file "
+                   "pattern with strftime fields ('incoming/%Y-%m-%d.csv': the next day's file taken up when "
+                   "it appears), or - (a pipe). Each batch of new rows is a --state call (needed): outputs and "
+                   "state saved after each, the lock held only meanwhile; RUN (a link such as current) is "
+                   "resolved again between batches. SIGTERM stops after the batch (exit 0).")
 @click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
               help="One INPUT only. Rows before INPUT (e.g. yesterday's file), used only as context: detrending baselines "
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
@@ -632,7 +640,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
-def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
+def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, history, fail_on_alert, alert_cmd, alert_log,
                   metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
                   plot, all_rows, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
@@ -673,8 +681,10 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         else:
             log.info(score.summary_line(result))
 
+    if follow_input and fail_on_alert:
+        raise UserError("--fail-on-alert ends a call with exit 3; --follow does not end: give --alert-cmd or --alert-log")
     summary = score.run_score(run_dir, inputs, out_path, out_dir, options, history=history, state_path=state_path,
-                              on_done=report)
+                              on_done=report, follow_input=follow_input)
     if out_dir is None:
         report(summary)
     if as_json:

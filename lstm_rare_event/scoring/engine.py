@@ -382,16 +382,17 @@ def _last_offset(tail: Table):
 
 
 # -- inputs -------------------------------------------------------------------------------
-def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
+def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True, first_row: int = 1):
     """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
     chunk is read while this one is scored, and scored while the caller writes the one before;
-    the stream is the scoring thread's alone until the last frame is taken."""
-    return ahead(_frames(stream, path, chunk_rows, emit))
+    the stream is the scoring thread's alone until the last frame is taken. ``first_row``: the
+    number of ``path``'s first data row in messages (a piece of a growing file starts further on)."""
+    return ahead(_frames(stream, path, chunk_rows, emit, first_row))
 
 
-def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int):
     stream.start_input()
-    rows = 0
+    rows = first_row - 1
     for raw in ahead(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
