@@ -227,3 +227,12 @@ def test_follow_refuses_a_compressed_file_and_a_glob(runs, tmp_path):
     for given, fragment in ((tmp_path / "day.csv.gz", "cannot be followed"), (tmp_path / "*.csv", "not a glob")):
         fails(2, "score", runs["mahalanobis"], given, "--follow", "--state", tmp_path / "st", "--out",
               tmp_path / "s.csv", fragment=fragment)
+
+
+def test_the_example_unit_restarts_a_follower_by_absolute_path():
+    unit = (ROOT / "examples" / "lstm-rare-event-follow.service").read_text()
+    start = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert len(start) == 1 and "Restart=always" in unit.splitlines()
+    assert start[0].startswith("ExecStart=/srv/paper/.venv/bin/lstm-rare-event score ")
+    assert all(option in start[0] for option in ("--follow", "--state", "--out", "%%Y-%%m-%%d.csv"))
+    assert "score --follow" in (ROOT / "README.md").read_text()

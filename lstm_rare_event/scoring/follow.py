@@ -11,10 +11,10 @@ restart reads the files from their start, and the rows already seen are skipped.
 held only while a batch is scored, so ``status`` (or a cron call) reads the state between
 batches.
 
-RUN may be a link (``current``) that a deployment swaps: it is resolved again between batches;
-a new target with the same detector and sensors is loaded and the state carried over to it at
-once (as ``--adopt`` does); another kind of run is refused with an error line, the old one
-scoring on.
+RUN may be a link (``current``) that a deployment swaps, or a directory replaced by renames: it
+is resolved again between batches; a new run with the same detector and sensors is loaded and
+the state carried over to it at once (as ``--adopt`` does); another kind of run is refused
+with an error line, the old one scoring on.
 
 SIGTERM stops after the batch in progress (the command exits 0); Ctrl-C interrupts it (exit
 130), the batch undone as a killed call's is (the next start cuts the output back).
@@ -193,21 +193,33 @@ class Pipe:
             select.select([self.fd], [], [], seconds)
 
 
+def _identity(link) -> tuple | None:
+    """Which directory RUN names: its real path and inode (a directory renamed into RUN's
+    place keeps the path); None while there is none (between the renames of a swap)."""
+    path = os.path.realpath(link)
+    try:
+        return path, os.stat(path).st_ino
+    except OSError:
+        return None
+
+
 class _Run:
-    """RUN's scorer, loaded again when RUN (a link) comes to name another directory."""
+    """RUN's scorer, loaded again when RUN (a link, or a directory replaced) names another run."""
 
     def __init__(self, link, options: ScoreOptions):
         self.link, self.options = link, options
+        self.identity = _identity(link)
         self.path = os.path.realpath(link)
         self.scorer = load_scorer(self.path, options.engine, options.wait, options.allow_pickle)
         self.refused = None
 
     def changed(self) -> bool:
         """Whether RUN now names another run that was loaded (its state is to be adopted)."""
-        path = os.path.realpath(self.link)
-        if path in (self.path, self.refused):
+        identity = _identity(self.link)
+        if identity is None or identity in (self.identity, self.refused):
             return False
-        self.refused = path  # until it loads and fits
+        self.refused = identity  # until it loads and fits
+        path = identity[0]
         try:
             scorer = load_scorer(path, self.options.engine, self.options.wait, self.options.allow_pickle)
         except UserError as exc:
@@ -221,7 +233,7 @@ class _Run:
                       f"{self.path} scores on (restart with a new --state and --out to change)")
             return False
         log.info(f"{self.link} -> {path}: loaded; the state is carried over to it")
-        self.path, self.scorer, self.refused = path, scorer, None
+        self.identity, self.path, self.scorer, self.refused = identity, path, scorer, None
         return True
 
 
