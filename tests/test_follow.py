@@ -211,6 +211,26 @@ def test_a_swapped_run_link_is_loaded_and_its_state_adopted(runs, lines, tmp_pat
     assert (scores.flag.iloc[-50:] == 1).all() and scores.flag.iloc[:-50].mean() < 0.5
 
 
+def test_a_run_directory_replaced_by_renames_is_loaded_again(runs, lines, tmp_path):
+    run_dir = copy_run(runs["mahalanobis"], tmp_path, "run")
+    retrained = copy_run(runs["mahalanobis"], tmp_path, "run-next")
+    ok("threshold", retrained, "--rule", "value", "--value", "1", "-q")
+    grow, state, out = tmp_path / "grow.csv", tmp_path / "score.state", tmp_path / "scores.csv"
+    append(grow, lines[:201])
+
+    def nightly(source):  # examples/Makefile's swap
+        os.rename(run_dir, tmp_path / "run-previous")
+        os.rename(retrained, run_dir)
+
+    fingerprints = []
+    steps = [lambda s: fingerprints.append(json.loads(state.read_text())["run"]["fingerprint"]), nightly,
+             lambda s: fingerprints.append(json.loads(state.read_text())["run"]["fingerprint"])]
+    follow(run_dir, str(grow), out, state, source=Scripted(str(grow), steps, time.time()),
+           settings=FollowOptions(poll=0.001))
+    assert fingerprints[0] != fingerprints[1]
+    assert json.loads(state.read_text())["run"]["path"] == str(run_dir)
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--out-dir", "d"), "--follow reads one INPUT"),
     (("--out", "s.csv"), "--follow keeps its place in --state"),
