@@ -46,7 +46,7 @@ DAY_SECONDS = 86400
 @dataclass(frozen=True)
 class FollowOptions:
     #: seconds between looks at INPUT while nothing new comes: half of it is the mean added latency
-    poll: float = 0.02
+    poll: float = 0.01
     #: new lines read per batch at most: a restart's catch-up is scored (and saved) in pieces
     batch_bytes: int = 16 << 20
 
