@@ -8,7 +8,9 @@ write and a flush, as a historian does) and times each until its line is in ``--
 median over the rows is the figure (target <= 50 ms). Rows are appended at uneven intervals
 (30-130 ms), so that they fall anywhere in the follower's poll cycle. A row that ends no window
 (a break row, dropped by the label shift, or one after a time gap) writes no line and is not
-counted.
+counted. The follower's CPU time per row (from /proc, the polls between rows included) and
+the load average are reported beside it: on a busy machine the wall time is mostly waiting for
+a core.
 
 The runs are bench/throughput.py's (the real data, default options; made by ``make bench``
 before this) when they are there; otherwise an lstm (2 epochs: the latency depends on the
@@ -67,6 +69,15 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds of process ``pid`` so far (Linux's /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(condition, seconds: float) -> bool:
     deadline = time.perf_counter() + seconds
     while not condition():
@@ -87,6 +98,7 @@ def latency(run: Path, lines: list[str], rows: int, tmp: Path, seed: int = 0) ->
         if not _wait(lambda: state.exists() and json.loads(state.read_text())["rows"] == CONTEXT_ROWS, 300):
             raise SystemExit(f"follow bench: the first {CONTEXT_ROWS} rows were not scored")
         seconds, no_line = [], 0
+        cpu = _cpu_seconds(proc.pid)
         with open(grow, "a", encoding="utf-8", newline="") as handle:
             for line in lines[CONTEXT_ROWS + 1:CONTEXT_ROWS + 1 + rows]:
                 before = _size(out)
@@ -98,6 +110,8 @@ def latency(run: Path, lines: list[str], rows: int, tmp: Path, seed: int = 0) ->
                     seconds.append(time.perf_counter() - start)
                 else:
                     no_line += 1
+        if cpu is not None:
+            cpu = (_cpu_seconds(proc.pid) - cpu) / rows
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
@@ -106,6 +120,7 @@ def latency(run: Path, lines: list[str], rows: int, tmp: Path, seed: int = 0) ->
     median = statistics.median(seconds)
     return {"rows": len(seconds), "rows_without_a_line": no_line, "median_ms": 1000 * median,
             "p90_ms": 1000 * statistics.quantiles(seconds, n=10)[-1], "max_ms": 1000 * max(seconds),
+            "cpu_ms_per_row": None if cpu is None else 1000 * cpu, "load_average": os.getloadavg()[0],
             "target_ms": 1000 * TARGET_SECONDS, "met": median <= TARGET_SECONDS}
 
 
@@ -126,7 +141,8 @@ def main() -> int:
     for name, figures in result.items():
         print(f"score --follow {name:12s} append to line: median {figures['median_ms']:.1f} ms, "
               f"p90 {figures['p90_ms']:.1f} ms, max {figures['max_ms']:.1f} ms over {figures['rows']} rows: "
-              f"{'met' if figures['met'] else 'MISSED'} (<= {figures['target_ms']:.0f} ms)")
+              f"{'met' if figures['met'] else 'MISSED'} (<= {figures['target_ms']:.0f} ms); the follower's CPU "
+              f"{figures['cpu_ms_per_row']:.1f} ms per row (polls included), load average {figures['load_average']:.1f}")
     if args.save:
         (HERE / "follow.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
