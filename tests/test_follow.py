@@ -238,9 +238,11 @@ def test_a_run_directory_replaced_by_renames_is_loaded_again(runs, lines, tmp_pa
     (("--out", "s.csv", "--state", "st", "--plot", "p.png"), "--plot draws a figure once"),
 ])
 def test_follow_refuses_what_it_cannot_do(runs, tmp_path, args, fragment):
-    monkey = tmp_path / "in.csv"
-    monkey.write_text("time,x1\n")
-    fails(2, "score", runs["mahalanobis"], monkey, "--follow", *args, fragment=fragment)
+    given = tmp_path / "in.csv"
+    given.write_text("time,x1\n")
+    in_tmp = [a if a.startswith("--") else tmp_path / a for a in args]
+    fails(2, "score", runs["mahalanobis"], given, "--follow", *in_tmp, fragment=fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # nothing written
 
 
 def test_follow_refuses_a_compressed_file_and_a_glob(runs, tmp_path):
