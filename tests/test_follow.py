@@ -25,7 +25,8 @@ from lstm_rare_event.scoring.engine import ScoreOptions
 from lstm_rare_event.scoring.follow import FollowOptions, GrowingFile, follow
 from lstm_rare_event.synthetic import make_sheet_breaks
 
-# Kills itself (SIGKILL) at the LRE_KILL_AT-th call's point between the output append and the state write.
+# Sends itself LRE_SIGNAL (SIGKILL) at the LRE_KILL_AT-th batch's point between the output
+# append and the state write.
 KILL_AT = """
 import os, signal, sys
 from lstm_rare_event.scoring import calls
@@ -33,7 +34,7 @@ count = [0]
 def checkpoint(label):
     count[0] += 1
     if count[0] == int(os.environ.get("LRE_KILL_AT", "0")):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("LRE_SIGNAL", "SIGKILL")))
 calls.checkpoint = checkpoint
 from lstm_rare_event.cli import cli
 cli(sys.argv[1:])
@@ -74,8 +75,8 @@ def state_rows(state):
         return None
 
 
-def start(*args, kill_at=0, **popen):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LRE_KILL_AT": str(kill_at)}
+def start(*args, kill_at=0, sending="SIGKILL", **popen):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LRE_KILL_AT": str(kill_at), "LRE_SIGNAL": sending}
     return subprocess.Popen([sys.executable, "-c", KILL_AT, "score", *map(str, args), "--follow", "-q"], env=env,
                             stderr=subprocess.PIPE, **popen)
 
@@ -105,6 +106,17 @@ def test_killed_between_output_and_state_then_restarted_writes_the_batch_bytes(r
     again.send_signal(signal.SIGTERM)
     assert again.wait(TIMEOUT) == 0, again.stderr.read()
     assert out.read_bytes() == expected
+
+
+def test_sigterm_in_a_batch_finishes_it_and_exits_0(runs, lines, tmp_path):
+    grow, state, out = tmp_path / "grow.csv", tmp_path / "score.state", tmp_path / "scores.csv"
+    append(grow, lines[:101])
+    proc = start(runs["mahalanobis"], grow, "--state", state, "--out", out, kill_at=2, sending="SIGTERM")
+    wait_until(lambda: state_rows(state) == 100, "the first batch's state")
+    append(grow, lines[101:151])
+    assert proc.wait(TIMEOUT) == 0, proc.stderr.read()
+    saved = json.loads(state.read_text())
+    assert saved["rows"] > 100 and saved["output"]["bytes"] == out.stat().st_size  # saved, not undone
 
 
 def test_a_pipe_is_scored_as_it_comes_and_ends_with_it(runs, lines, tmp_path):
