@@ -562,7 +562,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                        "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron\n"
                        "  lstm-rare-event score run days/*.csv --out-dir scores --fail-on-alert -q   "
                        "# several files, the run loaded once\n"
-                       "  lstm-rare-event score current 'incoming/%Y-%m-%d.csv' --follow --state score.state "
+                       "  lstm-rare-event score run 'incoming/%Y-%m-%d.csv' --follow --state score.state "
                        "--out scores.csv -q   # resident: each row as it comes",
          extra_exit_codes="\n  3  --fail-on-alert and an alarm episode opened (scores.csv is written); with "
                           "--state, only a\n     call that opens a new episode (an ongoing one is not alerted again)\n"
@@ -664,6 +664,10 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, 
     loaded once. Every good INPUT is scored and written even when another is bad; each bad
     one gets an error line naming it, and the call exits 2 at the end. One stderr line per
     INPUT; --fail-on-alert exits 3 when any INPUT opened an episode.
+
+    With --follow (and --state, --out), it stays running and scores each row as it is
+    appended (examples/lstm-rare-event-follow.service); a kill and a restart write what an
+    uninterrupted run writes. SIGTERM ends it after the batch in progress, exit 0.
     """
     from lstm_rare_event.steps import score
 
