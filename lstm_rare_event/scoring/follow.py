@@ -11,10 +11,10 @@ restart reads the files from their start, and the rows already seen are skipped.
 held only while a batch is scored, so ``status`` (or a cron call) reads the state between
 batches.
 
-RUN may be a link (``current``) that a deployment swaps, or a directory replaced by renames: it
-is resolved again between batches; a new run with the same detector and sensors is loaded and
-the state carried over to it at once (as ``--adopt`` does); another kind of run is refused
-with an error line, the old one scoring on.
+RUN may be the link (``current``) that ``promote`` swaps, or a directory replaced by renames:
+it is resolved again between batches, and a new run is loaded and the state carried over to it
+at once, as ``--adopt`` does (:mod:`.state`: only to a run of the same detector and sensors);
+a run refused is an error line, the old one scoring on.
 
 SIGTERM stops after the batch in progress (the command exits 0); Ctrl-C interrupts it (exit
 130), the batch undone as a killed call's is (the next start cuts the output back).
@@ -37,7 +37,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import Buffer, is_parquet
 from lstm_rare_event.preprocess.inputs import GLOB_CHARS
 from lstm_rare_event.scoring import calls
-from lstm_rare_event.scoring.engine import ScoreOptions, feed_file, load_scorer
+from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, feed_file, load_scorer
 from lstm_rare_event.scoring.output import STDIO, check_output
 
 DAY_SECONDS = 86400
@@ -204,37 +204,31 @@ def _identity(link) -> tuple | None:
 
 
 class _Run:
-    """RUN's scorer, loaded again when RUN (a link, or a directory replaced) names another run."""
+    """RUN's scorer, and the run RUN names now when that is another one."""
 
-    def __init__(self, link, options: ScoreOptions):
-        self.link, self.options = link, options
-        self.identity = _identity(link)
-        self.path = os.path.realpath(link)
-        self.scorer = load_scorer(self.path, options.engine, options.wait, options.allow_pickle)
+    def __init__(self, given, options: ScoreOptions):
+        self.given, self.options = given, options
+        self.identity, self.scorer = _identity(given), self._load()
         self.refused = None
 
-    def changed(self) -> bool:
-        """Whether RUN now names another run that was loaded (its state is to be adopted)."""
-        identity = _identity(self.link)
+    def _load(self) -> Scorer:
+        return load_scorer(self.given, self.options.engine, self.options.wait, self.options.allow_pickle)
+
+    def newer(self) -> tuple[tuple, Scorer] | None:
+        """The run RUN names now, loaded, when it is not the one scoring (nor one refused before)."""
+        identity = _identity(self.given)
         if identity is None or identity in (self.identity, self.refused):
-            return False
-        self.refused = identity  # until it loads and fits
-        path = identity[0]
+            return None
+        self.refused = identity  # until its state is carried over
         try:
-            scorer = load_scorer(path, self.options.engine, self.options.wait, self.options.allow_pickle)
+            return identity, self._load()
         except UserError as exc:
-            log.error(f"{self.link} -> {path}: not loaded, {self.path} scores on: {exc}")
-            return False
-        old = self.scorer
-        if (scorer.detector.name, list(scorer.preprocessor.features_)) != \
-                (old.detector.name, list(old.preprocessor.features_)):
-            log.error(f"{self.link} -> {path}: a {scorer.detector.name} run of {len(scorer.preprocessor.features_)} "
-                      f"sensors, not the {old.detector.name} run of the same sensors the state was written with; "
-                      f"{self.path} scores on (restart with a new --state and --out to change)")
-            return False
-        log.info(f"{self.link} -> {path}: loaded; the state is carried over to it")
-        self.identity, self.path, self.scorer, self.refused = identity, path, scorer, None
-        return True
+            log.error(f"{exc}; {self.scorer.run} scores on")
+            return None
+
+    def take(self, identity: tuple, scorer: Scorer) -> None:
+        log.info(f"{self.given}: {scorer.run} loaded, the state carried over to it")
+        self.identity, self.scorer, self.refused = identity, scorer, None
 
 
 class _Stop:
@@ -290,27 +284,40 @@ def follow(run_dir, argument: str, out_path, state_path, options: ScoreOptions =
         check_output(Path(out_path), argument, run_dir)
     run = _Run(run_dir, options)
     totals = _Totals(str(argument), str(out_path), str(state_path))
-    told_missing, adopt = None, False
+
+    def batch(scorer: Scorer, piece: Piece | None, missing: list[str], adopt: bool = False) -> dict:
+        def read(stream):
+            frames = () if piece is None else \
+                feed_file(stream, Buffer(piece.text, piece.name), options.chunk_rows, first_row=piece.first_row)
+            return frames, missing
+
+        return calls.score(run_dir, [str(argument)], out_path, replace(options, adopt=options.adopt or adopt), history,
+                           state_path, scorer=scorer, read=read)
+
+    told_missing = None
     with _stop_on_sigterm() as stop:
         while not stop.requested:
-            adopt = run.changed() or adopt
+            newer = run.newer()
+            if newer is not None:
+                # The state carried over at once (no row read), so that a restart finds it adopted.
+                try:
+                    batch(newer[1], None, told_missing or [], adopt=True)
+                except UserError as exc:
+                    if exc.exit_code != UserError.exit_code:
+                        raise
+                    log.error(f"{exc}; {run.scorer.run} scores on")
+                else:
+                    run.take(*newer)
             piece = source.piece(settings.batch_bytes)
             missing = source.missing()
-            if piece is None and missing == told_missing and not adopt:
+            if piece is None and missing == told_missing:
                 if source.closed:
                     totals.stopped = "end of input"
                     break
                 source.wait(settings.poll)
                 continue
-
-            def read(stream, piece=piece, missing=missing):
-                frames = () if piece is None else \
-                    feed_file(stream, Buffer(piece.text, piece.name), options.chunk_rows, first_row=piece.first_row)
-                return frames, missing
-
-            result = calls.score(run.path, [str(argument)], out_path, replace(options, adopt=options.adopt or adopt),
-                                 history, state_path, scorer=run.scorer, read=read)
-            told_missing, adopt = missing, False
+            result = batch(run.scorer, piece, missing)
+            told_missing = missing
             totals.add(result)
             if on_batch is not None:
                 on_batch(result)

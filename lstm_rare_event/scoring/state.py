@@ -1,9 +1,11 @@
 """The state file of ``score --state``: what one call hands the next.
 
 JSON with the arrays base64 npz (never pickle): the carried raw rows (:class:`.engine.Carry`),
-the open alarm episode, the run it was written with (a fingerprint of its files) and the
-output's length after the call's append (so that a call killed between the append and the
-state write is undone by the next one).
+the open alarm episode, the run it was written with (its path, a fingerprint of its files, its
+detector and threshold), the runs it was adopted from (``adopted``: from which run to which,
+when, and after which window, so that every window of the output can be told the run that
+scored it) and the output's length after the call's append (so that a call killed between the
+append and the state write is undone by the next one).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,9 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
                                           utc_offset=tail.utc_offset, held=carry.held)
     return {
         "format": STATE_FORMAT,
-        "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint},
+        "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint,
+                "detector": scorer.detector.name, "threshold": scorer.rule.value},
+        "adopted": list(carry.adopted),
         "features": list(scorer.preprocessor.features_),
         "last_row": time_or_none(carry.last_time),
         "last_scored": time_or_none(carry.last_scored),
@@ -71,19 +76,14 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
         if data["format"] != STATE_FORMAT:
             raise broken(f"format {data['format']!r}")
         features = list(scorer.preprocessor.features_)
+        adopted = tuple(data.get("adopted", ()))
         if data["run"]["fingerprint"] != scorer.fingerprint:
-            if not options.adopt:
-                raise UserError(
-                    f"{path}: written with another run ({data['run']['path']}): its detector, preprocessor or "
-                    f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
-                    "and open episode over to this run, or move the state away to start a new one")
-            if data["features"] != features:
-                raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
+            adopted = (*adopted, _adoption(path, data, scorer, run_dir, options))[-ADOPTIONS_KEPT:]
         t = lambda v: None if v is None else np.datetime64(v, "s")  # noqa: E731
         carry = Carry(last_time=t(data["last_row"]), last_scored=t(data["last_scored"]),
                       episode=OpenEpisode(int(data["episode"]["last_id"]), t(data["episode"]["start"]),
                                           t(data["episode"]["last_flagged"])), rows=int(data["rows"]),
-                      windows=int(data["windows"]), tail_start=t(data["history"]["segment_start"]))
+                      windows=int(data["windows"]), tail_start=t(data["history"]["segment_start"]), adopted=adopted)
         packed = data["history"]["arrays"]
         if packed is not None:
             with np.load(io.BytesIO(base64.b64decode(packed)), allow_pickle=False) as arrays:
@@ -103,3 +103,28 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
     return carry, output, watch
 
 
+#: adoptions a state remembers: a month of nightly retrains
+ADOPTIONS_KEPT = 31
+
+
+def _adoption(path: Path, data: dict, scorer: Scorer, run_dir, options: ScoreOptions) -> dict:
+    """The record of carrying the state ``data`` (of another run) over to ``scorer``'s run, or
+    the one-line refusal: without --adopt, and across detectors or sensors even with it (their
+    rows, scores and episodes mean something else)."""
+    before = data["run"]
+    if not options.adopt:
+        raise UserError(
+            f"{path}: written with another run ({before['path']}): its detector, preprocessor or "
+            f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
+            "and open episode over to this run, or move the state away to start a new one")
+    detector = scorer.detector.name
+    if before.get("detector") != detector:
+        written = f"a {before['detector']} run" if before.get("detector") else "a run it does not name"
+        raise UserError(f"{path}: written with {written} ({before['path']}), {run_dir} is a {detector} run; "
+                        "--adopt carries a state only to a run of the same detector: move it away to start a new one")
+    if data["features"] != list(scorer.preprocessor.features_):
+        raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
+    # The earlier run's threshold, so that a figure can draw each run's over its own windows.
+    return {"from": before["path"], "fingerprint": before["fingerprint"], "threshold": before.get("threshold"),
+            "to": str(Path(run_dir).resolve()), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "after": data["last_scored"]}
