@@ -283,7 +283,7 @@ def follow(run_dir, argument: str, out_path, state_path, options: ScoreOptions =
     if isinstance(source, GrowingFile) and not source.dated and str(out_path) != STDIO:
         check_output(Path(out_path), argument, run_dir)
     run = _Run(run_dir, options)
-    totals = _Totals(str(argument), str(out_path), str(state_path))
+    totals = _Totals(str(run_dir), str(run.scorer.run.resolve()), str(argument), str(out_path), str(state_path))
 
     def batch(scorer: Scorer, piece: Piece | None, missing: list[str], adopt: bool = False) -> dict:
         def read(stream):
@@ -329,8 +329,9 @@ def follow(run_dir, argument: str, out_path, state_path, options: ScoreOptions =
 class _Totals:
     """The batches' summaries added up."""
 
-    def __init__(self, argument: str, out: str, state: str):
-        self.result = {"input": argument, "output": out, "state": state, "batches": 0, "rows": 0, "windows": 0,
+    def __init__(self, run_dir: str, run: str, argument: str, out: str, state: str):
+        self.result = {"run_dir": run_dir, "run": run, "input": argument, "output": out, "state": state,
+                       "batches": 0, "rows": 0, "windows": 0,
                        "skipped_rows": 0, "alarms": 0, "first_alarm": None, "last_alarm": None,
                        "episodes_opened": [], "open_episode": None}
         self.stopped = None
@@ -338,6 +339,7 @@ class _Totals:
     def add(self, batch: dict) -> None:
         r = self.result
         r["batches"] += 1
+        r["run"] = batch["run"]  # the run that scored last (RUN may have been promoted meanwhile)
         for key in ("rows", "windows", "skipped_rows", "alarms"):
             r[key] += batch[key]
         r["first_alarm"] = r["first_alarm"] or batch["first_alarm"]
