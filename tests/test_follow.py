@@ -193,6 +193,21 @@ def test_day_files_are_followed_to_the_next_day_and_a_missing_one_is_told(runs, 
     assert "1999-05-01.csv: file not found" in missing[0][1]
 
 
+def test_a_file_replaced_is_read_again_from_its_start(runs, lines, tmp_path):
+    run_dir = runs["mahalanobis"]
+    expected = batch_output(run_dir, lines[:401], tmp_path)
+    grow, state, out = tmp_path / "grow.csv", tmp_path / "score.state", tmp_path / "scores.csv"
+    append(grow, lines[:201])
+
+    def rotate(source):  # a new file in its place: some rows seen again, then new ones
+        (tmp_path / "new.csv").write_text("".join([lines[0], *lines[150:401]]), encoding="utf-8")
+        os.replace(tmp_path / "new.csv", grow)
+
+    follow(run_dir, str(grow), out, state, source=Scripted(str(grow), [rotate], time.time()),
+           settings=FollowOptions(poll=0.001))
+    assert out.read_bytes() == expected
+
+
 def test_a_swapped_run_link_is_loaded_and_its_state_adopted(runs, lines, tmp_path):
     first = copy_run(runs["mahalanobis"], tmp_path, "first")
     second = copy_run(runs["mahalanobis"], tmp_path, "second")
