@@ -142,7 +142,8 @@ def main() -> int:
         print(f"score --follow {name:12s} append to line: median {figures['median_ms']:.1f} ms, "
               f"p90 {figures['p90_ms']:.1f} ms, max {figures['max_ms']:.1f} ms over {figures['rows']} rows: "
               f"{'met' if figures['met'] else 'MISSED'} (<= {figures['target_ms']:.0f} ms); the follower's CPU "
-              f"{figures['cpu_ms_per_row']:.1f} ms per row (polls included), load average {figures['load_average']:.1f}")
+              f"{figures['cpu_ms_per_row']:.1f} ms per row (polls included), "
+              f"load average {figures['load_average']:.1f}")
     if args.save:
         (HERE / "follow.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -648,9 +648,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
-def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, history, fail_on_alert, alert_cmd, alert_log,
-                  metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
-                  plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
+def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, history, fail_on_alert, alert_cmd,
+                  alert_log, metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format,
+                  chunk_rows, plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -694,7 +694,8 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, 
             log.info(score.summary_line(result))
 
     if follow_input and fail_on_alert:
-        raise UserError("--fail-on-alert ends a call with exit 3; --follow does not end: give --alert-cmd or --alert-log")
+        raise UserError("--fail-on-alert ends a call with exit 3; --follow does not end: "
+                        "give --alert-cmd or --alert-log")
     summary = score.run_score(run_dir, inputs, out_path, out_dir, options, history=history, state_path=state_path,
                               on_done=report, follow_input=follow_input)
     if out_dir is None:

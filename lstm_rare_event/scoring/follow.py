@@ -265,7 +265,8 @@ def source_of(argument: str):
         raise UserError(f"{argument}: --follow reads lines as they are appended to a plain CSV file; "
                         "a compressed or Parquet file cannot be followed")
     if Path(argument).is_dir():
-        raise UserError(f"{argument}: a folder; give a file, or a day-file pattern such as {Path(argument) / '%Y-%m-%d.csv'}")
+        raise UserError(f"{argument}: a folder; give a file, or a day-file pattern such as "
+                        f"{Path(argument) / '%Y-%m-%d.csv'}")
     return GrowingFile(argument)
 
 
