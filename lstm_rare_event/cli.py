@@ -564,7 +564,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                        "  lstm-rare-event score run today.csv --state score.state --history yesterday.csv "
                        "--out scores.csv --fail-on-alert -q   # every 2 minutes from cron\n"
                        "  lstm-rare-event score run days/*.csv --out-dir scores --fail-on-alert -q   "
-                       "# several files, the run loaded once",
+                       "# several files, the run loaded once\n"
+                       "  lstm-rare-event score current 'incoming/%Y-%m-%d.csv' --follow --state score.state "
+                       "--out scores.csv -q   # resident: each row as it comes",
          extra_exit_codes="\n  3  --fail-on-alert and an alarm episode opened (scores.csv is written); with "
                           "--state, only a\n     call that opens a new episode (an ongoing one is not alerted again)\n"
                           "  2  also: with --out-dir, any INPUT was bad (the good ones are written; 2 wins over 3)\n"
@@ -585,6 +587,12 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Score only what is new since the last call with this state file (created if missing): "
                    "rows already seen are skipped, new windows appended to --out, the open alarm episode "
                    "carried over. Locked (STATE.lock) while a call runs.")
+@click.option("--follow", "follow_input", is_flag=True,
+              help="Stay running and score rows as they are appended to INPUT: a growing file, a day-file "
+                   "pattern with strftime fields ('incoming/%Y-%m-%d.csv': the next day's file taken up when "
+                   "it appears), or - (a pipe). Each batch of new rows is a --state call (needed): outputs and "
+                   "state saved after each, the lock held only meanwhile; RUN (a link such as current) is "
+                   "resolved again between batches. SIGTERM stops after the batch (exit 0).")
 @click.option("--history", default=None, type=click.Path(dir_okay=False, allow_dash=False, path_type=Path),
               help="One INPUT only. Rows before INPUT (e.g. yesterday's file), used only as context: detrending baselines "
                    "and the first windows' earlier rows; no output rows. With --state, read only when the "
@@ -640,9 +648,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
-def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
-                  metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
-                  plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
+def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, history, fail_on_alert, alert_cmd,
+                  alert_log, metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format,
+                  chunk_rows, plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -664,6 +672,10 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     loaded once. Every good INPUT is scored and written even when another is bad; each bad
     one gets an error line naming it, and the call exits 2 at the end. One stderr line per
     INPUT; --fail-on-alert exits 3 when any INPUT opened an episode.
+
+    With --follow (and --state, --out), it stays running and scores each row as it is
+    appended (examples/lstm-rare-event-follow.service); a kill and a restart write what an
+    uninterrupted run writes. SIGTERM ends it after the batch in progress, exit 0.
     """
     from lstm_rare_event.steps import score
 
@@ -681,8 +693,11 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
         else:
             log.info(score.summary_line(result))
 
+    if follow_input and fail_on_alert:
+        raise UserError("--fail-on-alert ends a call with exit 3; --follow does not end: "
+                        "give --alert-cmd or --alert-log")
     summary = score.run_score(run_dir, inputs, out_path, out_dir, options, history=history, state_path=state_path,
-                              on_done=report)
+                              on_done=report, follow_input=follow_input)
     if out_dir is None:
         report(summary)
     if as_json:

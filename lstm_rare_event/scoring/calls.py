@@ -40,7 +40,7 @@ def checkpoint(label: str) -> None:
 
 
 def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
-          state_path=None, scorer: Scorer | None = None) -> dict:
+          state_path=None, scorer: Scorer | None = None, read=None) -> dict:
     """Score the windows of ``input_path`` (a path, a glob, ``-`` for standard input, or a list of
     these: read as one series in time order, :func:`~lstm_rare_event.preprocess.inputs.expand`)
     with the run in ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output);
@@ -50,6 +50,9 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     baselines, the first windows' earlier rows). ``state_path``: score only what is new since
     the last call with this state, append it to ``out_path``, and save the state again.
     ``scorer``: the run already loaded (:func:`score_many` loads it once for several inputs).
+    ``read``: with ``state_path``, what the call reads instead of INPUT's files (``score
+    --follow``, :mod:`.follow`): ``read(stream)`` returns the output frames of the new rows and
+    the one-line messages of the INPUTs missing.
     """
     arguments = [str(p) for p in input_path] if isinstance(input_path, (list, tuple)) else [str(input_path)]
     input_path = " ".join(arguments)
@@ -72,7 +75,8 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         summary = _batch(stream, inputs, out_path, to_stdout, options, history)
         _tell(stream, run_dir, options, None)
     else:
-        summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path))
+        summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path),
+                            read)
     result = {**_summary(stream, scorer, given, input_path, out_path, options, state_path is not None), **summary,
               **stream.watch.summary()}
     if options.plot is not None:
@@ -195,7 +199,7 @@ def _write_all(stream: Stream, source, handle, options: ScoreOptions, need_windo
 
 
 def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, options: ScoreOptions, history,
-              state_path: Path) -> dict:
+              state_path: Path, read=None) -> dict:
     lock = state_path.with_name(state_path.name + ".lock")
     try:
         state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,12 +221,15 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
                 # The state before this call, so that a kill after the append below is undone.
                 atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
                                                                stream.watch)))
-        inputs, missing = _present(input_path, stream)
-        if inputs is not None:
-            _check_sources(out_path, inputs, run_dir, to_stdout, state_path, options.plot)
-            inputs = inputs.after(stream.carry.last_time)  # files wholly seen are not read again
+        if read is not None:
+            frames, missing = read(stream)
+        else:
+            inputs, missing = _present(input_path, stream)
+            if inputs is not None:
+                _check_sources(out_path, inputs, run_dir, to_stdout, state_path, options.plot)
+                inputs = inputs.after(stream.carry.last_time)  # files wholly seen are not read again
+            frames = feed_inputs(stream, inputs, options.chunk_rows)
         stream.watch.inputs(missing)
-        frames = feed_inputs(stream, inputs, options.chunk_rows)
         if to_stdout:
             if created:
                 sys.stdout.write(stream.header())

@@ -409,17 +409,23 @@ def _last_offset(tail: Table):
 
 
 # -- inputs -------------------------------------------------------------------------------
-def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True):
+def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True, first_row: int = 1):
     """The output frames of ``path``, read in chunks. Three stages, each a thread: the next
     chunk is read while this one is scored, and scored while the caller writes the one before;
-    the stream is the scoring thread's alone until the last frame is taken."""
-    return ahead(_frames(stream, path, chunk_rows, emit))
+    the stream is the scoring thread's alone until the last frame is taken. Rows held in memory
+    that make one chunk (a piece of a followed file) are read and scored in the caller's
+    thread: with nothing to overlap, the threads' hand-overs would only add latency.
+    ``first_row``: the number of ``path``'s first data row in messages (a piece of a followed
+    file starts further on)."""
+    one_chunk = isinstance(path, Buffer) and path.getvalue().count(b"\n") <= chunk_rows
+    stage = iter if one_chunk else ahead
+    return stage(_frames(stream, path, chunk_rows, emit, first_row, stage))
 
 
-def _frames(stream: Stream, path, chunk_rows: int, emit: bool):
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int, stage):
     stream.start_input()
-    rows = 0
-    for raw in ahead(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
+    rows = first_row - 1
+    for raw in stage(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:

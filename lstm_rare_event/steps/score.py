@@ -6,14 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.scoring import calls
+from lstm_rare_event.scoring import calls, follow
 from lstm_rare_event.scoring.engine import ScoreOptions
 
 
 def run_score(run_dir, inputs, out_path=None, out_dir=None, options: ScoreOptions = ScoreOptions(), history=None,
-              state_path=None, on_done=None) -> dict:
+              state_path=None, on_done=None, follow_input: bool = False) -> dict:
     """Score ``inputs`` with the run in ``run_dir``: one INPUT to ``out_path``, or each to
-    ``out_dir`` (``on_done`` called after each; the summary lists the inputs scored and failed)."""
+    ``out_dir`` (``on_done`` called after each; the summary lists the inputs scored and failed);
+    with ``follow_input``, the rows appended to one INPUT as they come (``on_done`` called after
+    each batch; :mod:`lstm_rare_event.scoring.follow`)."""
+    if follow_input:
+        if out_dir is not None or len(inputs) != 1:
+            raise UserError("--follow reads one INPUT (a growing file, a day-file pattern such as "
+                            "incoming/%Y-%m-%d.csv, or - for a pipe) and appends to --out; not --out-dir")
+        if out_path is None:
+            raise UserError("--follow appends to --out FILE; give it")
+        return follow.follow(run_dir, inputs[0], out_path, state_path, options, history, on_batch=on_done)
     if out_path is not None and out_dir is not None:
         raise UserError("--out and --out-dir are mutually exclusive: --out FILE for one INPUT, --out-dir DIR "
                         "for one output per INPUT")
