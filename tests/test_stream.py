@@ -130,6 +130,14 @@ cli(sys.argv[1:])
 """
 
 
+def killed_after_the_append(*args):
+    """The command line in a fresh interpreter killed (exit 9) between appending to the
+    output and saving the state."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", KILL, *map(str, args)], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+
+
 def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plant, prev_csv, tmp_path):
     day = plant[1]
     expected = batch(alarming, day, prev_csv, tmp_path)
@@ -143,10 +151,7 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
                 "--fail-on-alert", "--drift-sd", "1000"]  # alerts alone on stderr
         if n == 8:  # killed between appending to the output and saving the state
             before = out.read_bytes()
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            done = subprocess.run([sys.executable, "-c", KILL, *map(str, args)], env=env, capture_output=True,
-                                  timeout=120)
-            assert done.returncode == 9, done.stderr
+            killed_after_the_append(*args)
             assert len(out.read_bytes()) > len(before)  # it had appended
             killed = True
         result = invoke(*args)
@@ -165,6 +170,62 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
     assert len(resolved) in (episodes - 1, episodes) and len(set(resolved)) == len(resolved)
     scores = pd.read_csv(out)
     assert scores.episode.max() == episodes and (scores.episode[scores.flag == 0] == 0).all()
+
+
+@pytest.mark.parametrize("killed_out", ["new", "old"])
+def test_a_killed_call_is_undone_when_the_next_call_writes_another_out(runs, plant, prev_csv, tmp_path, killed_out):
+    """The crontab's --out scores/$(date +%F).csv changes at midnight. A call killed after its
+    append (to the new day's file, or, run just before midnight, to the old day's) is undone by
+    the next one, whichever file that one writes: every window once, as without the kill."""
+    day, run_dir = plant[1].iloc[:200], runs["mahalanobis"]
+    pieces = [write(day.iloc[a:b], tmp_path / f"piece-{a}.csv") for a, b in ((0, 70), (70, 140), (140, 200))]
+
+    def score(piece, state, out, kill=False):
+        args = ["score", run_dir, piece, "--state", state, "--history", prev_csv, "--out", out, "-q"]
+        if kill:
+            killed_after_the_append(*args)
+        else:
+            ok(*args)
+
+    plain, broken = tmp_path / "plain", tmp_path / "killed"
+    for folder in (plain, broken):
+        folder.mkdir()
+    score(pieces[0], plain / "state.json", plain / "day1.csv")
+    score(pieces[1], plain / "state.json", plain / "day2.csv")
+    score(pieces[2], plain / "state.json", plain / "day2.csv")
+
+    score(pieces[0], broken / "state.json", broken / "day1.csv")
+    score(pieces[1], broken / "state.json", broken / ("day2.csv" if killed_out == "new" else "day1.csv"), kill=True)
+    score(pieces[1], broken / "state.json", broken / "day2.csv")
+    score(pieces[2], broken / "state.json", broken / "day2.csv")
+    for name in ("day1.csv", "day2.csv"):
+        assert (broken / name).read_bytes() == (plain / name).read_bytes(), name
+    both = pd.concat([pd.read_csv(plain / "day1.csv"), pd.read_csv(plain / "day2.csv")], ignore_index=True)
+    batch(run_dir, day, prev_csv, tmp_path)
+    pd.testing.assert_frame_equal(both, pd.read_csv(tmp_path / "batch.csv"))
+
+
+@pytest.mark.parametrize("edit", ["path edited", "file replaced"])
+def test_a_state_cuts_back_only_the_file_it_appended_to(runs, plant, prev_csv, tmp_path, edit):
+    """A state whose output record names a file this state did not append to (its path edited
+    by hand, or the output replaced by another file) cuts nothing: one line naming the state."""
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    call(runs["mahalanobis"], write(plant[1].iloc[:30], tmp_path / "p1.csv"), state, out, prev_csv)
+    precious = "not scores, and longer than the output the state recorded\n" * 100
+    victim = tmp_path / "victim.txt"
+    victim.write_text(precious)
+    if edit == "path edited":
+        data = json.loads(state.read_text())
+        data["output"]["path"] = str(victim)
+        state.write_text(json.dumps(data))
+    else:
+        os.replace(victim, out)
+        victim = out
+    saved = state.read_bytes()
+    result = fails(2, "score", runs["mahalanobis"], write(plant[1].iloc[30:40], tmp_path / "p2.csv"), "--state", state,
+                   "--out", tmp_path / "other.csv", "-q", fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1 and "not cut back" in result.stderr
+    assert victim.read_text() == precious and state.read_bytes() == saved
 
 
 def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_path):

@@ -2,8 +2,8 @@
 
 JSON with the arrays base64 npz (never pickle): the carried raw rows (:class:`.engine.Carry`),
 the open alarm episode, the run it was written with (a fingerprint of its files) and the
-output's length after the call's append (so that a call killed between the append and the
-state write is undone by the next one).
+output file's record: its path, identity and length after the call's append (so that a call
+killed between the append and the state write is undone by the next one).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import Table
 from lstm_rare_event.scoring.engine import Carry, ScoreOptions, Scorer
+from lstm_rare_event.scoring.output import STDIO
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"
 
@@ -93,7 +94,7 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
             carry.held = a["held"].astype(bool)
             if carry.tail.values.shape != (len(carry.tail), len(features)) or len(carry.held) != len(carry.tail):
                 raise broken("history arrays of the wrong shape")
-        output = dict(data["output"])
+        output = _output(data["output"], broken)
         # A state from before alerting was tracked starts with nothing told.
         watch = Watch.start(data.get("alerts"), str(run_dir), scorer.rule.merge_minutes, options.clear_minutes)
     except UserError:
@@ -103,3 +104,16 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
     return carry, output, watch
 
 
+
+
+def _output(record, broken) -> dict:
+    """The output file's record: stdout, or a file's path, length and identity (the identity
+    is missing from states written before it was recorded)."""
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str) or not record["path"]:
+        raise broken(f"output {record!r}")
+    if record["path"] != STDIO:
+        for key in ("bytes", "device", "inode"):
+            value = record.get(key)
+            if value is not None and not (type(value) is int and value >= 0):
+                raise broken(f"output {key} {value!r}")
+    return dict(record)
