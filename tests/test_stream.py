@@ -5,6 +5,8 @@ stdin/stdout and UTC offsets.
 The run directories are conftest's ``runs`` (one per detector, a tiny autoencoder).
 """
 
+import base64
+import io
 import json
 import os
 import random
@@ -226,6 +228,101 @@ def test_a_state_cuts_back_only_the_file_it_appended_to(runs, plant, prev_csv, t
                    "--out", tmp_path / "other.csv", "-q", fragment=str(state))
     assert len(result.stderr.strip().splitlines()) == 1 and "not cut back" in result.stderr
     assert victim.read_text() == precious and state.read_bytes() == saved
+
+
+@pytest.fixture(scope="module")
+def saved_state(runs, plant, prev_csv, tmp_path_factory):
+    """A state after one call (Mahalanobis run), with an open episode and a pending event as
+    alerting keeps them, and the next call's rows: what the refused-state tests edit."""
+    base = tmp_path_factory.mktemp("saved_state")
+    state, out = base / "state.json", base / "scores.csv"
+    call(runs["mahalanobis"], write(plant[1].iloc[:100], base / "p1.csv"), state, out, prev_csv)
+    data = json.loads(state.read_text())
+    t = data["last_scored"]
+    event = {"id": "e1", "event": "opened", "time": t, "run": "r", "message": "alarm episode 1 opened", "episode": 1}
+    data["alerts"]["lifecycle"] = {"episode": {"id": 1, "start": t, "last": t, "last_seconds": 925588800, "peak": 5.0,
+                                               "peak_time": t, "windows": 3}, "last_alert": event}
+    data["alerts"]["pending"] = [{"event": event, "sinks": ["log"], "attempts": 1, "error": "e"}]
+    return data, out.read_bytes(), write(plant[1].iloc[100:130], base / "p2.csv")
+
+
+def refused(runs, saved_state, tmp_path, edit):
+    """The next call with the saved state edited by ``edit(data)``: one line naming the state,
+    exit 2, and neither the state nor the output changed."""
+    data, output, piece = saved_state
+    data = json.loads(json.dumps(data))
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    out.write_bytes(output)
+    data["output"] = {**data["output"], "path": str(out.resolve()), "inode": out.stat().st_ino,
+                      "device": out.stat().st_dev}
+    edit(data)
+    state.write_text(json.dumps(data))
+    result = fails(2, "score", runs["mahalanobis"], piece, "--state", state, "--out", out, "-q", fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert state.read_text() == json.dumps(data) and out.read_bytes() == output
+
+
+ODD = {  # field: a value this tool never writes there
+    "last_row": 10**30, "last_scored": "2024-13-45", "episode.last_id": float("inf"), "episode.start": 3, "rows": 1.5,
+    "windows": True, "history.rows": -1, "history.segment_start": 10**30, "history.arrays": "!!!!",
+    "output.bytes": -1, "output": [], "run": "r", "alerts.last_score": float("nan"),
+    "alerts.lifecycle.episode.start": "x", "alerts.lifecycle.episode.peak": 10**400,
+}
+
+
+@pytest.mark.parametrize("field", ODD)
+def test_an_odd_value_in_a_state_is_one_line_exit_2(runs, saved_state, tmp_path, field):
+    def edit(data):
+        *parents, key = field.split(".")
+        for name in parents:
+            data = data[name]
+        data[key] = ODD[field]
+
+    refused(runs, saved_state, tmp_path, edit)
+
+
+@pytest.mark.parametrize("field", ["alerts.lifecycle.episode.peak", "alerts.lifecycle.episode.start"])
+def test_status_of_a_state_with_an_odd_value_is_one_line_exit_2(runs, saved_state, tmp_path, field):
+    data = json.loads(json.dumps(saved_state[0]))
+    *parents, key = field.split(".")
+    target = data
+    for name in parents:
+        target = target[name]
+    target[key] = ODD[field]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(data))
+    result = fails(2, "status", runs["mahalanobis"], "--state", state, fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def carried(data, change):
+    """Replace the state's carried rows with ``change(arrays)``."""
+    with np.load(io.BytesIO(base64.b64decode(data["history"]["arrays"]))) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    change(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data["history"]["arrays"] = base64.b64encode(buffer.getvalue()).decode()
+
+
+CARRIED = {
+    "NaN value": lambda a: a["values"].__setitem__((3, 2), np.nan),
+    "1e300 value": lambda a: a["values"].__setitem__((3, 2), 1e300),
+    "infinite value": lambda a: a["values"].__setitem__((0, 0), -np.inf),
+    "reversed times": lambda a: a.__setitem__("time", a["time"][::-1].copy()),
+    "repeated time": lambda a: a["time"].__setitem__(2, a["time"][1]),
+    "label 5": lambda a: a.__setitem__("y", np.full(len(a["time"]), 5, dtype=np.int8)),
+    "times as text": lambda a: a.__setitem__("time", a["time"].astype(str)),
+    "held as text": lambda a: a.__setitem__("held", a["held"].astype(str)),
+    "time far ahead": lambda a: a.__setitem__("time", a["time"] + 10**15),
+}
+
+
+@pytest.mark.parametrize("change", CARRIED)
+def test_odd_carried_rows_in_a_state_are_one_line_exit_2(runs, saved_state, tmp_path, change):
+    """The rows a state carries are rows the input checks would have let through: finite
+    values within range, labels 0 or 1, times strictly increasing up to the last row."""
+    refused(runs, saved_state, tmp_path, lambda data: carried(data, CARRIED[change]))
 
 
 def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_path):
