@@ -230,6 +230,27 @@ def test_a_state_cuts_back_only_the_file_it_appended_to(runs, plant, prev_csv, t
     assert victim.read_text() == precious and state.read_bytes() == saved
 
 
+def test_a_state_without_the_outputs_identity_cuts_back_only_this_calls_out(runs, plant, prev_csv, tmp_path):
+    """A state written before the output's identity was recorded: a killed call's append is
+    cut back when the next call writes the same --out, and refused when it writes another."""
+    pieces = [write(plant[1].iloc[a:b], tmp_path / f"p{a}.csv") for a, b in ((0, 40), (40, 60))]
+    for piece in pieces:
+        call(runs["mahalanobis"], piece, tmp_path / "plain.json", tmp_path / "plain.csv", prev_csv)
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    call(runs["mahalanobis"], pieces[0], state, out, prev_csv)
+    data = json.loads(state.read_text())
+    del data["output"]["device"], data["output"]["inode"]
+    state.write_text(json.dumps(data))
+    with open(out, "a") as handle:
+        handle.write("1999-05-01T06:00:00,1.0,0,0,0\n")  # a killed call's append
+    appended = out.read_bytes()
+    fails(2, "score", runs["mahalanobis"], pieces[1], "--state", state, "--out", tmp_path / "other.csv",
+          fragment=str(state))
+    assert out.read_bytes() == appended
+    call(runs["mahalanobis"], pieces[1], state, out, prev_csv)
+    assert out.read_bytes() == (tmp_path / "plain.csv").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def saved_state(runs, plant, prev_csv, tmp_path_factory):
     """A state after one call (Mahalanobis run), with an open episode and a pending event as

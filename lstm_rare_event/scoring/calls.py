@@ -201,7 +201,7 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         record = None
         if state_path.exists():
             stream.carry, record, stream.watch = read_state(state_path, stream.scorer, run_dir, options)
-            restore_output(record, state_path)
+            restore_output(record, state_path, None if to_stdout else out_path)
         if record is None and history is not None:
             seed(stream, Path(history), options.chunk_rows)
         inputs, missing = _present(input_path, stream)

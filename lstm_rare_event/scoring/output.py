@@ -147,11 +147,12 @@ def open_output(path: Path) -> dict:
     return {"path": str(path.resolve()), "bytes": stat.st_size, "device": stat.st_dev, "inode": stat.st_ino}
 
 
-def restore_output(record: dict, state_path) -> None:
+def restore_output(record: dict, state_path, out_path: Path | None) -> None:
     """Cut the output file the state records back to the length it recorded (a call killed
     after appending to it and before saving the state); refuse one that is shorter (edited by
     someone else), and cut only the file the state's call appended to: one of another identity
-    (a path edited in the state, the file replaced) is refused, never truncated."""
+    (a path edited in the state, the file replaced) is refused, never truncated. A state from
+    before the identity was recorded may cut only this call's ``out_path`` (None: stdout)."""
     path, size = record.get("path"), record.get("bytes")
     if path == STDIO or size is None:
         return
@@ -163,7 +164,10 @@ def restore_output(record: dict, state_path) -> None:
         raise UserError(f"{path}: cannot read the output that {state_path} records ({exc.strerror})") from None
     now = stat.st_size
     if now > size:
-        if (record.get("device"), record.get("inode")) != (stat.st_dev, stat.st_ino):
+        identity = record.get("device"), record.get("inode")
+        ours = identity == (stat.st_dev, stat.st_ino) if identity != (None, None) else \
+            out_path is not None and Path(path) == out_path.resolve()
+        if not ours:
             raise UserError(f"{state_path}: records {path} as its output at {size} bytes, but that file ({now} bytes) is "
                             "not the one it appended to, so it is not cut back; move the state away to start a new one")
         os.truncate(path, size)
