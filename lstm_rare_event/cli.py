@@ -3,6 +3,9 @@
 Exit codes (every command): 0 success; 2 bad input or usage (a one-line message on
 stderr); 1 an unexpected internal error; 75 the run directory is busy (try again later).
 ``score --fail-on-alert`` adds 3.
+
+Why one module of about 800 lines: click's options, help and examples of every command, and
+nothing else; each command's body is a few lines over a library function.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
 from lstm_rare_event.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, UserError, interrupted
 from lstm_rare_event.files import atomic_write_text, dumps
-from lstm_rare_event.run import DEFAULT_WAIT, EXIT_BUSY, Writer
+from lstm_rare_event.run import DEFAULT_KEEP, DEFAULT_WAIT, EXIT_BUSY, Writer, promote
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
 from lstm_rare_event.preprocess.spans import duration_minutes
 from lstm_rare_event.steps.backtest import BacktestOptions
@@ -275,8 +278,8 @@ preprocess_options = options(
 @command(cli, "prepare", "lstm-rare-event prepare sheet-break.csv.gz --out run\n"
                          "  lstm-rare-event prepare sheet-break.csv.gz --out recipe-run --split random --seed 123 "
                          "--allow-gaps --detrend 0 --clip 0   # reproduce the 2019 recipe\n"
-                         "  lstm-rare-event prepare 'incoming/*.csv' --out run-next --last 4d --fractions 0.75,0.25,0"
-                         "   # nightly")
+                         "  lstm-rare-event prepare 'incoming/*.csv' --out runs/2024-03-05T013000 --last 4d "
+                         "--fractions 0.75,0.25,0   # nightly")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory to write (created if missing).")
@@ -621,8 +624,9 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
                    "from its training mean (after detrending).")
 @click.option("--adopt", is_flag=True,
-              help="Accept a --state written with another run of the same sensors (after a retrain), keeping "
-                   "its rows, last scored time and open episode.")
+              help="Accept a --state written with another run of the same detector and sensors (after a "
+                   "retrain), keeping its rows, last scored time and open episode; the state records the "
+                   "adoption (from which run, when). Another detector or other sensors: exit 2.")
 @click.option("--time-column", default=ScoreOptions.time_column,
               help="The column of the times  [default: the run's, as prepare was told]")
 @click.option("--label-column", default=ScoreOptions.label_column,
@@ -638,6 +642,10 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Write a line for every input row: a row that ends no window (the first --lookback - 1 rows, "
                    "rows just after a time gap) gets an empty score and flag 0, for point-wise evaluation "
                    "(evaluate-scores).")
+@click.option("--keep-labels", is_flag=True,
+              help="Keep the input's label column: a y column with each line's row label, and a line (empty "
+                   "score) for each break row, so that `report --scores` shows the breaks warned or missed. "
+                   "INPUT must have the label column.")
 @run_read_options
 @engine_option
 @load_pickle_option
@@ -647,7 +655,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_on_alert, alert_cmd, alert_log,
                   metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format, chunk_rows,
-                  plot, all_rows, sep, decimal, engine, allow_pickle, wait, as_json):
+                  plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -676,7 +684,7 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, history, fail_
     options = ScoreOptions(engine=engine, allow_pickle=allow_pickle, chunk_rows=chunk_rows, missing=missing,
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                            time_column=time_column, label_column=label_column, time_format=time_format,
-                           all_rows=all_rows, sinks=sinks,
+                           all_rows=all_rows, keep_labels=keep_labels, sinks=sinks,
                            clear_minutes=duration_minutes(clear_after, "--clear-after"))
 
     def report(result):
@@ -742,6 +750,35 @@ def status_command(run_dir, state_path, wait, as_json):
     click.echo(dumps(info), nl=False) if as_json else click.echo(status.status_text(info))
 
 
+@command(cli, "promote", "lstm-rare-event promote runs/2024-03-05T013000 --link current --keep 3   # nightly, after "
+                         "threshold")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--link", "link", required=True, type=click.Path(path_type=Path),
+              help="The symbolic link that score and status are given (e.g. current); made if missing, replaced "
+                   "by one rename if there (never a moment without a run behind it).")
+@click.option("--keep", default=DEFAULT_KEEP, show_default=True, type=click.IntRange(min=2),
+              help="Run directories to keep beside RUN_DIR, the newest by name (name them by date); the run the "
+                   "link pointed to is always kept, and so is one that a command is reading or writing.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def promote_command(run_dir, link, keep, wait, as_json):
+    """Make RUN_DIR, a complete run (prepared, trained, thresholded), the one the link points to.
+
+    A new link is made under a temporary name and renamed over the old one, so a score call
+    through the link loads the old run or the new one, whole. Then older runs beside RUN_DIR
+    beyond the newest --keep are removed.
+    """
+    done = promote(run_dir, link, keep, wait)
+    was = f" (was {done['previous']})" if done["previous"] else ""
+    log.info(f"{done['link']} -> {done['target']}{was}" +
+             "".join(f"; removed {p}" for p in done["removed"]) +
+             "".join(f"; kept {p}, in use" for p in done["in_use"]))
+    if done["warning"]:
+        log.warning(done["warning"])
+    if as_json:
+        click.echo(dumps(done), nl=False)
+
+
 @command(cli, "report", "lstm-rare-event report run --out report.html\n"
                        "  lstm-rare-event report run --scores scores.csv --out report.html -q   # nightly, for mail")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -749,19 +786,27 @@ def status_command(run_dir, state_path, wait, as_json):
               help="HTML file to write (atomically), outside the run directory.")
 @click.option("--scores", "scores_csv", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A CSV written by `score` with this run: adds the latest alarm episodes, their top sensors "
-                   "and a figure of the scored period.")
+                   "and a figure of the scored period; with a y column (score --keep-labels), its breaks warned "
+                   "or missed beside chance.")
+@click.option("--input", "inputs", multiple=True,
+              help="The file(s) --scores was scored from (repeat, or a pattern): a figure per latest episode with "
+                   "its top sensors' values 2 hours either side. Read as the run reads its files.")
 @load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, allow_pickle, as_json):
+def report_command(run_dir, out_path, scores_csv, inputs, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
     with every figure embedded (no network access needed to view it), and, with --scores,
     the latest alarms. Sections appear for the steps the run has done.
+
+    For the day before (cron, after the nightly retrain): --scores yesterday's scores
+    written with --keep-labels judges its breaks with the run's horizon: warned or missed,
+    the share warned beside chance and the alarm's on-time share.
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle, list(inputs) or None)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 

@@ -12,11 +12,18 @@ Every step reads and writes a run directory through this module and nothing else
   ``LockFileEx`` on Windows; ``.read.lock`` a SQLite reader/writer lock). A reader that cannot
   write the directory (a read-only mount, another user's run) takes no lock: it checks instead
   that no commit began or ended while it read.
+- **The current run.** A deployment scores through a symbolic link (``current``) to one of its
+  runs (``runs/<date>``): :func:`promote` replaces the link by one rename, so a reader sees the
+  old run or the new one, never neither; :func:`resolve_run` follows it once per command.
 - **Commit.** Files are staged in ``.staging/`` inside the run directory (one filesystem, so
   renames work on mounts) and flushed to disk, then a journal (``.commit.json``) is written
   atomically: that is the single commit point. The renames and the new manifest follow; a commit cut short by a
   kill is finished (rolled forward) by the next command that opens the run. Before the
   journal, the run is as it was; after it, as the step left it.
+
+Why one module of about 750 lines: names, manifest, locks and commit are one contract (a
+reader trusts what the lock and the commit guarantee), so they are read and changed together;
+the current-run link is part of it, as promote removes old runs under those same locks.
 """
 
 from __future__ import annotations
@@ -480,6 +487,13 @@ class Run:
             data=p.data,
         )
 
+    def check_scorable(self) -> None:
+        """Check what scoring reads (the preprocessor, the detector, the threshold): a run that
+        lacks any of them, or whose steps do not belong together, is refused."""
+        self.check("prepare", [PREPROCESSOR])
+        self.check("train", [DETECTOR])
+        self.check("threshold", [THRESHOLD_JSON])
+
     def json(self, step: str, name: str) -> dict:
         self.check(step, [name])
         return read_json(self.path / name, rerun(step, self.path))
@@ -614,3 +628,134 @@ class Writer:
             # as the block ends, and the CLI must then say that the files were written.
             Writer.last_committed = True
         run._manifest, run._digests = None, {}
+
+
+# -- the current run: a link replaced by one rename ----------------------------------------
+#: runs that promote keeps in the promoted run's folder: the newest by name (``runs/<date>``
+#: names sort in time order), besides the run the link pointed to
+DEFAULT_KEEP = 3
+
+
+def resolve_run(run_dir) -> Path:
+    """The run directory ``run_dir`` names, its link followed once. A command that reads a run
+    through ``current`` reads this path from then on, so a :func:`promote` meanwhile cannot make
+    it read one file of the old run and the next of the new. A path that is no link is returned
+    as given, so that messages name it as the user wrote it."""
+    given = Path(run_dir)
+    if not given.is_symlink():
+        return given
+    target = Path(os.path.realpath(given))
+    if not target.is_dir():
+        raise UserError(f"{given}: a link to {os.readlink(given)}, which is "
+                        f"{'not a directory' if target.exists() else 'missing'}; point the link at a complete run "
+                        f"with `lstm-rare-event promote RUN --link {given}`")
+    return target
+
+
+@contextlib.contextmanager
+def through_link(given, resolved: Path):
+    """Errors about the run ``resolved`` that the link ``given`` points to, said of the link:
+    the remedy is another run behind the link (or this one finished), never a run prepared into
+    the link's name. Busy (exit 75) passes unchanged: the run is fine, only taken."""
+    if Path(given) == resolved:
+        yield
+        return
+    try:
+        yield
+    except UserError as exc:
+        if exc.exit_code != UserError.exit_code:
+            raise
+        raise UserError(f"{given} links to {resolved}, which cannot be scored: {exc}; or point {given} at a "
+                        f"complete run with `lstm-rare-event promote RUN --link {given}`") from None
+
+
+def swap_checkpoint(label: str) -> None:
+    """Between promote's operations: a hook for fault-injection tests."""
+
+
+def promote(run_dir, link, keep: int = DEFAULT_KEEP, wait: float = DEFAULT_WAIT) -> dict:
+    """Point the symbolic link ``link`` at the complete run ``run_dir`` by one rename: the new
+    link is made under a temporary name beside it and renamed over the old one (``ln -sfn``
+    unlinks, then links: a reader between the two finds no run), then the folder is flushed.
+    Then the runs beside ``run_dir`` other than the newest ``keep`` by name are removed; the
+    run the link pointed to stays (a score call may have just resolved the link to it), and so
+    does a run a command is reading or writing (it goes with a later promote).
+
+    The link holds a relative path when it can, so that the deployment's folder can move."""
+    if keep < 2:
+        raise UserError(f"--keep must be 2 or more (the new run and the one it replaces), got {keep}")
+    link = Path(link)
+    if not link.parent.is_dir():
+        raise UserError(f"{link.parent}: no such folder for the link {link.name}")
+    if link.exists() and not link.is_symlink():
+        raise UserError(f"{link}: exists and is not a symbolic link; move it away (a run directory: into "
+                        f"{Path(run_dir).parent}), then promote again")
+    run = Run(resolve_run(run_dir))
+    with _flock(link.parent / f".{link.name}.lock", wait, f"another promote is replacing {link.name}"):
+        with run.reading(wait):
+            run.check_scorable()
+            kind = _kind(run)
+        previous = Path(os.path.realpath(link)) if link.is_symlink() else None
+        warning = None
+        if previous is not None and previous.is_dir():
+            try:
+                with Run(previous).reading(wait) as before:
+                    was = _kind(before)
+            except UserError:
+                was = kind  # a broken run behind the link: nothing a state could be carried from
+            if was != kind:
+                warning = (f"{run.path} differs from {previous} in its " +
+                           ("detector" if was[0] != kind[0] else "sensors") +
+                           f": a score --state of {link} will refuse its state even with --adopt; move it away")
+        target = os.path.relpath(run.path.resolve(), link.parent.resolve())
+        for leftover in link.parent.glob(f".{link.name}.*.new"):  # of a promote killed before its rename
+            leftover.unlink()
+        temporary = link.parent / f".{link.name}.{os.getpid()}.new"
+        try:
+            os.symlink(target, temporary, target_is_directory=True)
+            swap_checkpoint("link made")
+            os.replace(temporary, link)  # rename(2): atomic, and the old link is replaced, not followed
+        except OSError as exc:
+            raise UserError(f"{link}: cannot replace the link ({exc.strerror or exc})") from None
+        finally:
+            temporary.unlink(missing_ok=True)
+        fsync_dir(link.parent)
+        swap_checkpoint("renamed")
+        removed, in_use = _prune(run.path.resolve(), previous, keep)
+    return {"link": str(link), "run": str(run.path.resolve()), "target": target,
+            "previous": None if previous is None else str(previous), "removed": removed, "in_use": in_use,
+            "warning": warning}
+
+
+def _kind(run: Run) -> tuple:
+    """What a score state may be carried across (``score --adopt``): the detector and the sensors."""
+    return run.threshold().data.get("detector"), run.prepare_info().data.get("features")
+
+
+def _prune(kept: Path, previous: Path | None, keep: int) -> tuple[list[str], list[str]]:
+    """Remove the run directories beside ``kept`` older (by name) than the newest ``keep``, but
+    ``previous`` and any that a command holds. Each is renamed out of the way while its locks
+    are held (a reader that comes later finds no run, never half of one), then deleted."""
+    folder = kept.parent
+    for leftover in folder.glob(".*.removed"):  # a promote killed while deleting
+        shutil.rmtree(leftover, ignore_errors=True)
+    runs = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_symlink() and p.is_dir()
+                  and ((p / MANIFEST).exists() or (p / LOCK).exists()))
+    spared = {kept, previous, *runs[-keep:]}
+    removed, in_use = [], []
+    for old in runs:
+        if old in spared:
+            continue
+        gone = folder / f".{old.name}.removed"
+        try:
+            with _flock(old / LOCK, 0, "a step is writing this run"), \
+                    _read_write_lock(old / READ_LOCK, True, 0, "a command is reading this run"):
+                os.replace(old, gone)
+        except Busy:
+            in_use.append(str(old))
+            continue
+        swap_checkpoint(f"removing {old.name}")
+        shutil.rmtree(gone, ignore_errors=True)
+        removed.append(str(old))
+    fsync_dir(folder)
+    return removed, in_use

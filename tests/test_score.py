@@ -161,6 +161,34 @@ def test_break_rows_are_dropped_when_the_input_has_labels(runs, new, new_csv, un
     assert set(breaks) <= set(read_scores(unlabelled).time)
 
 
+def test_keep_labels_adds_y_and_a_line_per_break(runs, new, new_csv, unlabelled_csv, tmp_path):
+    plain, kept = tmp_path / "plain.csv", tmp_path / "kept.csv"
+    ok("score", runs["mahalanobis"], new_csv, "--out", plain, "-q")
+    ok("score", runs["mahalanobis"], new_csv, "--out", kept, "--keep-labels", "-q")
+    without, with_y = read_scores(plain), pd.read_csv(kept)
+    assert "y" not in without.columns  # not asked for: scores.csv as before
+    assert list(with_y.columns[:6]) == ["time", "score", "flag", "episode", "opened", "y"]
+    breaks = pd.to_datetime(new.time[new.y == 1], format="%m/%d/%y %H:%M").dt.strftime("%Y-%m-%dT%H:%M:%S")
+    # every break of the input is a line with y 1, no score and no flag; the windows are as without labels
+    assert sorted(with_y.time[with_y.y == 1]) == sorted(breaks) and len(breaks) == 2
+    assert with_y.score[with_y.y == 1].isna().all() and (with_y.flag[with_y.y == 1] == 0).all()
+    windows = with_y[with_y.y == 0].drop(columns="y")
+    assert windows.to_csv(index=False) == pd.read_csv(plain).to_csv(index=False)
+
+
+def test_keep_labels_needs_the_label_column(runs, unlabelled_csv, tmp_path):
+    out = tmp_path / "s.csv"
+    fails(2, "score", runs["mahalanobis"], unlabelled_csv, "--out", out, "--keep-labels",
+          fragment="no label column 'y' to keep (--keep-labels)")
+    assert not out.exists()
+
+
+def test_keep_labels_with_all_rows_labels_every_row(runs, new, new_csv, tmp_path):
+    out = tmp_path / "s.csv"
+    ok("score", runs["mahalanobis"], new_csv, "--out", out, "--keep-labels", "--all-rows", "-q")
+    assert pd.read_csv(out).y.tolist() == new.y.tolist()
+
+
 @pytest.mark.parametrize("which", ["lstm", "mahalanobis", "restart", "gaps"])
 def test_chunked_scoring_equals_unchunked_exactly(runs, gaps_run, new_csv, tmp_path, which):
     run_dir = pick(runs, gaps_run, which)

@@ -107,6 +107,22 @@ def test_random_size_calls_equal_one_batch_call(runs, plant, prev_csv, tmp_path,
     assert out.read_bytes() == expected
 
 
+def test_stateful_calls_keep_labels_as_one_batch_call(runs, plant, prev_csv, tmp_path):
+    """--keep-labels in random-size calls, and in one-row calls around the first break (a call
+    of the break row alone): the y column and the break lines are one batch call's, byte for byte."""
+    day = plant[1]
+    expected = batch(runs["mahalanobis"], day, prev_csv, tmp_path, "--keep-labels")
+    scores = pd.read_csv(tmp_path / "batch.csv")
+    assert scores.y.sum() == (day.y.astype(int) == 1).sum() == 5 and day.y.iloc[226] == "1"
+    piece = tmp_path / "piece.csv"
+    for name, cuts in (("random", sizes(len(day), random.Random(7))),
+                       ("one row", [(0, 220), *((i, i + 1) for i in range(220, 232)), (232, len(day))])):
+        state, out = tmp_path / f"{name}.json", tmp_path / f"{name}.csv"
+        for start, end in cuts:
+            call(runs["mahalanobis"], write(day.iloc[start:end], piece), state, out, prev_csv, "--keep-labels")
+        assert out.read_bytes() == expected, name
+
+
 @pytest.mark.parametrize("which", ["lstm", "mahalanobis"])
 def test_stateful_scores_equal_evaluate(runs, demo_csv, tmp_path, which):
     """The training file in random-size calls: every test window gets evaluate's score."""
@@ -368,16 +384,22 @@ def test_busy_state_exits_75_and_writes_nothing(runs, plant, prev_csv, tmp_path)
     assert not state.exists() and not out.exists()
 
 
-def test_state_of_another_run_is_refused_unless_adopted(runs, plant, prev_csv, tmp_path):
+def test_state_of_another_run_is_refused_unless_adopted(runs, alarming, plant, prev_csv, tmp_path):
     state, out, piece = tmp_path / "state.json", tmp_path / "scores.csv", tmp_path / "p.csv"
     call(runs["mahalanobis"], write(plant[1].iloc[:30], piece), state, out, prev_csv)
     saved = state.read_bytes()
     write(plant[1].iloc[30:40], piece)
-    result = invoke("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv")
+    result = invoke("score", alarming, piece, "--state", state, "--out", tmp_path / "other.csv")
     assert result.exit_code == 2 and "written with another run" in result.stderr, result.output
     assert state.read_bytes() == saved and not (tmp_path / "other.csv").exists()
-    ok("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt", "-q")
+    # --adopt carries it only to a run of the same detector (a retrain), never to another one.
+    result = invoke("score", runs["lstm"], piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt")
+    assert result.exit_code == 2 and "same detector" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert state.read_bytes() == saved and not (tmp_path / "other.csv").exists()
+    ok("score", alarming, piece, "--state", state, "--out", tmp_path / "other.csv", "--adopt", "-q")
     assert len(pd.read_csv(tmp_path / "other.csv")) == 10
+    adopted = json.loads(state.read_text())["adopted"]
+    assert [(a["from"], a["to"]) for a in adopted] == [(str(runs["mahalanobis"].resolve()), str(alarming.resolve()))]
 
 
 def test_old_row_not_seen_is_refused(runs, plant, prev_csv, tmp_path):

@@ -8,6 +8,9 @@ ignore it; tests measure its text).
 Text that can come from user data (titles built from run directory names, detector names,
 fold labels) is never parsed as mathtext or TeX: a name such as ``run$\\foo$`` would make
 matplotlib fail while drawing.
+
+Why one module of about 600 lines: every figure shares the same axis, legend and text helpers
+(the first third of the file), so that all figures look alike and none parses user text.
 """
 
 from __future__ import annotations
@@ -570,22 +573,23 @@ def fold_budget(fold_labels, false_episodes_per_day, budget: float, path, *, tit
 MAX_NAMED_EPISODES = 12
 
 
-def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), title: str = "",
+def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sensors=(), breaks=(), title: str = "",
                  ylabel: str = "score", utc_offset_seconds: int | None = None) -> Figure:
     """A scored period (``score``'s output): scores over time, the threshold, the alarm episodes
-    shaded, and the top sensors of each episode written at its start (the latest
-    MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
+    shaded, the breaks warned or missed, and the top sensors of each episode written at its
+    start (the latest MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
 
     ``episodes``: (start, end) pairs; ``episode_sensors``: one list of sensor names per episode
-    (empty for detectors that name none).
+    (empty for detectors that name none); ``breaks``: as :func:`alarm_timeline` takes them.
     """
     from matplotlib import dates as mdates
 
     fig = _figure(10, 5.5, layout="constrained")
     ax = fig.add_subplot()
     episodes = list(episodes)
-    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, title=title or "Scored period: alarm "
-                "episodes and the sensors behind them", ylabel=ylabel, utc_offset_seconds=utc_offset_seconds)
+    _alarm_axes(fig, ax, end_time, scores, threshold, episodes=episodes, breaks=breaks, title=title or "Scored "
+                "period: alarm episodes and the sensors behind them", ylabel=ylabel,
+                utc_offset_seconds=utc_offset_seconds)
     sensors = list(episode_sensors) + [[]] * max(0, len(episodes) - len(episode_sensors))
     named = [(i, _local(episodes[i][0], utc_offset_seconds), sensors[i]) for i in range(len(episodes)) if sensors[i]]
     named = named[-MAX_NAMED_EPISODES:]
@@ -594,9 +598,10 @@ def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sens
         width = max(high - low, 1e-9)
         positions = [(mdates.date2num(when) - low) / width for _, when, _ in named]
         top = ax.get_xaxis_transform()
+        below = 42 if breaks else 0  # under the breaks' lead times, which the top of the axes holds
         for (i, when, names), level in zip(named, _lead_levels(positions, gap=0.14, levels=4)):
             ax.annotate("\n".join(str(n) for n in names[:3]), xy=(mdates.date2num(when), 1.0), xycoords=top,
-                        xytext=(3, -6 - 34 * level), textcoords="offset points", fontsize=7, va="top",
+                        xytext=(3, -6 - below - 34 * level), textcoords="offset points", fontsize=7, va="top",
                         color="saddlebrown", zorder=6,
                         bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
                         **_PLAIN)
@@ -604,5 +609,52 @@ def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sens
             else "brown: top sensors of each episode"
         ax.plot([], [], linestyle="none", marker="s", color="saddlebrown", label=shown)
     _legend_below(fig, [ax], max_cols=3)
+    fig.savefig(path)
+    return fig
+
+
+def episode_figure(sensor_time, sensor_values: dict, end_time, scores, threshold, episode, path, *, breaks=(),
+                   title: str = "", utc_offset_seconds: int | None = None) -> Figure:
+    """One alarm episode up close: each of its top sensors' raw values (``sensor_values``:
+    {name: array over ``sensor_time``}, one panel each), then the score per window with the
+    threshold; the episode (start, end) shaded and the breaks (as :func:`alarm_timeline` takes
+    them) drawn on every panel. Times as :func:`alarm_timeline` takes them."""
+    from matplotlib import dates as mdates
+
+    off = utc_offset_seconds
+    panels = len(sensor_values) + 1
+    fig = _figure(10, 1.6 * panels + 1.6, layout="constrained")
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    start, end = (mdates.date2num(_local(t, off)) for t in episode)
+    sensor_time = np.asarray(sensor_time).astype("datetime64[s]")
+    shown = sensor_time if off is None else sensor_time + np.timedelta64(int(off), "s")
+    for ax, (name, values) in zip(axes, sensor_values.items()):
+        ax.plot(*_break_at_gaps(shown, np.asarray(values, dtype=float)), color="0.25", linewidth=0.9)
+        ax.set_ylabel(str(name), **_PLAIN)
+    score_ax = axes[-1]
+    times = np.asarray(end_time).astype("datetime64[s]")
+    times = times if off is None else times + np.timedelta64(int(off), "s")
+    score_ax.plot(*_break_at_gaps(times, np.asarray(scores, dtype=float)), color="tab:blue", linewidth=0.9,
+                  marker="." if len(times) <= 300 else None, markersize=3, label="score per window")
+    if threshold is not None and np.isfinite(threshold):
+        score_ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
+    score_ax.set_ylabel("score")
+    for i, ax in enumerate(axes):
+        ax.axvspan(start, max(end, start + 1 / 1440), color="tab:orange", alpha=0.3,
+                   label="alarm episode" if i == panels - 1 else None)
+        for b in breaks:
+            color = "tab:green" if b.get("warned") else "tab:red"
+            kind = "warned break" if b.get("warned") else "missed break"
+            ax.axvline(mdates.date2num(_local(b["time"], off)), color=color, linewidth=1.2,
+                       label=kind if i == panels - 1 else None)
+        ax.grid(True, alpha=0.3)
+    _date_axis(score_ax)
+    zone = offset_text(off)
+    score_ax.set_xlabel(f"time ({zone})" if zone else "time")
+    axes[0].set_title(str(title or "Alarm episode"), **_PLAIN)
+    handles, labels = score_ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    _plain_legend(fig.legend(list(unique.values()), list(unique.keys()), loc="outside lower center",
+                             ncols=min(len(unique), 4), fontsize="small", frameon=False))
     fig.savefig(path)
     return fig

@@ -106,9 +106,6 @@ class AlarmRule:
         """Flags and episode numbers of windows scored ``scores`` at ``end_time``, after ``before``."""
         return number_episodes(end_time, self.flag(scores), self.merge_minutes, before)
 
-    def with_value(self, value: float) -> "AlarmRule":
-        return replace(self, value=float(value))
-
     def still_open(self, episode: OpenEpisode, last_scored) -> bool:
         """Whether ``episode`` may still grow: a window flagged right after ``last_scored`` would
         join it (less than the merge gap after its last flagged window)."""

@@ -25,7 +25,6 @@ from lstm_rare_event.alerts.events import Event
 
 DRIFT, STUCK, CADENCE, MISSING_INPUT = "drift", "stuck", "cadence", "missing input"
 KINDS = (DRIFT, STUCK, CADENCE, MISSING_INPUT)
-DATA_KINDS = (DRIFT, STUCK, CADENCE)
 DEFAULT_DRIFT_SD = 10.0
 DEFAULT_CLEAR_MINUTES = 60.0
 SHOWN = 5  # sensors named in a message before "... (N more)"

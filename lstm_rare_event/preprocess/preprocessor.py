@@ -5,6 +5,9 @@
 transform. The order follows the recipe: detrend the raw rows (optional), shift the labels
 ahead and drop the break rows, cut windows, then scale and clip.
 
+Why one module of about 470 lines: the transform must be one code path for every step, and
+its fitted state (layout, detrending, scaler) is read by each stage of it.
+
 NumPy and pandas only: scoring loads this on every call.
 """
 

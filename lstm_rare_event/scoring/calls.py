@@ -10,7 +10,9 @@ with the run loaded once.
   are not what the last call recorded: a new state, another ``--out``); after it, the new
   length. A call killed between the append and the state write is undone by the next call,
   which cuts that file back to the recorded length, whatever its own ``--out``, and scores the
-  same rows again.
+  same rows again. The call's alert events are told (printed, handed to the sinks) after the
+  append and before the state write: a call killed between them tells again, with the same
+  event ids, rather than never.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def checkpoint(label: str) -> None:
 
 def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(), history=None,
           state_path=None, scorer: Scorer | None = None) -> dict:
-    """Score the windows of ``input_path`` (a path, or ``-`` for standard input) with the run in
-    ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output); returns a summary.
+    """Score the windows of ``input_path`` (a path, a glob, ``-`` for standard input, or a list of
+    these: read as one series in time order, :func:`~lstm_rare_event.preprocess.inputs.expand`)
+    with the run in ``run_dir`` and write them as CSV to ``out_path`` (``-``: standard output);
+    returns a summary, with the alert events the call told.
 
     ``history``: a CSV whose rows come before the input's, used only as context (detrending
     baselines, the first windows' earlier rows). ``state_path``: score only what is new since
@@ -62,6 +66,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
         scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+    given, run_dir = run_dir, scorer.run  # the run loaded: a link (current) is not followed again
     stream = Stream(scorer, options, run=str(run_dir))
     if state_path is None:
         inputs = expand(arguments, stream.sep, stream.decimal, stream.names)
@@ -70,12 +75,13 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         _tell(stream, run_dir, options, None)
     else:
         summary = _stateful(stream, run_dir, arguments, out_path, to_stdout, options, history, Path(state_path))
-    result = {**_summary(stream, scorer, run_dir, input_path, out_path, options, state_path is not None), **summary,
+    result = {**_summary(stream, scorer, given, input_path, out_path, options, state_path is not None), **summary,
               **stream.watch.summary()}
     if options.plot is not None:
         from lstm_rare_event.scoring.figure import plot_scores
 
-        plot_scores(out_path, options.plot, threshold=scorer.rule.value, utc_offset_seconds=scorer.utc_offset_seconds)
+        plot_scores(out_path, options.plot, rule=scorer.rule, interval_minutes=scorer.preprocessor.interval_minutes,
+                    utc_offset_seconds=scorer.utc_offset_seconds)
         result["plot"] = str(options.plot)
     return result
 
@@ -282,6 +288,7 @@ def _summary(stream: Stream, scorer: Scorer, run_dir, input_path, out_path, opti
         "input": str(input_path),
         "output": str(out_path),
         "run_dir": str(run_dir),
+        "run": str(scorer.run.resolve()),  # the run that scored, its link (if any) followed
         "detector": scorer.detector.name,
         "sensors": "named per window" if stream._has_sensors else
                    f"none: the {scorer.detector.name} detector uses no sensor",

@@ -7,9 +7,11 @@ in new rows, and flags them and numbers their alarm episodes with the run's alar
 episode carried from piece to piece. Batch and stateful calls (:mod:`.calls`), the backtest and
 the Python API all score through it, so they write the same numbers for the same rows.
 
-Why one module of about 450 lines: the Stream, its Carry and the data-quality checks it makes
-on the rows it takes in share the piece-by-piece bookkeeping (which rows are new, which were
-held, where the carried tail starts); split, each half would need the other's internals.
+Why one module of about 400 lines: the Stream and its Carry share the piece-by-piece
+bookkeeping (which rows are new, which were held, where the carried tail starts, which episode
+is open); split, each half would need the other's internals. What the rows say about the data
+(:class:`~lstm_rare_event.alerts.conditions.DataChecks`) and the alerts of each piece
+(:class:`~lstm_rare_event.alerts.watch.Watch`) are the alerting layer's.
 
 NumPy and pandas only: this runs every two minutes from cron.
 """
@@ -35,7 +37,7 @@ from lstm_rare_event.errors import UserError
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
-from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPROCESSOR, THRESHOLD_JSON, Run
+from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
 from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
 
 MISSING = ("error", "hold")
@@ -53,20 +55,22 @@ class Scorer:
     fingerprint: str = ""
     #: the training data's UTC offset, for figures in the data's own time zone
     utc_offset_seconds: int | None = None
+    #: the run directory loaded: ``run_dir`` as given, or the run its link pointed to then
+    run: Path | None = None
 
 
 def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
-    refused when they do not come from one run."""
-    run = Run(run_dir)
-    with run.reading(wait):
-        run.check("prepare", [PREPROCESSOR])
-        run.check("train", [DETECTOR])
-        run.check("threshold", [THRESHOLD_JSON])
+    refused when they do not come from one run. A link (``current``) is followed once; the
+    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile."""
+    resolved = resolve_run(run_dir)
+    run = Run(resolved)
+    with through_link(run_dir, resolved), run.reading(wait):
+        run.check_scorable()
         rule = run.threshold().alarm_rule
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
         return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), rule, fingerprint,
-                      run.utc_offset_seconds())
+                      run.utc_offset_seconds(), resolved)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,9 @@ class ScoreOptions:
     decimal: str | None = None
     #: a line for every input row, those that end no window with an empty score and flag 0
     all_rows: bool = False
+    #: a y column with the input's label of each line's row, and a line (empty score) for each
+    #: break row the label shift keeps out of the windows; the input must have the label column
+    keep_labels: bool = False
     #: a figure of the scored period, its alarm episodes and their top sensors
     plot: Path | None = None
     #: where events go besides stderr (--alert-cmd, --alert-log, --metrics); their time budget is --wait
@@ -131,6 +138,7 @@ class Carry:
     episode: OpenEpisode = OpenEpisode()  # the latest alarm episode, which the next flagged window may continue
     rows: int = 0  # raw rows taken in, all calls
     windows: int = 0  # windows scored, all calls
+    adopted: tuple = ()  # the runs this carry was adopted from (--adopt), oldest first; see .state
 
 
 def _concat(first: Table | None, second: Table) -> Table:
@@ -211,6 +219,9 @@ class Stream:
         order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
         text they were read from (for messages; None: the times as read)."""
         pre, carry = self.pre, self.carry
+        if emit and self.options.keep_labels and table.y is None:
+            raise UserError(f"{source}: no label column {self.names.label!r} to keep (--keep-labels); score it "
+                            "without --keep-labels, or name its label column with --label-column")
         if empty is None:
             empty = np.zeros(table.values.shape, dtype=bool)
         n_seen = self._seen(table, raw, source, first_row)
@@ -235,16 +246,29 @@ class Stream:
             self._check_quality(table, staged, first_new)
             if len(ends):
                 out = self._score(table, staged, ends, held, source)
-            if self.options.all_rows:
-                offsets = None if table.utc_offset is None else table.utc_offset[first_new:]
-                out = every_row(out, format_times(table.time[first_new:], offsets),
-                                staged.source_row[ends] - first_new, self.header())
+            lines = self._lines(table, staged, ends, first_new)
+            if lines is not None:
+                offsets = None if table.utc_offset is None else table.utc_offset[lines]
+                out = every_row(out, format_times(table.time[lines], offsets),
+                                np.searchsorted(lines, staged.source_row[ends]), self.header(),
+                                table.y[lines] if self.options.keep_labels else None)
         keep = pre.context_start(staged)
         carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
         carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
         carry.last_time = table.time[-1]
         carry.rows += len(table) - first_new
         return out
+
+    def _lines(self, table: Table, staged, ends: np.ndarray, first_new: int) -> np.ndarray | None:
+        """The rows of ``table`` that get an output line when not every line is a window (None):
+        every new row with --all-rows; with --keep-labels, the windows' rows and the new break
+        rows the label shift dropped, so that every break of the input is in the output."""
+        if self.options.all_rows:
+            return np.arange(first_new, len(table))
+        if not self.options.keep_labels:
+            return None
+        dropped = np.setdiff1d(np.arange(first_new, len(table)), staged.source_row, assume_unique=True)
+        return np.union1d(staged.source_row[ends], dropped) if dropped.size else None
 
     def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
         """How many leading rows were seen already (times up to the carried last row); a row in
@@ -321,6 +345,8 @@ class Stream:
             window_held = (count[rows + 1] - count[first]) > 0
             columns["held"] = window_held.astype(np.int8)
             self.held_windows += int(window_held.sum())
+        if self.options.keep_labels:
+            columns["y"] = table.y[rows].astype(np.int8)
         if names is not None:
             for i in range(names.shape[1]):
                 columns[f"sensor_{i + 1}"] = names[:, i]
@@ -358,7 +384,8 @@ class Stream:
                 for n, w in zip(names, shares)]
 
     def header(self) -> str:
-        columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold")
+        columns = output_columns(len(self.pre.features_), self._has_sensors, self.options.missing == "hold",
+                                 self.options.keep_labels)
         return ",".join(columns) + "\n"
 
 

@@ -19,11 +19,12 @@ from lstm_rare_event.run import enclosing_run
 STDIO = "-"
 
 
-def output_columns(n_features: int, has_contributions: bool = True, held: bool = False) -> list[str]:
-    """scores.csv's columns: time, score, flag, episode, opened, held (with --missing hold), then
-    the top sensors and their shares for detectors that name sensors."""
+def output_columns(n_features: int, has_contributions: bool = True, held: bool = False,
+                   labels: bool = False) -> list[str]:
+    """scores.csv's columns: time, score, flag, episode, opened, held (with --missing hold), y
+    (with --keep-labels), then the top sensors and their shares for detectors that name sensors."""
     k = min(TOP_SENSORS, n_features) if has_contributions else 0
-    return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []),
+    return ["time", "score", "flag", "episode", "opened", *(["held"] if held else []), *(["y"] if labels else []),
             *(f"{what}_{i}" for i in range(1, k + 1) for what in ("sensor", "share"))]
 
 
@@ -94,18 +95,22 @@ def output_name(input_path) -> str:
     return f"{name}.scores.csv"
 
 
-def every_row(frame, times: np.ndarray, windowed: np.ndarray, header: str) -> pd.DataFrame:
-    """The output lines of ``frame`` (the scored windows, or None) with a line for every new
-    input row (``times``, formatted), the scored ones at positions ``windowed``. A row that ends
-    no window (too few rows before it since the start or a time gap, or a break row the label
-    shift dropped) has an empty score, flag, episode and opened 0, and no sensors, so that a
-    point-wise evaluation can count it as not flagged."""
+def every_row(frame, times: np.ndarray, windowed: np.ndarray, header: str, y: np.ndarray | None = None) -> pd.DataFrame:
+    """The output lines of ``frame`` (the scored windows, or None) with a line for each of the
+    input rows at ``times`` (formatted), the scored ones at positions ``windowed``; ``y``: those
+    rows' labels, for the y column. A row that ends no window (too few rows before it since the
+    start or a time gap, or a break row the label shift dropped) has an empty score, flag,
+    episode and opened 0, and no sensors, so that a point-wise evaluation can count it as not
+    flagged."""
     columns = header.rstrip("\n").split(",")
     n = len(times)
     out = {}
     for name in columns:
         if name == "time":
             out[name] = np.asarray(times, dtype=object)
+        elif name == "y":
+            out[name] = np.asarray(y, dtype=np.int8)
+            continue
         elif name == "score" or name.startswith("share_"):
             out[name] = np.full(n, np.nan)
         elif name.startswith("sensor_"):
@@ -181,7 +186,7 @@ def _check_header(path: Path, header: str) -> None:
         first = handle.readline()
     if first != header:
         raise UserError(f"{path}: its header ({first.strip()!r}) is not this call's ({header.strip()!r}); "
-                        "write to a new output file (another run, detector or --missing?)")
+                        "write to a new output file (another run, detector, --missing or --keep-labels?)")
 
 
 def append_frames(path: Path, header: str, frames) -> int:

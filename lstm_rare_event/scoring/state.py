@@ -1,9 +1,11 @@
 """The state file of ``score --state``: what one call hands the next.
 
 JSON with the arrays base64 npz (never pickle): the carried raw rows (:class:`.engine.Carry`),
-the open alarm episode, the run it was written with (a fingerprint of its files) and the
-output file's record: its path, identity and length after the call's append (so that a call
-killed between the append and the state write is undone by the next one).
+the open alarm episode, the run it was written with (its path, a fingerprint of its files, its
+detector and threshold), the runs it was adopted from (``adopted``: from which run to which,
+when, and after which window, so that every window of the output can be told the run that
+scored it) and the output file's record: its path, identity and length after the call's append
+(so that a call killed between the append and the state write is undone by the next one).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import io
 import json
 import math
+import time
 import zipfile
 from pathlib import Path
 
@@ -45,7 +48,9 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
                                           utc_offset=tail.utc_offset, held=carry.held)
     return {
         "format": STATE_FORMAT,
-        "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint},
+        "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint,
+                "detector": scorer.detector.name, "threshold": scorer.rule.value},
+        "adopted": list(carry.adopted),
         "features": list(scorer.preprocessor.features_),
         "last_row": time_or_none(carry.last_time),
         "last_scored": time_or_none(carry.last_scored),
@@ -75,20 +80,15 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
         if data["format"] != STATE_FORMAT:
             raise broken(f"format {data['format']!r}")
         features = list(scorer.preprocessor.features_)
+        adopted = tuple(data.get("adopted", ()))
         if data["run"]["fingerprint"] != scorer.fingerprint:
-            if not options.adopt:
-                raise UserError(
-                    f"{path}: written with another run ({data['run']['path']}): its detector, preprocessor or "
-                    f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
-                    "and open episode over to this run, or move the state away to start a new one")
-            if data["features"] != features:
-                raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
+            adopted = (*adopted, _adoption(path, data, scorer, run_dir, options))[-ADOPTIONS_KEPT:]
         episode, history = data["episode"], data["history"]
         carry = Carry(last_time=_time(data, "last_row"), last_scored=_time(data, "last_scored"),
                       episode=OpenEpisode(_count(episode, "last_id"), _time(episode, "start"),
                                           _time(episode, "last_flagged")),
                       rows=_count(data, "rows"), windows=_count(data, "windows"),
-                      tail_start=_time(history, "segment_start"))
+                      tail_start=_time(history, "segment_start"), adopted=adopted)
         packed = history["arrays"]
         if packed is not None:
             carry.tail, carry.held = _carried(packed, features, carry)
@@ -134,9 +134,9 @@ def _carried(packed, features: list[str], carry: Carry) -> tuple[Table, np.ndarr
             a = {k: arrays[k] for k in arrays.files}
     except (EOFError, zipfile.BadZipFile) as exc:  # binascii.Error and the rest are ValueErrors
         raise ValueError(f"carried rows: {exc}") from None
-    time, values, held, y, offset = a["time"], a["values"], a["held"], a.get("y"), a.get("utc_offset")
-    n = len(time)
-    kinds = {"time": (time, "i"), "values": (values, "f"), "held": (held, "b"), "y": (y, "iu"),
+    times, values, held, y, offset = a["time"], a["values"], a["held"], a.get("y"), a.get("utc_offset")
+    n = len(times)
+    kinds = {"time": (times, "i"), "values": (values, "f"), "held": (held, "b"), "y": (y, "iu"),
              "utc_offset": (offset, "i")}
     for name, (array, kind) in kinds.items():
         if array is not None and (array.dtype.kind not in kind or len(array) != n):
@@ -149,12 +149,12 @@ def _carried(packed, features: list[str], carry: Carry) -> tuple[Table, np.ndarr
         raise ValueError("a carried label that is not 0 or 1")
     if offset is not None and not (np.abs(offset) < 86400).all():
         raise ValueError("a carried UTC offset of a day or more")
-    time = time.astype("datetime64[s]")
-    if (np.diff(time) <= np.timedelta64(0, "s")).any():
+    times = times.astype("datetime64[s]")
+    if (np.diff(times) <= np.timedelta64(0, "s")).any():
         raise ValueError("carried times that do not strictly increase")
-    if n and (carry.last_time is None or time[-1] != carry.last_time):
-        raise ValueError(f"carried rows ending at {time[-1]}, not at the last row {carry.last_time}")
-    return Table(time, values.astype(np.float64), features, y, offset), held.astype(bool)
+    if n and (carry.last_time is None or times[-1] != carry.last_time):
+        raise ValueError(f"carried rows ending at {times[-1]}, not at the last row {carry.last_time}")
+    return Table(times, values.astype(np.float64), features, y, offset), held.astype(bool)
 
 
 def _output(record) -> dict:
@@ -167,3 +167,30 @@ def _output(record) -> dict:
             if record.get(key) is not None:
                 _count(record, key)
     return dict(record)
+
+
+#: adoptions a state remembers: a month of nightly retrains
+ADOPTIONS_KEPT = 31
+
+
+def _adoption(path: Path, data: dict, scorer: Scorer, run_dir, options: ScoreOptions) -> dict:
+    """The record of carrying the state ``data`` (of another run) over to ``scorer``'s run, or
+    the one-line refusal: without --adopt, and across detectors or sensors even with it (their
+    rows, scores and episodes mean something else)."""
+    before = data["run"]
+    if not options.adopt:
+        raise UserError(
+            f"{path}: written with another run ({before['path']}): its detector, preprocessor or "
+            f"threshold differ from {run_dir}'s (a retrain or another run); pass --adopt to carry its rows "
+            "and open episode over to this run, or move the state away to start a new one")
+    detector = scorer.detector.name
+    if before.get("detector") != detector:
+        written = f"a {before['detector']} run" if before.get("detector") else "a run it does not name"
+        raise UserError(f"{path}: written with {written} ({before['path']}), {run_dir} is a {detector} run; "
+                        "--adopt carries a state only to a run of the same detector: move it away to start a new one")
+    if data["features"] != list(scorer.preprocessor.features_):
+        raise UserError(f"{path}: written for other sensors than {run_dir}'s; move it away to start a new one")
+    # The earlier run's threshold, so that a figure can draw each run's over its own windows.
+    return {"from": before["path"], "fingerprint": before["fingerprint"], "threshold": before.get("threshold"),
+            "to": str(Path(run_dir).resolve()), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "after": data["last_scored"]}

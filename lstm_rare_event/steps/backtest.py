@@ -17,6 +17,10 @@ and a fold whose files changed since (edited, cut short) is computed again; othe
 into the same DIR are refused.
 Quality is pooled over the folds: scores are divided by their fold's threshold so that one
 cut (1) is every fold's alarm line and pooled rankings compare like with like.
+
+Why one module of about 450 lines: planning the folds, running them and pooling their results
+share the fold records (:class:`FoldStore`) and the options; the metrics, figures and
+verdict wording are the alarms layer's, called from here.
 """
 
 from __future__ import annotations

@@ -20,12 +20,15 @@ from lstm_rare_event import log
 from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms import plots
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import atomic_write_text
+from lstm_rare_event.files import atomic_write_text, to_jsonable
 from lstm_rare_event.run import (
     EVALUATE_JSON, HISTOGRAM_PNG, LOSS_PNG, PREPARE_JSON, ROC_PR_PNG, THRESHOLD_JSON, THRESHOLD_PNG, TIMELINE_PNG,
     TRAIN_JSON, Run,
 )
-from lstm_rare_event.scoring.figure import plot_scores, read_scores, scored_episodes
+from lstm_rare_event.scoring.figure import (
+    EPISODE_MARGIN, figure_breaks, input_rows, judged_breaks, plot_episode, plot_scores, read_scores, scored_episodes,
+    windows,
+)
 from lstm_rare_event.tables import format_table
 
 # Episodes listed in the report's table of the latest alarms (the most recent first).
@@ -84,10 +87,13 @@ def _check_out(out: Path, run: Run) -> None:
         raise UserError(f"{out}: is a folder; --out needs a file name such as report.html")
 
 
-def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False) -> dict:
+def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False, inputs=None) -> dict:
     """Write the HTML report of ``run_dir`` (and ``scores_csv``) to ``out_path`` atomically;
-    return what it contains: {"sections": [...], "figures": n, "episodes": n or None}.
-    ``allow_pickle``: describe a plug-in detector saved with pickle (loading it runs its code)."""
+    return what it contains: {"sections": [...], "figures": n, "episodes": n or None, "breaks":
+    the scored period's breaks judged (a CSV written with --keep-labels) or None}.
+    ``allow_pickle``: describe a plug-in detector saved with pickle (loading it runs its code).
+    ``inputs``: the files ``scores_csv`` was scored from (paths or patterns): a figure per
+    latest episode with its top sensors' values."""
     from lstm_rare_event.steps import evaluate as evaluate_step
     from lstm_rare_event.steps import inspect as inspect_step
     from lstm_rare_event.steps import prepare as prepare_step
@@ -95,6 +101,8 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
 
     run, out = Run(run_dir), Path(out_path)
     _check_out(out, run)
+    if inputs and scores_csv is None:
+        raise UserError("--input draws the episodes of --scores: give the scores CSV too")
     body, sections, figures = [], [], 0
     verdict_html = ""
     with run.reading():
@@ -164,19 +172,30 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
                         + figure("evaluate", HISTOGRAM_PNG, "score distributions by class"))
             sections.append("evaluation")
         threshold_value = chosen["value"] if chosen is not None else None
-        # The episodes are the scores CSV's own; the merge gap they were numbered with, for the text.
-        merge = run.threshold().alarm_rule.merge_minutes if chosen is not None else None
+        # The episodes are the scores CSV's own; the merge gap they were numbered with, for the
+        # text; the rule judges the breaks of a CSV written with --keep-labels.
+        rule = run.threshold().alarm_rule if chosen is not None else None
+        merge = rule.merge_minutes if rule is not None else None
+        interval = run.interval_minutes()
+        rows_of_input = input_rows(inputs, run.preprocessor()) if inputs else None
 
-    n_episodes = None
+    n_episodes = judged = None
     if scores_csv is not None:
         scores = read_scores(scores_csv)
         rows = scored_episodes(scores)
         n_episodes = len(rows)
+        judged = judged_breaks(scores, rule, interval) if rule is not None else None
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "scores.png"
-            plot_scores(scores_csv, png, threshold=threshold_value, utc_offset_seconds=offset)
-            img = _img(png, "scored period: scores, alarm episodes and their top sensors")
+            plot_scores(scores_csv, png, threshold=threshold_value, rule=rule, interval_minutes=interval,
+                               utc_offset_seconds=offset)
+            img = _img(png, "scored period: scores, alarm episodes, their top sensors and the breaks")
             figures += 1
+            if rows_of_input is not None:
+                episode_html, drawn = _episode_figures(scores, rows, rows_of_input, threshold_value,
+                                                       figure_breaks(judged), offset, Path(tmp), inputs)
+                img += episode_html
+                figures += drawn
         shift = np.timedelta64(int(offset), "s") if (offset is not None and not scores["zoned"]) else None
 
         def when(t):
@@ -185,7 +204,7 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
         table = [["start", "end", "windows", "peak score", "top sensors"],
                  *[[when(r["start"]), when(r["end"]), r["windows"], f"{r['peak']:.4g}", ", ".join(r["sensors"]) or "-"]
                    for r in reversed(rows[-MAX_EPISODE_ROWS:])]]
-        span = (f"{when(scores['time'][0])} to {when(scores['time'][-1])}, {len(scores['time']):,} windows"
+        span = (f"{when(scores['time'][0])} to {when(scores['time'][-1])}, {int(windows(scores).sum()):,} windows"
                 if len(scores["time"]) else "no windows")
         listing = _table(table) if rows else "<p>No alarm in the scored period.</p>"
         more = f'<p class="muted">The latest {MAX_EPISODE_ROWS} of {len(rows)} episodes.</p>' \
@@ -193,7 +212,7 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
         body.insert(0, f"<h2>Latest alarms</h2><p>{_esc(Path(scores_csv).name)}: {_esc(span)}; "
                        f"{len(rows)} alarm episodes"
                        + (f" (flagged windows merged when less than {merge:g} min apart)" if merge is not None else "")
-                       + ", the most recent first.</p>" + listing + more + img)
+                       + ", the most recent first.</p>" + listing + more + _breaks_html(scores, rule, judged) + img)
         sections.insert(0, "alarms")
 
     stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -207,12 +226,76 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False)
             + "".join(body) + "</body></html>\n")
     atomic_write_text(out, page)
     log.info(f"report: {', '.join(sections)}; {figures} figures -> {out}")
-    return {"out": str(out), "sections": sections, "figures": figures, "episodes": n_episodes}
+    return {"out": str(out), "sections": sections, "figures": figures, "episodes": n_episodes,
+            "breaks": None if judged is None else to_jsonable({k: v for k, v in judged.items() if k in BREAK_FIGURES})}
+
+
+#: what the report and its summary say of the scored period's breaks (judged_breaks)
+BREAK_FIGURES = ("n_breaks", "warned", "missed", "horizon_minutes", "warned_share", "warned_share_chance",
+                 "alarm_on_share", "mean_lead_minutes", "false_episodes_per_day", "days", "breaks")
+
+
+def _share(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
+
+
+def _breaks_html(scores: dict, rule, judged: dict | None) -> str:
+    """The scored period's breaks warned and missed beside chance, or why there are none."""
+    if scores["y"] is None:
+        return ('<p class="muted">The scores have no y column: the breaks are not shown (score the input with '
+                "--keep-labels to keep its labels).</p>")
+    if judged is None:
+        why = "the run has no threshold" if rule is None else "the run's threshold.json records no warning horizon"
+        return f'<p class="muted">The breaks are not judged: {_esc(why)}.</p>'
+    lead = judged["mean_lead_minutes"]
+    return ("<p>Breaks in the scored period: " + _esc(
+        f"{judged['n_breaks']}; warned {judged['warned']} (an alarm episode started at most "
+        f"{judged['horizon_minutes']:g} min before), missed {judged['missed']}"
+        + (f"; mean lead {lead:.0f} min" if np.isfinite(lead) else "") + ".") + "</p>"
+        + _table([["breaks warned", "by chance (the same alarms shifted in time)", "alarm on (share of windows)",
+                   "false alarm episodes per day"],
+                  [_share(judged["warned_share"]), _share(judged["warned_share_chance"]),
+                   f"{judged['alarm_on_share']:.1%}" if np.isfinite(judged["alarm_on_share"]) else "n/a",
+                   f"{judged['false_episodes_per_day']:.2g} over {judged['days']:.2g} days"
+                   if np.isfinite(judged["false_episodes_per_day"]) else "n/a"]]))
+
+
+#: episodes drawn up close with the input's values (the latest ones)
+MAX_EPISODE_FIGURES = 6
+
+
+def _episode_figures(scores: dict, rows: list[dict], rows_of_input, threshold, breaks, offset, tmp: Path,
+                     inputs) -> tuple[str, int]:
+    """The figures of the latest episodes, their top sensors' values from the scored input."""
+    parts, drawn = [], 0
+    hours = EPISODE_MARGIN / np.timedelta64(1, "h")
+    for episode in reversed(rows[-MAX_EPISODE_FIGURES:]):
+        number = episode["number"]
+        png = tmp / f"episode-{number}.png"
+        title = f"Alarm episode {number}: top sensors {', '.join(episode['sensors']) or '(none named)'}, " \
+                f"{hours:g} h either side"
+        if plot_episode(scores, episode, rows_of_input, png, threshold=threshold, breaks=breaks,
+                               utc_offset_seconds=offset, title=title) is None:
+            parts.append(f'<p class="muted">Episode {number}: {_esc(" ".join(map(str, inputs)))} has no row within '
+                         f"{hours:g} h of it.</p>")
+            continue
+        parts.append(_img(png, f"alarm episode {number}: its top sensors, the score and the threshold"))
+        drawn += 1
+    return "".join(parts), drawn
 
 
 def report_summary(result: dict) -> str:
     return format_table([["report", result["out"]], ["sections", ", ".join(result["sections"])],
                          ["figures", result["figures"]],
                          *([["alarm episodes in the scores", result["episodes"]]] if result["episodes"] is not None
-                           else [])])
+                           else []),
+                         *(_breaks_rows(result["breaks"]) if result.get("breaks") else [])])
+
+
+def _breaks_rows(judged: dict) -> list[list]:
+    """The scored period's breaks for the summary a nightly cron mails."""
+    return [["breaks warned", f"{judged['warned']} of {judged['n_breaks']} (episode started <= "
+                              f"{judged['horizon_minutes']:g} min before)"],
+            ["share warned / by chance", f"{_share(judged['warned_share'])} / {_share(judged['warned_share_chance'])}"],
+            ["alarm on (share of windows)", _share(judged["alarm_on_share"])]]
 

@@ -3,6 +3,8 @@ scoring library (:mod:`lstm_rare_event.scoring`), and the line it prints."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.scoring import calls
 from lstm_rare_event.scoring.engine import ScoreOptions
@@ -41,4 +43,7 @@ def summary_line(summary: dict) -> str:
         line += f"{more} (#{first['id']}) opened at {first['start']}{sensors}"
     elif summary.get("open_episode"):
         line += f"; alarm episode {summary['open_episode']['id']} still open"
-    return f"{line} -> {summary['output']}"
+    line = f"{line} -> {summary['output']}"
+    if Path(summary["run_dir"]).absolute() != Path(summary["run"]):
+        line += f" (run {summary['run']})"  # RUN was a link (current): the run it pointed to
+    return line

@@ -11,13 +11,15 @@ from pathlib import Path
 from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import read_json
-from lstm_rare_event.run import DEFAULT_WAIT, THRESHOLD_JSON, Run
+from lstm_rare_event.run import DEFAULT_WAIT, THRESHOLD_JSON, Run, resolve_run, through_link
 
 
 def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
     """What ``score --state STATE`` with the run in ``run_dir`` knows now (read only)."""
-    run = Run(run_dir)
-    with run.reading(wait):
+    run_dir = Path(run_dir)
+    resolved = resolve_run(run_dir)  # once: a promote meanwhile must not mix two runs' facts
+    run = Run(resolved)
+    with through_link(run_dir, resolved), run.reading(wait):
         threshold = run.threshold()
     made = (run.path / THRESHOLD_JSON).stat().st_mtime
     state_path = Path(state_path)
@@ -33,7 +35,7 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
             from None
     episode = watch.lifecycle.episode
     return {
-        "run": {"path": str(run.path), "resolved": str(run.path.resolve()),
+        "run": {"path": str(run_dir), "resolved": str(run.path.resolve()),
                 "age_hours": round(max(time.time() - made, 0.0) / 3600, 2),
                 "thresholded": dt.datetime.fromtimestamp(made, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "threshold": threshold.value,
@@ -50,6 +52,7 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         "last_alert": watch.lifecycle.last_alert,
         "conditions": watch.conditions.as_json(),
         "pending_events": len(watch.pending),
+        "last_adopted": (data.get("adopted") or [None])[-1],
     }
 
 
@@ -69,6 +72,9 @@ def status_text(info: dict) -> str:
                                    "; ".join(f"{c['condition']} since {c['since']}" for c in conditions)))
     if info["pending_events"]:
         lines.append(f"pending: {info['pending_events']} event(s) a sink has not taken; retried on the next call")
+    adopted = info["last_adopted"]
+    if adopted:
+        lines.append(f"adopted: from {adopted['from']} at {adopted['at']} (windows after {adopted['after'] or '-'})")
     if not info["state"]["same_run"]:
         lines.append(f"note: the state was last written with {info['state']['written_with']}")
     return "\n".join(lines)

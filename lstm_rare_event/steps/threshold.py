@@ -15,7 +15,7 @@ from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, split_files,
+    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, resolve_run, split_files,
 )
 from lstm_rare_event.tables import format_table
 
@@ -107,8 +107,9 @@ PREVIOUS_RATIO = 2.0
 
 def _previous_threshold(previous, wait: float) -> tuple[str, float, str]:
     """(run directory, threshold value, detector) of the run ``previous``; read before this run
-    is locked, as it may be the same directory."""
-    other = Run(previous)
+    is locked, as it may be the same directory. A link (``current``) is named by the run it
+    points to now, which the new run is about to replace."""
+    other = Run(resolve_run(previous))
     with other.reading(wait):
         chosen = other.threshold()
     return str(other.path), chosen.value, str(chosen.data.get("detector", ""))
