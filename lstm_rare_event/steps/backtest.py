@@ -291,7 +291,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
                     continue
                 finished, kept = store.finished(name, k, wait)
                 if finished:
-                    previous = kept or previous
+                    previous = previous if kept is None else kept
                     continue
                 pipe = _fold(name, params[name], preprocess, threshold, pre, rows, ends, plan, k,
                              previous if options.warm_start else None)
