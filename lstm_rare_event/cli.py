@@ -30,7 +30,7 @@ from lstm_rare_event.alerts.sinks import SinkOptions
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
 from lstm_rare_event.detectors.plugin import INPUTS, PluginOptions
-from lstm_rare_event.errors import EXIT_INTERRUPTED, UserError, interrupted
+from lstm_rare_event.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, UserError, interrupted
 from lstm_rare_event.files import atomic_write_text, dumps
 from lstm_rare_event.run import DEFAULT_KEEP, DEFAULT_WAIT, EXIT_BUSY, Writer, promote
 from lstm_rare_event.preprocess.preprocessor import LABELS, PreprocessOptions
@@ -49,7 +49,8 @@ Exit codes:
   0  success
   2  bad input or usage: the message names the file, row or column
   1  unexpected internal error (re-run with --debug for the traceback)
-  75 another step holds the run directory's lock past --wait (try again later)"""
+  75 another step holds the run directory's lock past --wait (try again later)
+  130, 143  interrupted (Ctrl-C, SIGTERM): nothing is left half-written"""
 
 
 # Errors of the file system that are the input's or the environment's fault, not a bug: a path
@@ -81,6 +82,10 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def _log_warning(message, category, filename, lineno, file=None, line=None):
     log.warning(f"{category.__name__}: {message} ({Path(filename).name}:{lineno})")
 
@@ -97,10 +102,13 @@ def command(group, name, example, extra_exit_codes=""):
         def run(*args, quiet, debug, **kwargs):
             log.configure(quiet)
             Writer.last_committed = False  # the interrupt message is about this command's commit
-            own_sigint = threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            main_thread = threading.current_thread() is threading.main_thread()
+            own_sigint = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            own_sigterm = main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
             if own_sigint:
                 signal.signal(signal.SIGINT, _interrupt)
+            if own_sigterm:
+                signal.signal(signal.SIGTERM, _terminate)
             try:
                 with warnings.catch_warnings():
                     if debug:
@@ -114,6 +122,9 @@ def command(group, name, example, extra_exit_codes=""):
                     raise
                 click.echo(f"Error: {exc}", err=True)
                 sys.exit(exc.exit_code)
+            except Terminated:
+                click.echo(interrupted(Writer.last_committed, "Terminated"), err=True)
+                sys.exit(EXIT_TERMINATED)
             except KeyboardInterrupt:
                 click.echo(interrupted(Writer.last_committed), err=True)
                 sys.exit(EXIT_INTERRUPTED)
@@ -129,6 +140,8 @@ def command(group, name, example, extra_exit_codes=""):
             finally:
                 if own_sigint and signal.getsignal(signal.SIGINT) is _interrupt:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
+                if own_sigterm and signal.getsignal(signal.SIGTERM) is _terminate:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
         run = click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(run)
         run = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")(run)

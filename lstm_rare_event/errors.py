@@ -12,10 +12,17 @@ class UserError(Exception):
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: how shells report a Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: how shells report a kill PID
 
 
-def interrupted(committed: bool) -> str:
-    """The one line for a Ctrl-C: whether the step's files were written (a commit holds the
-    interrupt until it has finished, so it may come after)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill PID, a stopped service, a shutdown) raised as Python raises SIGINT, so that
+    what the command was writing is removed or cut back on the way out, as after a Ctrl-C,
+    rather than left behind by the default action (the process ends where it stands)."""
+
+
+def interrupted(committed: bool, how: str = "Interrupted") -> str:
+    """The one line for a Ctrl-C (or, ``how`` "Terminated", a SIGTERM): whether the step's files
+    were written (a commit holds the signal until it has finished, so it may come after)."""
     done = "the step had finished and its files were written" if committed else "nothing was written"
-    return f"Interrupted; {done}."
+    return f"{how}; {done}."

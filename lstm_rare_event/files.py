@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def load_npz(path, keys, what: str) -> dict[str, np.ndarray]:
             return {key: data[key] for key in keys}
     except FileNotFoundError:
         raise UserError(f"{path}: not found") from None
-    except (KeyError, ValueError, OSError, EOFError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: cut short
         raise UserError(f"{path}: not {what} ({exc})") from None
 
 

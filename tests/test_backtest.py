@@ -118,6 +118,35 @@ def test_a_killed_backtest_resumes_from_its_last_finished_fold(history, tmp_path
     assert (out / "backtest.csv").read_bytes() == (tmp_path / "whole" / "backtest.csv").read_bytes()
 
 
+@pytest.mark.parametrize("edit", ["scores edited", "file truncated", "detector truncated"])
+def test_a_fold_file_changed_since_backtest_wrote_it_is_recomputed(history, tmp_path, edit):
+    """A resumed backtest reuses only the fold files it wrote: one edited (its scores changed)
+    or cut short (a full disk, a copy; the scores or the kept detector that the next fold
+    starts from) is recomputed, with a warning naming it, and the pooled results are those of
+    a backtest that never saw it."""
+    out = tmp_path / "bt"
+    args = ("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK)
+    ok(*args)
+    expected = (out / "backtest.csv").read_bytes()
+    fold = out / "folds" / "mahalanobis" / "001.npz"
+    if edit == "scores edited":
+        with np.load(fold) as data:
+            arrays = {key: data[key] for key in data.files}
+        arrays["score"] = arrays["score"][::-1] * 2
+        with open(fold, "wb") as handle:
+            np.savez(handle, **arrays)
+    elif edit == "file truncated":
+        fold.write_bytes(fold.read_bytes()[: fold.stat().st_size // 2])
+    else:
+        kept = fold.with_suffix("") / "detector" / "state.npz"
+        kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+    result = ok(*args)
+    assert (out / "backtest.csv").read_bytes() == expected
+    changed = f"{fold.with_suffix('')}: differs from the fold run backtest wrote" if edit == "detector truncated" \
+        else f"{fold}: differs from the fold file backtest wrote; recomputed"
+    assert changed in result.stderr
+
+
 def test_other_arguments_into_the_same_folder_are_refused(history, tmp_path):
     out = tmp_path / "bt"
     ok("backtest", history, "--out", out, "--detector", "restart", *WALK)

@@ -5,6 +5,8 @@ stdin/stdout and UTC offsets.
 The run directories are conftest's ``runs`` (one per detector, a tiny autoencoder).
 """
 
+import base64
+import io
 import json
 import os
 import random
@@ -146,6 +148,14 @@ cli(sys.argv[1:])
 """
 
 
+def killed_after_the_append(*args):
+    """The command line in a fresh interpreter killed (exit 9) between appending to the
+    output and saving the state."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", KILL, *map(str, args)], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+
+
 def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plant, prev_csv, tmp_path):
     day = plant[1]
     expected = batch(alarming, day, prev_csv, tmp_path)
@@ -159,10 +169,7 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
                 "--fail-on-alert", "--drift-sd", "1000"]  # alerts alone on stderr
         if n == 8:  # killed between appending to the output and saving the state
             before = out.read_bytes()
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            done = subprocess.run([sys.executable, "-c", KILL, *map(str, args)], env=env, capture_output=True,
-                                  timeout=120)
-            assert done.returncode == 9, done.stderr
+            killed_after_the_append(*args)
             assert len(out.read_bytes()) > len(before)  # it had appended
             killed = True
         result = invoke(*args)
@@ -181,6 +188,178 @@ def test_simulated_day_with_a_killed_call_alerts_once_per_episode(alarming, plan
     assert len(resolved) in (episodes - 1, episodes) and len(set(resolved)) == len(resolved)
     scores = pd.read_csv(out)
     assert scores.episode.max() == episodes and (scores.episode[scores.flag == 0] == 0).all()
+
+
+@pytest.mark.parametrize("killed_out", ["new", "old"])
+def test_a_killed_call_is_undone_when_the_next_call_writes_another_out(runs, plant, prev_csv, tmp_path, killed_out):
+    """The crontab's --out scores/$(date +%F).csv changes at midnight. A call killed after its
+    append (to the new day's file, or, run just before midnight, to the old day's) is undone by
+    the next one, whichever file that one writes: every window once, as without the kill."""
+    day, run_dir = plant[1].iloc[:200], runs["mahalanobis"]
+    pieces = [write(day.iloc[a:b], tmp_path / f"piece-{a}.csv") for a, b in ((0, 70), (70, 140), (140, 200))]
+
+    def score(piece, state, out, kill=False):
+        args = ["score", run_dir, piece, "--state", state, "--history", prev_csv, "--out", out, "-q"]
+        if kill:
+            killed_after_the_append(*args)
+        else:
+            ok(*args)
+
+    plain, broken = tmp_path / "plain", tmp_path / "killed"
+    for folder in (plain, broken):
+        folder.mkdir()
+    score(pieces[0], plain / "state.json", plain / "day1.csv")
+    score(pieces[1], plain / "state.json", plain / "day2.csv")
+    score(pieces[2], plain / "state.json", plain / "day2.csv")
+
+    score(pieces[0], broken / "state.json", broken / "day1.csv")
+    score(pieces[1], broken / "state.json", broken / ("day2.csv" if killed_out == "new" else "day1.csv"), kill=True)
+    score(pieces[1], broken / "state.json", broken / "day2.csv")
+    score(pieces[2], broken / "state.json", broken / "day2.csv")
+    for name in ("day1.csv", "day2.csv"):
+        assert (broken / name).read_bytes() == (plain / name).read_bytes(), name
+    both = pd.concat([pd.read_csv(plain / "day1.csv"), pd.read_csv(plain / "day2.csv")], ignore_index=True)
+    batch(run_dir, day, prev_csv, tmp_path)
+    pd.testing.assert_frame_equal(both, pd.read_csv(tmp_path / "batch.csv"))
+
+
+@pytest.mark.parametrize("edit", ["path edited", "file replaced"])
+def test_a_state_cuts_back_only_the_file_it_appended_to(runs, plant, prev_csv, tmp_path, edit):
+    """A state whose output record names a file this state did not append to (its path edited
+    by hand, or the output replaced by another file) cuts nothing: one line naming the state."""
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    call(runs["mahalanobis"], write(plant[1].iloc[:30], tmp_path / "p1.csv"), state, out, prev_csv)
+    precious = "not scores, and longer than the output the state recorded\n" * 100
+    victim = tmp_path / "victim.txt"
+    victim.write_text(precious)
+    if edit == "path edited":
+        data = json.loads(state.read_text())
+        data["output"]["path"] = str(victim)
+        state.write_text(json.dumps(data))
+    else:
+        os.replace(victim, out)
+        victim = out
+    saved = state.read_bytes()
+    result = fails(2, "score", runs["mahalanobis"], write(plant[1].iloc[30:40], tmp_path / "p2.csv"), "--state", state,
+                   "--out", tmp_path / "other.csv", "-q", fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1 and "not cut back" in result.stderr
+    assert victim.read_text() == precious and state.read_bytes() == saved
+
+
+def test_a_state_without_the_outputs_identity_cuts_back_only_this_calls_out(runs, plant, prev_csv, tmp_path):
+    """A state written before the output's identity was recorded: a killed call's append is
+    cut back when the next call writes the same --out, and refused when it writes another."""
+    pieces = [write(plant[1].iloc[a:b], tmp_path / f"p{a}.csv") for a, b in ((0, 40), (40, 60))]
+    for piece in pieces:
+        call(runs["mahalanobis"], piece, tmp_path / "plain.json", tmp_path / "plain.csv", prev_csv)
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    call(runs["mahalanobis"], pieces[0], state, out, prev_csv)
+    data = json.loads(state.read_text())
+    del data["output"]["device"], data["output"]["inode"]
+    state.write_text(json.dumps(data))
+    with open(out, "a") as handle:
+        handle.write("1999-05-01T06:00:00,1.0,0,0,0\n")  # a killed call's append
+    appended = out.read_bytes()
+    fails(2, "score", runs["mahalanobis"], pieces[1], "--state", state, "--out", tmp_path / "other.csv",
+          fragment=str(state))
+    assert out.read_bytes() == appended
+    call(runs["mahalanobis"], pieces[1], state, out, prev_csv)
+    assert out.read_bytes() == (tmp_path / "plain.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def saved_state(runs, plant, prev_csv, tmp_path_factory):
+    """A state after one call (Mahalanobis run), with an open episode and a pending event as
+    alerting keeps them, and the next call's rows: what the refused-state tests edit."""
+    base = tmp_path_factory.mktemp("saved_state")
+    state, out = base / "state.json", base / "scores.csv"
+    call(runs["mahalanobis"], write(plant[1].iloc[:100], base / "p1.csv"), state, out, prev_csv)
+    data = json.loads(state.read_text())
+    t = data["last_scored"]
+    event = {"id": "e1", "event": "opened", "time": t, "run": "r", "message": "alarm episode 1 opened", "episode": 1}
+    data["alerts"]["lifecycle"] = {"episode": {"id": 1, "start": t, "last": t, "last_seconds": 925588800, "peak": 5.0,
+                                               "peak_time": t, "windows": 3}, "last_alert": event}
+    data["alerts"]["pending"] = [{"event": event, "sinks": ["log"], "attempts": 1, "error": "e"}]
+    return data, out.read_bytes(), write(plant[1].iloc[100:130], base / "p2.csv")
+
+
+def refused(runs, saved_state, tmp_path, edit):
+    """The next call with the saved state edited by ``edit(data)``: one line naming the state,
+    exit 2, and neither the state nor the output changed."""
+    data, output, piece = saved_state
+    data = json.loads(json.dumps(data))
+    state, out = tmp_path / "state.json", tmp_path / "scores.csv"
+    out.write_bytes(output)
+    data["output"] = {**data["output"], "path": str(out.resolve()), "inode": out.stat().st_ino,
+                      "device": out.stat().st_dev}
+    edit(data)
+    state.write_text(json.dumps(data))
+    result = fails(2, "score", runs["mahalanobis"], piece, "--state", state, "--out", out, "-q", fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert state.read_text() == json.dumps(data) and out.read_bytes() == output
+
+
+ODD = {  # field: a value this tool never writes there
+    "last_row": 10**30, "last_scored": "2024-13-45", "episode.last_id": float("inf"), "episode.start": 3, "rows": 1.5,
+    "windows": True, "history.rows": -1, "history.segment_start": 10**30, "history.arrays": "!!!!",
+    "output.bytes": -1, "output": [], "run": "r", "alerts.last_score": float("nan"),
+    "alerts.lifecycle.episode.start": "x", "alerts.lifecycle.episode.peak": 10**400,
+}
+
+
+@pytest.mark.parametrize("field", ODD)
+def test_an_odd_value_in_a_state_is_one_line_exit_2(runs, saved_state, tmp_path, field):
+    def edit(data):
+        *parents, key = field.split(".")
+        for name in parents:
+            data = data[name]
+        data[key] = ODD[field]
+
+    refused(runs, saved_state, tmp_path, edit)
+
+
+@pytest.mark.parametrize("field", ["alerts.lifecycle.episode.peak", "alerts.lifecycle.episode.start"])
+def test_status_of_a_state_with_an_odd_value_is_one_line_exit_2(runs, saved_state, tmp_path, field):
+    data = json.loads(json.dumps(saved_state[0]))
+    *parents, key = field.split(".")
+    target = data
+    for name in parents:
+        target = target[name]
+    target[key] = ODD[field]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(data))
+    result = fails(2, "status", runs["mahalanobis"], "--state", state, fragment=str(state))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def carried(data, change):
+    """Replace the state's carried rows with ``change(arrays)``."""
+    with np.load(io.BytesIO(base64.b64decode(data["history"]["arrays"]))) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    change(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data["history"]["arrays"] = base64.b64encode(buffer.getvalue()).decode()
+
+
+CARRIED = {
+    "NaN value": lambda a: a["values"].__setitem__((3, 2), np.nan),
+    "1e300 value": lambda a: a["values"].__setitem__((3, 2), 1e300),
+    "infinite value": lambda a: a["values"].__setitem__((0, 0), -np.inf),
+    "reversed times": lambda a: a.__setitem__("time", a["time"][::-1].copy()),
+    "repeated time": lambda a: a["time"].__setitem__(2, a["time"][1]),
+    "label 5": lambda a: a.__setitem__("y", np.full(len(a["time"]), 5, dtype=np.int8)),
+    "times as text": lambda a: a.__setitem__("time", a["time"].astype(str)),
+    "held as text": lambda a: a.__setitem__("held", a["held"].astype(str)),
+    "time far ahead": lambda a: a.__setitem__("time", a["time"] + 10**15),
+}
+
+
+@pytest.mark.parametrize("change", CARRIED)
+def test_odd_carried_rows_in_a_state_are_one_line_exit_2(runs, saved_state, tmp_path, change):
+    """The rows a state carries are rows the input checks would have let through: finite
+    values within range, labels 0 or 1, times strictly increasing up to the last row."""
+    refused(runs, saved_state, tmp_path, lambda data: carried(data, CARRIED[change]))
 
 
 def test_batch_and_state_number_episodes_alike(alarming, plant, prev_csv, tmp_path):

@@ -88,6 +88,10 @@ class Lifecycle:
             if not (isinstance(episode.id, int) and episode.id > 0 and isinstance(episode.windows, int)
                     and np.isfinite(float(episode.peak)) and isinstance(episode.last_seconds, int)):
                 raise ValueError(f"not an open episode: {data['episode']!r}")
+            for text in (episode.start, episode.last, episode.peak_time):
+                if not isinstance(text, str):
+                    raise ValueError(f"not a time: {text!r}")
+                np.datetime64(text, "s")  # the resolved event measures the episode's duration from them
         last = data["last_alert"]
         if last is not None:
             events.Event.from_json(last)

@@ -5,11 +5,13 @@ with the run loaded once.
 - Batch (``score RUN INPUT --out scores.csv [--history PREV.csv]``): one Stream over the file,
   after the history's rows as context; the output is written atomically.
 - Stateful (``--state STATE``): the Carry is saved in STATE between calls (:mod:`.state`), under
-  an exclusive lock beside it (``STATE.lock``). New windows are appended to ``--out``; the state
-  records the output's length after the append, so a call killed between the append and the
-  state write is undone by the next call, which cuts the output back to that length and scores
-  the same rows again. The call's alert events are told (printed, handed to the sinks) after
-  the append and before the state write: a call killed between them tells again, with the same
+  an exclusive lock beside it (``STATE.lock``). New windows are appended to ``--out``. Before
+  the append, the state records the file appended to and its length (rewritten only when they
+  are not what the last call recorded: a new state, another ``--out``); after it, the new
+  length. A call killed between the append and the state write is undone by the next call,
+  which cuts that file back to the recorded length, whatever its own ``--out``, and scores the
+  same rows again. The call's alert events are told (printed, handed to the sinks) after the
+  append and before the state write: a call killed between them tells again, with the same
   event ids, rather than never.
 """
 
@@ -30,7 +32,7 @@ from lstm_rare_event.preprocess.inputs import Inputs, MissingInput, expand
 from lstm_rare_event.run import THRESHOLD_JSON, _flock
 from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_file, load_scorer, seed
 from lstm_rare_event.scoring.output import (
-    STDIO, append_frames, check_output, output_name, restore_output, to_csv,
+    STDIO, append_frames, check_output, open_output, output_name, restore_output, to_csv,
 )
 from lstm_rare_event.scoring.state import read_state, state_json, time_or_none
 
@@ -209,29 +211,28 @@ def _stateful(stream: Stream, run_dir, input_path, out_path, to_stdout: bool, op
         record = None
         if state_path.exists():
             stream.carry, record, stream.watch = read_state(state_path, stream.scorer, run_dir, options)
-            restore_output(record)
-        created = record is None
-        if created and history is not None:
+            restore_output(record, state_path, None if to_stdout else out_path)
+        if record is None and history is not None:
             seed(stream, Path(history), options.chunk_rows)
-        out_record = {"path": STDIO} if to_stdout else {"path": str(out_path.resolve())}
-        if not to_stdout:
-            size = out_path.stat().st_size if out_path.exists() else 0
-            out_record["bytes"] = size
-            if created:
-                # The state before this call, so that a kill after the append below is undone.
-                atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
-                                                               stream.watch)))
-        if read is not None:
-            frames, missing = read(stream)
-        else:
+        if read is None:
             inputs, missing = _present(input_path, stream)
             if inputs is not None:
                 _check_sources(out_path, inputs, run_dir, to_stdout, state_path, options.plot)
                 inputs = inputs.after(stream.carry.last_time)  # files wholly seen are not read again
+        out_record = {"path": STDIO} if to_stdout else open_output(out_path)
+        if out_record != record:
+            # The state before this call, recording the output it appends to and its length
+            # now: a call killed after the append is undone by the next, whatever its --out.
+            atomic_write_text(state_path, dumps(state_json(stream.carry, stream.scorer, run_dir, out_record,
+                                                           stream.watch)))
+        # Read only now: a reader thread may take rows in as soon as the frames exist.
+        if read is not None:
+            frames, missing = read(stream)
+        else:
             frames = feed_inputs(stream, inputs, options.chunk_rows)
         stream.watch.inputs(missing)
         if to_stdout:
-            if created:
+            if record is None:
                 sys.stdout.write(stream.header())
             for frame in frames:
                 sys.stdout.write(to_csv(frame))

@@ -139,18 +139,42 @@ def check_output(out_path: Path | None, input_path, run_dir, history=None, state
                             "steps write; write it elsewhere")
 
 
-def restore_output(record: dict) -> None:
-    """Cut an output file back to the length the state recorded (a call killed after appending
-    to it and before saving the state); refuse one that is shorter (edited by someone else)."""
-    path, size = record.get("path"), record.get("bytes")
-    if not path or path == STDIO or size is None:
-        return
-    path = Path(path)
+def open_output(path: Path) -> dict:
+    """The record of the output file a stateful call is about to append to, created (empty)
+    when new: its path, its length now and its identity (device and inode), so that the next
+    call can cut back the file this one appended to and no other."""
     try:
-        now = path.stat().st_size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            stat = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the output ({exc.strerror})") from None
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "device": stat.st_dev, "inode": stat.st_ino}
+
+
+def restore_output(record: dict, state_path, out_path: Path | None) -> None:
+    """Cut the output file the state records back to the length it recorded (a call killed
+    after appending to it and before saving the state); refuse one that is shorter (edited by
+    someone else), and cut only the file the state's call appended to: one of another identity
+    (a path edited in the state, the file replaced) is refused, never truncated. A state from
+    before the identity was recorded may cut only this call's ``out_path`` (None: stdout)."""
+    path, size = record.get("path"), record.get("bytes")
+    if path == STDIO or size is None:
+        return
+    try:
+        stat = os.stat(path)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the output that {state_path} records ({exc.strerror})") from None
+    now = stat.st_size
     if now > size:
+        identity = record.get("device"), record.get("inode")
+        ours = identity == (stat.st_dev, stat.st_ino) if identity != (None, None) else \
+            out_path is not None and Path(path) == out_path.resolve()
+        if not ours:
+            raise UserError(f"{state_path}: records {path} as its output at {size} bytes, but that file ({now} bytes) is "
+                            "not the one it appended to, so it is not cut back; move the state away to start a new one")
         os.truncate(path, size)
     elif 0 < now < size:
         raise UserError(f"{path}: {now} bytes, shorter than the {size} this state wrote; it was edited or replaced "

@@ -4,8 +4,8 @@ JSON with the arrays base64 npz (never pickle): the carried raw rows (:class:`.e
 the open alarm episode, the run it was written with (its path, a fingerprint of its files, its
 detector and threshold), the runs it was adopted from (``adopted``: from which run to which,
 when, and after which window, so that every window of the output can be told the run that
-scored it) and the output's length after the call's append (so that a call killed between the
-append and the state write is undone by the next one).
+scored it) and the output file's record: its path, identity and length after the call's append
+(so that a call killed between the append and the state write is undone by the next one).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,9 @@ import numpy as np
 from lstm_rare_event.alarms.rule import OpenEpisode
 from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
-from lstm_rare_event.preprocess.csv import Table
+from lstm_rare_event.preprocess.csv import MAX_ABS_VALUE, Table
 from lstm_rare_event.scoring.engine import Carry, ScoreOptions, Scorer
+from lstm_rare_event.scoring.output import STDIO
 
 STATE_FORMAT = "lstm-rare-event/score-state/1"
 
@@ -64,7 +67,8 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
 
 def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tuple[Carry, dict, Watch]:
     """The carry, the output record and the alerting saved in ``path``, refused when malformed
-    or written with another run (unless ``options.adopt``)."""
+    (a value this tool never writes, carried rows the input checks would have refused) or
+    written with another run (unless ``options.adopt``)."""
     def broken(what):
         return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
 
@@ -79,28 +83,90 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
         adopted = tuple(data.get("adopted", ()))
         if data["run"]["fingerprint"] != scorer.fingerprint:
             adopted = (*adopted, _adoption(path, data, scorer, run_dir, options))[-ADOPTIONS_KEPT:]
-        t = lambda v: None if v is None else np.datetime64(v, "s")  # noqa: E731
-        carry = Carry(last_time=t(data["last_row"]), last_scored=t(data["last_scored"]),
-                      episode=OpenEpisode(int(data["episode"]["last_id"]), t(data["episode"]["start"]),
-                                          t(data["episode"]["last_flagged"])), rows=int(data["rows"]),
-                      windows=int(data["windows"]), tail_start=t(data["history"]["segment_start"]), adopted=adopted)
-        packed = data["history"]["arrays"]
+        episode, history = data["episode"], data["history"]
+        carry = Carry(last_time=_time(data, "last_row"), last_scored=_time(data, "last_scored"),
+                      episode=OpenEpisode(_count(episode, "last_id"), _time(episode, "start"),
+                                          _time(episode, "last_flagged")),
+                      rows=_count(data, "rows"), windows=_count(data, "windows"),
+                      tail_start=_time(history, "segment_start"), adopted=adopted)
+        packed = history["arrays"]
         if packed is not None:
-            with np.load(io.BytesIO(base64.b64decode(packed)), allow_pickle=False) as arrays:
-                a = {k: arrays[k] for k in arrays.files}
-            carry.tail = Table(a["time"].astype("datetime64[s]"), a["values"].astype(np.float64), features,
-                               a.get("y"), a.get("utc_offset"))
-            carry.held = a["held"].astype(bool)
-            if carry.tail.values.shape != (len(carry.tail), len(features)) or len(carry.held) != len(carry.tail):
-                raise broken("history arrays of the wrong shape")
-        output = dict(data["output"])
+            carry.tail, carry.held = _carried(packed, features, carry)
+        if _count(history, "rows") != (0 if carry.tail is None else len(carry.tail)):
+            raise ValueError(f"history rows {history['rows']!r}, not the number of rows carried")
+        output = _output(data["output"])
         # A state from before alerting was tracked starts with nothing told.
         watch = Watch.start(data.get("alerts"), str(run_dir), scorer.rule.merge_minutes, options.clear_minutes)
+        if watch.last_score is not None and not math.isfinite(watch.last_score):
+            raise ValueError(f"last score {watch.last_score!r}")
     except UserError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OSError, OverflowError) as exc:
         raise broken(f"{type(exc).__name__}: {exc}") from None
     return carry, output, watch
+
+
+def _time(data: dict, key: str):
+    """A time as :func:`time_or_none` writes it (ISO 8601 to the second, UTC), or None."""
+    value = data[key]
+    if value is None:
+        return None
+    if not isinstance(value, str) or time_or_none(np.datetime64(value, "s")) != value:
+        raise ValueError(f"{key} {value!r}, not a time")
+    return np.datetime64(value, "s")
+
+
+def _count(data: dict, key: str) -> int:
+    value = data[key]
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{key} {value!r}, not a count")
+    return value
+
+
+def _carried(packed, features: list[str], carry: Carry) -> tuple[Table, np.ndarray]:
+    """The carried raw rows and which of them --missing hold filled, refused unless they are
+    rows the input checks let through (finite values within range, labels 0 or 1, times
+    strictly increasing) ending at the state's last row."""
+    if not isinstance(packed, str):
+        raise ValueError(f"carried rows {type(packed).__name__}, not base64 text")
+    try:
+        with np.load(io.BytesIO(base64.b64decode(packed, validate=True)), allow_pickle=False) as arrays:
+            a = {k: arrays[k] for k in arrays.files}
+    except (EOFError, zipfile.BadZipFile) as exc:  # binascii.Error and the rest are ValueErrors
+        raise ValueError(f"carried rows: {exc}") from None
+    times, values, held, y, offset = a["time"], a["values"], a["held"], a.get("y"), a.get("utc_offset")
+    n = len(times)
+    kinds = {"time": (times, "i"), "values": (values, "f"), "held": (held, "b"), "y": (y, "iu"),
+             "utc_offset": (offset, "i")}
+    for name, (array, kind) in kinds.items():
+        if array is not None and (array.dtype.kind not in kind or len(array) != n):
+            raise ValueError(f"carried {name} of type {array.dtype} and length {len(array)}")
+    if values.shape != (n, len(features)):
+        raise ValueError(f"carried values of shape {values.shape}, not {(n, len(features))}")
+    if not (np.isfinite(values).all() and (np.abs(values) <= MAX_ABS_VALUE).all()):
+        raise ValueError(f"a carried value that is not finite or beyond {MAX_ABS_VALUE:g}")
+    if y is not None and not np.isin(y, (0, 1)).all():
+        raise ValueError("a carried label that is not 0 or 1")
+    if offset is not None and not (np.abs(offset) < 86400).all():
+        raise ValueError("a carried UTC offset of a day or more")
+    times = times.astype("datetime64[s]")
+    if (np.diff(times) <= np.timedelta64(0, "s")).any():
+        raise ValueError("carried times that do not strictly increase")
+    if n and (carry.last_time is None or times[-1] != carry.last_time):
+        raise ValueError(f"carried rows ending at {times[-1]}, not at the last row {carry.last_time}")
+    return Table(times, values.astype(np.float64), features, y, offset), held.astype(bool)
+
+
+def _output(record) -> dict:
+    """The output file's record: stdout, or a file's path, length and identity (the identity
+    is missing from states written before it was recorded)."""
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str) or not record["path"]:
+        raise ValueError(f"output {record!r}")
+    if record["path"] != STDIO:
+        for key in ("bytes", "device", "inode"):
+            if record.get(key) is not None:
+                _count(record, key)
+    return dict(record)
 
 
 #: adoptions a state remembers: a month of nightly retrains

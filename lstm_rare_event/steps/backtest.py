@@ -11,8 +11,10 @@ over a nightly retrain: the backtest measures what the cron line runs. (A plug-i
 only pickle can save is scored the same way and not kept.) The autoencoder starts each fold
 from the previous fold's weights (``warm_start``).
 
-Fold results are kept in ``DIR/folds/``, so a killed backtest resumes from its last finished
-fold when run again with the same arguments; other arguments into the same DIR are refused.
+Fold results are kept in ``DIR/folds/`` with the sha256 of each fold file as written, so a
+killed backtest resumes from its last finished fold when run again with the same arguments,
+and a fold whose files changed since (edited, cut short) is computed again; other arguments
+into the same DIR are refused.
 Quality is pooled over the folds: scores are divided by their fold's threshold so that one
 cut (1) is every fold's alarm line and pooled rankings compare like with like.
 
@@ -43,7 +45,7 @@ from lstm_rare_event.preprocess.csv import Table, read_table
 from lstm_rare_event.preprocess.preprocessor import PreprocessOptions, Preprocessor
 from lstm_rare_event.preprocess.spans import as_duration, parse_span
 from lstm_rare_event.run import (
-    BACKTEST_CONFIG, BACKTEST_CSV, DETECTOR, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
+    BACKTEST_CONFIG, BACKTEST_CSV, BACKTEST_FOLDS_PNG, BACKTEST_JSON, BACKTEST_TIMELINE_PNG, BACKTEST_WARNING_PNG, DEFAULT_WAIT,
     FOLDS, Run,
 )
 from lstm_rare_event.alarms.thresholds import ThresholdOptions
@@ -157,9 +159,11 @@ def _claim(out: Path, config: dict) -> None:
 
 
 class FoldStore:
-    """Finished folds on disk (one npz per detector and fold), so a killed run resumes."""
+    """Finished folds on disk (one npz per detector and fold, and the sha256 of each as written),
+    so a killed run resumes from the fold files it wrote, and from no other."""
 
     KEYS = ("index", "score", "threshold")
+    LEDGER = "sha256.json"  # in each detector's folder: the hash of each fold file as written
 
     def __init__(self, out: Path):
         self.folder = out / FOLDS
@@ -171,13 +175,52 @@ class FoldStore:
         """The fold's pipeline, as a run directory that ``score`` reads."""
         return self.folder / detector / f"{k:03d}"
 
+    def _ledger(self, detector: str) -> Path:
+        return self.folder / detector / self.LEDGER
+
+    def _hashes(self, detector: str) -> dict:
+        path = self._ledger(detector)
+        return read_json(path, f"remove {self.folder} to start the backtest afresh") if path.exists() else {}
+
     def load(self, detector: str, k: int) -> dict | None:
+        """Fold ``k``'s arrays, or None when it is to be computed: no file, a file whose hash
+        was never recorded (a kill between the two writes), or one that changed since it was
+        written (edited, cut short), which a warning names."""
         path = self.path(detector, k)
-        return load_npz(path, self.KEYS, "a fold written by backtest") if path.exists() else None
+        if not path.exists():
+            return None
+        recorded = self._hashes(detector).get(path.name)
+        if recorded != sha256_file(path):
+            if recorded is not None:
+                log.warning(f"{path}: differs from the fold file backtest wrote; recomputed")
+            return None
+        return load_npz(path, self.KEYS, "a fold written by backtest")
+
+    def finished(self, detector: str, k: int, wait: float) -> tuple[bool, object | None]:
+        """Whether fold ``k`` is finished as backtest wrote it, and its fitted detector (None
+        when not kept: a plug-in only pickle saves): its fold file, and its run directory when
+        kept, unchanged since (a changed one is warned about and the fold computed again)."""
+        if self.load(detector, k) is None:
+            return False, None
+        run = Run(self.run_dir(detector, k))
+        if not run.path.exists():
+            return True, None
+        try:
+            with run.reading(wait):
+                return True, run.detector()
+        except UserError as exc:
+            if exc.exit_code != UserError.exit_code:
+                raise  # busy: not a changed fold
+            log.warning(f"{run.path}: differs from the fold run backtest wrote ({exc}); recomputed")
+            return False, None
 
     def save(self, detector: str, k: int, **arrays) -> None:
-        with atomic_file(self.path(detector, k), "wb") as handle:
+        path = self.path(detector, k)
+        with atomic_file(path, "wb") as handle:
             np.savez(handle, **arrays)
+        hashes = self._hashes(detector)
+        hashes[path.name] = sha256_file(path)
+        atomic_write_text(self._ledger(detector), dumps(hashes))
 
 
 def _fold(name: str, params: dict, preprocess: PreprocessOptions, threshold: ThresholdOptions, pre: Preprocessor,
@@ -246,9 +289,9 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
                 if problem:
                     skipped[k] = problem
                     continue
-                if store.load(name, k) is not None:
-                    if options.warm_start and (store.run_dir(name, k) / DETECTOR).exists():
-                        previous = detectors.load(store.run_dir(name, k) / DETECTOR)
+                finished, kept = store.finished(name, k, wait)
+                if finished:
+                    previous = previous if kept is None else kept
                     continue
                 pipe = _fold(name, params[name], preprocess, threshold, pre, rows, ends, plan, k,
                              previous if options.warm_start else None)

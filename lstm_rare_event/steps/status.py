@@ -30,7 +30,7 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         written_with = data["run"]["path"]
         last_row, last_scored = data["last_row"], data["last_scored"]
         rows, windows = int(data["rows"]), int(data["windows"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"{state_path}: not a score state written by this tool ({type(exc).__name__}: {exc})") \
             from None
     episode = watch.lifecycle.episode
