@@ -318,7 +318,8 @@ def test_an_odd_value_in_a_state_is_one_line_exit_2(runs, saved_state, tmp_path,
     refused(runs, saved_state, tmp_path, edit)
 
 
-@pytest.mark.parametrize("field", ["alerts.lifecycle.episode.peak", "alerts.lifecycle.episode.start"])
+@pytest.mark.parametrize("field", ["alerts.lifecycle.episode.peak", "alerts.lifecycle.episode.start", "rows",
+                                   "windows", "last_row", "last_scored", "alerts.last_score", "run"])
 def test_status_of_a_state_with_an_odd_value_is_one_line_exit_2(runs, saved_state, tmp_path, field):
     data = json.loads(json.dumps(saved_state[0]))
     *parents, key = field.split(".")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_rare_event.alarms.rule import OpenEpisode
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES
 from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import MAX_ABS_VALUE, Table
@@ -65,20 +66,58 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
     }
 
 
+def _broken(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
+
+
+def _load(path: Path) -> dict:
+    """The state's JSON object, of this tool's format."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; give the --state file of a score call") from None
+    except (OSError, ValueError) as exc:
+        raise _broken(path, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        raise _broken(path, f"format {data.get('format') if isinstance(data, dict) else data!r}")
+    return data
+
+
+def _watch(data: dict, run_dir, merge_minutes: float, clear_minutes: float = DEFAULT_CLEAR_MINUTES) -> Watch:
+    # A state from before alerting was tracked starts with nothing told.
+    watch = Watch.start(data.get("alerts"), str(run_dir), merge_minutes, clear_minutes)
+    if watch.last_score is not None and not math.isfinite(watch.last_score):
+        raise ValueError(f"last score {watch.last_score!r}")
+    return watch
+
+
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OSError, OverflowError)
+
+
+def read_progress(path: Path, run_dir, merge_minutes: float) -> dict:
+    """What a state says of its scoring job, without scoring (``status``): the run it was
+    written with, the last row and window, the counts, its alerting (a :class:`Watch`) and its
+    last adoption; checked as :func:`read_state` checks them."""
+    data = _load(path)
+    try:
+        written_with = data["run"]["path"]
+        if not isinstance(written_with, str):
+            raise ValueError(f"run path {written_with!r}")
+        adopted = data.get("adopted") or []
+        return {"written_with": written_with, "last_row": time_or_none(_time(data, "last_row")),
+                "last_scored": time_or_none(_time(data, "last_scored")), "rows": _count(data, "rows"),
+                "windows": _count(data, "windows"), "watch": _watch(data, run_dir, merge_minutes),
+                "last_adopted": adopted[-1] if isinstance(adopted, list) and adopted else None}
+    except _MALFORMED as exc:
+        raise _broken(path, f"{type(exc).__name__}: {exc}") from None
+
+
 def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tuple[Carry, dict, Watch]:
     """The carry, the output record and the alerting saved in ``path``, refused when malformed
     (a value this tool never writes, carried rows the input checks would have refused) or
     written with another run (unless ``options.adopt``)."""
-    def broken(what):
-        return UserError(f"{path}: not a score state written by this tool ({what}); move it away to start a new one")
-
+    data = _load(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise broken(f"{type(exc).__name__}: {exc}") from None
-    try:
-        if data["format"] != STATE_FORMAT:
-            raise broken(f"format {data['format']!r}")
         features = list(scorer.preprocessor.features_)
         adopted = tuple(data.get("adopted", ()))
         if data["run"]["fingerprint"] != scorer.fingerprint:
@@ -95,14 +134,11 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
         if _count(history, "rows") != (0 if carry.tail is None else len(carry.tail)):
             raise ValueError(f"history rows {history['rows']!r}, not the number of rows carried")
         output = _output(data["output"])
-        # A state from before alerting was tracked starts with nothing told.
-        watch = Watch.start(data.get("alerts"), str(run_dir), scorer.rule.merge_minutes, options.clear_minutes)
-        if watch.last_score is not None and not math.isfinite(watch.last_score):
-            raise ValueError(f"last score {watch.last_score!r}")
+        watch = _watch(data, run_dir, scorer.rule.merge_minutes, options.clear_minutes)
     except UserError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, OSError, OverflowError) as exc:
-        raise broken(f"{type(exc).__name__}: {exc}") from None
+    except _MALFORMED as exc:
+        raise _broken(path, f"{type(exc).__name__}: {exc}") from None
     return carry, output, watch
 
 

@@ -8,10 +8,8 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from lstm_rare_event.alerts.watch import Watch
-from lstm_rare_event.errors import UserError
-from lstm_rare_event.files import read_json
 from lstm_rare_event.run import DEFAULT_WAIT, THRESHOLD_JSON, Run, resolve_run, through_link
+from lstm_rare_event.scoring.state import read_progress
 
 
 def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
@@ -23,16 +21,9 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         threshold = run.threshold()
     made = (run.path / THRESHOLD_JSON).stat().st_mtime
     state_path = Path(state_path)
-    data = read_json(state_path, "give the --state file of a score call")
-    try:
-        merge = threshold.merge_minutes if threshold.merge_minutes is not None else 0.0
-        watch = Watch.start(data.get("alerts"), str(run_dir), merge)
-        written_with = data["run"]["path"]
-        last_row, last_scored = data["last_row"], data["last_scored"]
-        rows, windows = int(data["rows"]), int(data["windows"])
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise UserError(f"{state_path}: not a score state written by this tool ({type(exc).__name__}: {exc})") \
-            from None
+    merge = threshold.merge_minutes if threshold.merge_minutes is not None else 0.0
+    progress = read_progress(state_path, run_dir, merge)
+    watch, written_with = progress["watch"], progress["written_with"]
     episode = watch.lifecycle.episode
     return {
         "run": {"path": str(run_dir), "resolved": str(run.path.resolve()),
@@ -41,10 +32,10 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         "threshold": threshold.value,
         "state": {"path": str(state_path), "written_with": written_with,
                   "same_run": Path(written_with) == run.path.resolve()},
-        "last_row": last_row,
-        "last_scored": last_scored,
-        "rows": rows,
-        "windows": windows,
+        "last_row": progress["last_row"],
+        "last_scored": progress["last_scored"],
+        "rows": progress["rows"],
+        "windows": progress["windows"],
         "last_score": watch.last_score,
         "open_episode": None if episode is None else {"id": episode.id, "start": episode.start,
                                                       "last_flagged": episode.last, "peak": episode.peak,
@@ -52,7 +43,7 @@ def status(run_dir, state_path, wait: float = DEFAULT_WAIT) -> dict:
         "last_alert": watch.lifecycle.last_alert,
         "conditions": watch.conditions.as_json(),
         "pending_events": len(watch.pending),
-        "last_adopted": (data.get("adopted") or [None])[-1],
+        "last_adopted": progress["last_adopted"],
     }
 
 
