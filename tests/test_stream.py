@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -530,6 +531,35 @@ def test_examples_crontab_scores_every_two_minutes_by_absolute_path():
     assert len(lines) == 1
     assert "/srv/paper/.venv/bin/lstm-rare-event score" in lines[0] and "--state" in lines[0]
     assert "Deployment" in (ROOT / "README.md").read_text()
+
+
+def test_the_crontab_score_line_runs_as_written_in_cron_s_environment(alarming, plant, tmp_path):
+    """The */2 line itself, through /bin/sh with cron's environment (env -i: PATH=/usr/bin:/bin,
+    no venv, no HOME of ours), /srv/paper being a folder here: today's day file is scored,
+    yesterday's missing one is the missing-input condition, not an error."""
+    script = Path(sys.executable).parent / "lstm-rare-event"
+    if not script.is_file():
+        pytest.skip("the lstm-rare-event script is not installed beside this Python")
+    line, = [line for line in (ROOT / "examples" / "crontab").read_text().splitlines() if line.startswith("*/2 ")]
+    command = line.split(" ", 5)[5].replace("\\%", "%")  # the five time fields off; cron unescapes %
+    home = tmp_path / "srv"
+    command = command.replace("/srv/paper/.venv/bin/lstm-rare-event", str(script)).replace("/srv/paper", str(home))
+    command = command.replace("/var/lib/node_exporter/textfile_collector", str(tmp_path / "textfile"))
+    (home / "incoming").mkdir(parents=True)
+    (tmp_path / "textfile").mkdir()
+    copy_run(alarming, home / "runs", "a")
+    (home / "current").symlink_to("runs/a")
+    today = subprocess.run(["date", "+%F"], env={}, capture_output=True, text=True, check=True).stdout.strip()
+    write(plant[1].iloc[:100], home / "incoming" / f"{today}.csv")
+    done = subprocess.run(["env", "-i", "PATH=/usr/bin:/bin", "SHELL=/bin/sh", f"HOME={tmp_path}", "/bin/sh", "-c",
+                           command], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    told = [line.split(" ", 1)[1] for line in done.stderr.splitlines()]
+    assert told[0].startswith("warning: missing input since "), done.stderr
+    assert all(t.startswith(("alert: ", "warning: ")) for t in told), done.stderr  # -q: transitions only
+    assert len(pd.read_csv(home / "scores" / f"{today}.csv")) > 0
+    assert (home / "state" / "score.state").is_file() and (home / "state" / "alerts.jsonl").is_file()
+    assert "lstm_rare_event_rows_scored_total" in (tmp_path / "textfile" / "lstm-rare-event.prom").read_text()
 
 
 def test_plot_and_historian_formats(runs, new_csv, tmp_path):
