@@ -806,9 +806,12 @@ def promote_command(run_dir, link, keep, wait, as_json):
 @click.option("--input", "inputs", multiple=True,
               help="The file(s) --scores was scored from (repeat, or a pattern): a figure per latest episode with "
                    "its top sensors' values 2 hours either side. Read as the run reads its files.")
+@click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="The --state of the score calls that wrote --scores: across a nightly swap, each run's "
+                   "threshold is drawn over the windows it scored.")
 @load_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print what the report contains as JSON.")
-def report_command(run_dir, out_path, scores_csv, inputs, allow_pickle, as_json):
+def report_command(run_dir, out_path, scores_csv, inputs, state_path, allow_pickle, as_json):
     """Write one self-contained HTML file about a run, to open in a browser or mail from cron.
 
     The run's data (prepare.json), options, detector, threshold, evaluation and verdict,
@@ -821,7 +824,7 @@ def report_command(run_dir, out_path, scores_csv, inputs, allow_pickle, as_json)
     """
     from lstm_rare_event.steps import report
 
-    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle, list(inputs) or None)
+    result = report.build_report(run_dir, out_path, scores_csv, allow_pickle, list(inputs) or None, state_path)
     click.echo(dumps(result), nl=False) if as_json else click.echo(report.report_summary(result))
 
 

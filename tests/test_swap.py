@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, copy_run, fails, invoke, ok, write_days
 
@@ -108,6 +109,37 @@ def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deploy
     assert whole.exit_code == 0
     times = [line.split(",")[0] for line in out.read_text().splitlines()]
     assert times == [line.split(",")[0] for line in (tmp_path / "whole.csv").read_text().splitlines()]
+
+
+def test_the_figure_draws_each_run_s_threshold_over_the_windows_it_scored(deployment, new_csv, tmp_path):
+    from lstm_rare_event.scoring.figure import read_scores, run_thresholds
+
+    old, new, link = deployment
+    rows = new_csv.read_text().splitlines()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("\n".join(rows[:151]) + "\n")
+    second.write_text("\n".join(rows[:1] + rows[151:]) + "\n")
+    state, out = tmp_path / "s.state", tmp_path / "scores.csv"
+    before = scored_by(link, first, out, "--state", state)
+    ok("promote", new, "--link", link, "-q")
+    after = scored_by(link, second, out, "--state", state, "--adopt")
+    scores = read_scores(out)
+    limits = run_thresholds(scores, after["threshold"], json.loads(state.read_text())["adopted"])
+    old_windows = scores["utc"] <= np.datetime64(before["last_scored"], "s")
+    assert old_windows.sum() == before["windows"] and (~old_windows).sum() == after["windows"]
+    assert (limits[old_windows] == before["threshold"]).all() and (limits[~old_windows] == after["threshold"]).all()
+    # each window's flag is its own run's verdict: the line drawn is the one it was flagged by
+    assert (scores["flag"] == (scores["score"] > limits)).all()
+    assert run_thresholds(scores, after["threshold"]) == after["threshold"]  # no state: the run's own
+    from lstm_rare_event.scoring.figure import plot_scores
+
+    figure = plot_scores(out, tmp_path / "f.png", threshold=after["threshold"],
+                         adopted=json.loads(state.read_text())["adopted"])
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("threshold of the run that scored each window") for label in labels), labels
+    html = tmp_path / "r.html"
+    ok("report", link, "--scores", out, "--state", state, "--out", html, "-q")
+    fails(2, "report", link, "--state", state, "--out", html, fragment="--state draws the thresholds of --scores")
 
 
 def test_adopt_refuses_another_detector_or_other_sensors(runs, new_csv, tmp_path):

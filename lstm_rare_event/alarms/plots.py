@@ -374,11 +374,20 @@ def _alarm_axes(fig, ax, end_time, scores, threshold, *, episodes=(), breaks=(),
             markersize=4, label=f"{ylabel} per window")
     if scores.size == 0:
         ax.text(0.5, 0.5, "no windows", transform=ax.transAxes, ha="center", va="center", **_PLAIN)
+    # A threshold per window: the runs that scored the period (a nightly swap inside it).
+    per_window = threshold is not None and np.ndim(threshold) == 1
+    if per_window:
+        limits = np.asarray(threshold, dtype=float)
+        ax.plot(times, limits, drawstyle="steps-post", color="black", linestyle="--", linewidth=1,
+                label=f"threshold of the run that scored each window ({_short_number(limits[0])}"
+                      f" to {_short_number(limits[-1])})")
+        threshold = float(np.max(limits))
     has_threshold = threshold is not None and np.isfinite(threshold)
-    if has_threshold:
+    if has_threshold and not per_window:
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
     finite = _finite(scores)
-    if finite.size and np.all(finite > 0) and (not has_threshold or threshold > 0):
+    lowest = float(np.min(limits)) if per_window else threshold
+    if finite.size and np.all(finite > 0) and (not has_threshold or lowest > 0):
         ax.set_yscale("log")
         _tidy_log_ticks(ax.yaxis, np.append(finite, [threshold] if has_threshold else []))
 
@@ -579,6 +588,7 @@ def score_figure(end_time, scores, threshold, path, *, episodes=(), episode_sens
     shaded, the breaks warned or missed, and the top sensors of each episode written at its
     start (the latest MAX_NAMED_EPISODES episodes; notes close in time go on separate levels).
 
+    ``threshold``: a number, or one per window (the run that scored each, across a swap);
     ``episodes``: (start, end) pairs; ``episode_sensors``: one list of sensor names per episode
     (empty for detectors that name none); ``breaks``: as :func:`alarm_timeline` takes them.
     """

@@ -85,7 +85,7 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
         from lstm_rare_event.scoring.figure import plot_scores
 
         plot_scores(out_path, options.plot, rule=scorer.rule, interval_minutes=scorer.preprocessor.interval_minutes,
-                    utc_offset_seconds=scorer.utc_offset_seconds)
+                    utc_offset_seconds=scorer.utc_offset_seconds, adopted=stream.carry.adopted)
         result["plot"] = str(options.plot)
     return result
 

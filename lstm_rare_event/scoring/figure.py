@@ -61,8 +61,10 @@ def read_scores(scores_csv) -> dict:
             raise UserError(f"{path}: row {bad[0] + 1}, column 'y': {frame['y'].iloc[bad[0]]!r} is not a label "
                             "(0 or 1)")
         y = y.to_numpy(dtype=np.int64)
+    # The instants (UTC) too: a state's adoption records are in UTC.
+    instant = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", utc=True).dt.tz_localize(None)
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
-            "flag": frame["flag"].to_numpy().astype(bool),
+            "utc": instant.to_numpy().astype("datetime64[s]"), "flag": frame["flag"].to_numpy().astype(bool),
             "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned,
             "y": y}
 
@@ -124,19 +126,40 @@ def scored_episodes(scores: dict) -> list[dict]:
     return rows
 
 
+def run_thresholds(scores: dict, value: float, adopted=()) -> np.ndarray | float:
+    """The threshold each window was flagged with: ``value`` (the run's), or where the state's
+    adoption records (``adopted``: each the earlier run's threshold and ``after``, the last
+    window it scored, UTC) fall inside the period, per window the threshold of the run that
+    scored it. A record without a threshold (a state from before they were kept) leaves
+    ``value`` alone."""
+    steps = sorted((np.datetime64(a["after"], "s"), a["threshold"]) for a in adopted
+                   if a.get("after") and a.get("threshold") is not None)
+    when = scores["utc"]
+    if not steps or not when.size or all(after < when[0] for after, _ in steps):
+        return value
+    limits = np.full(when.size, float(value))
+    for after, earlier in reversed(steps):  # a window up to `after` was scored by the earlier run
+        limits[when <= after] = float(earlier)
+    return limits
+
+
 def plot_scores(scores_csv, png, *, threshold: float | None = None, rule: AlarmRule | None = None,
-                interval_minutes: float | None = None, utc_offset_seconds: int | None = None, title: str = ""):
+                interval_minutes: float | None = None, utc_offset_seconds: int | None = None, title: str = "",
+                adopted=()):
     """The figure of a scored period from ``score``'s CSV: scores, threshold, alarm episodes and
     the top sensors of each; with the run's ``rule`` (its value is the threshold drawn) and
-    cadence ``interval_minutes``, the breaks of a CSV with a y column, warned or missed. Times written with a UTC offset are
-    drawn as written (the data's own time zone); times without one are shifted by
-    ``utc_offset_seconds`` when given (a run's ``prepare.json`` ``utc_offset_seconds``).
-    Returns the Figure."""
+    cadence ``interval_minutes``, the breaks of a CSV with a y column, warned or missed. With
+    the state's adoption records (``adopted``), each run's threshold over its own windows
+    (:func:`run_thresholds`). Times written with a UTC offset are drawn as written (the data's
+    own time zone); times without one are shifted by ``utc_offset_seconds`` when given (a
+    run's ``prepare.json`` ``utc_offset_seconds``). Returns the Figure."""
     scores = read_scores(scores_csv)
     rows = scored_episodes(scores)
     flagged = scores["score"][scores["flag"]]
     if rule is not None:
         threshold = rule.value
+    if threshold is not None:
+        threshold = run_thresholds(scores, threshold, adopted)
     breaks = figure_breaks(judged_breaks(scores, rule, interval_minutes) if rule is not None else None)
     return plots.score_figure(scores["time"], scores["score"], threshold, png,
                               episodes=[(r["start"], r["end"]) for r in rows],

@@ -112,6 +112,22 @@ def read_progress(path: Path, run_dir, merge_minutes: float) -> dict:
         raise _broken(path, f"{type(exc).__name__}: {exc}") from None
 
 
+def read_adoptions(path: Path) -> list[dict]:
+    """The state's adoption records, oldest first (what a figure needs to draw each run's
+    threshold over its own windows: :func:`~lstm_rare_event.scoring.figure.run_thresholds`)."""
+    data = _load(path)
+    try:
+        adopted = list(data.get("adopted") or ())
+        for record in adopted:
+            if record.get("after") is not None:
+                _time(record, "after")
+            if record.get("threshold") is not None and not math.isfinite(record["threshold"]):
+                raise ValueError(f"adopted threshold {record['threshold']!r}")
+        return adopted
+    except _MALFORMED as exc:
+        raise _broken(path, f"{type(exc).__name__}: {exc}") from None
+
+
 def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tuple[Carry, dict, Watch]:
     """The carry, the output record and the alerting saved in ``path``, refused when malformed
     (a value this tool never writes, carried rows the input checks would have refused) or

@@ -29,6 +29,7 @@ from lstm_rare_event.scoring.figure import (
     EPISODE_MARGIN, figure_breaks, input_rows, judged_breaks, plot_episode, plot_scores, read_scores, scored_episodes,
     windows,
 )
+from lstm_rare_event.scoring.state import read_adoptions
 from lstm_rare_event.tables import format_table
 
 # Episodes listed in the report's table of the latest alarms (the most recent first).
@@ -87,13 +88,14 @@ def _check_out(out: Path, run: Run) -> None:
         raise UserError(f"{out}: is a folder; --out needs a file name such as report.html")
 
 
-def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False, inputs=None) -> dict:
+def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False, inputs=None, state=None) -> dict:
     """Write the HTML report of ``run_dir`` (and ``scores_csv``) to ``out_path`` atomically;
     return what it contains: {"sections": [...], "figures": n, "episodes": n or None, "breaks":
     the scored period's breaks judged (a CSV written with --keep-labels) or None}.
     ``allow_pickle``: describe a plug-in detector saved with pickle (loading it runs its code).
     ``inputs``: the files ``scores_csv`` was scored from (paths or patterns): a figure per
-    latest episode with its top sensors' values."""
+    latest episode with its top sensors' values. ``state``: the score calls' --state, whose
+    adoption records draw each run's threshold over the windows it scored (a nightly swap)."""
     from lstm_rare_event.steps import evaluate as evaluate_step
     from lstm_rare_event.steps import inspect as inspect_step
     from lstm_rare_event.steps import prepare as prepare_step
@@ -103,6 +105,9 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False,
     _check_out(out, run)
     if inputs and scores_csv is None:
         raise UserError("--input draws the episodes of --scores: give the scores CSV too")
+    if state is not None and scores_csv is None:
+        raise UserError("--state draws the thresholds of --scores' runs: give the scores CSV too")
+    adopted = read_adoptions(Path(state)) if state is not None else ()
     body, sections, figures = [], [], 0
     verdict_html = ""
     with run.reading():
@@ -188,7 +193,7 @@ def build_report(run_dir, out_path, scores_csv=None, allow_pickle: bool = False,
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "scores.png"
             plot_scores(scores_csv, png, threshold=threshold_value, rule=rule, interval_minutes=interval,
-                               utc_offset_seconds=offset)
+                        utc_offset_seconds=offset, adopted=adopted)
             img = _img(png, "scored period: scores, alarm episodes, their top sensors and the breaks")
             figures += 1
             if rows_of_input is not None:
