@@ -121,10 +121,12 @@ def main() -> int:
         "",
     ])
     for row in rows:
-        for e in row["results"]["per_experiment"]:
-            for key in ("run", "scores", "input"):  # paths of this machine
-                e.pop(key)
-    (HERE / "skab_pca.json").write_text(json.dumps({"baseline": BASELINE, "variants": rows}, indent=2) + "\n")
+        # Each experiment's counts (in the Makefile's order of the files), enough to redo the paired
+        # differences; the paths are this machine's.
+        r = row["results"]
+        r["per_experiment"] = {"counts": list(COUNTS), **{way: counts_of(r, way).tolist() for way in ("judged", "all_rows")}}
+    variants = ",\n".join(f"  {json.dumps(row)}" for row in rows)  # one line a set
+    (HERE / "skab_pca.json").write_text(f'{{"baseline": {json.dumps(BASELINE)}, "variants": [\n{variants}\n]}}\n')
     (HERE / "skab_pca.md").write_text(text)
     print(text)
     log("done")
