@@ -7,6 +7,8 @@ bench/skab_study.md), reads each OUT/results.json (written by `evaluate-scores`)
 bench/skab.md and bench/skab.json. DATA is ../shared/data/skab/valve1 or the folder in
 SKAB_DIR. Only valve1 is read: valve2 and other are kept for an independent check.
 
+`python bench/skab.py pca` (any of the detectors) measures only those and keeps the others'
+figures from bench/skab.json (pca takes about a minute and a half, lstm about twelve).
 BENCH_QUICK=1 trains the autoencoder for 2 epochs, to check the benchmark itself; its numbers
 mean nothing. SKAB_JOBS (default 2) is make's -j.
 """
@@ -51,27 +53,32 @@ def log(message: str) -> None:
     print(f"[bench skab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def command(detector: str) -> list[str]:
-    """The make call for one detector (the CLI run from this interpreter, so that the checkout's
-    package is the one measured)."""
-    out = WORK / f"skab-{detector}"
+def command(detector: str, out: Path, train: str | None = None) -> list[str]:
+    """The make call for one detector into ``out`` (the CLI run from this interpreter, so that
+    the checkout's package is the one measured); ``train``: train options instead of the
+    Makefile's."""
     args = ["make", "-f", str(MAKEFILE), f"-j{JOBS}", f"SKAB={DATA}", f"OUT={out}", f"DETECTOR={detector}",
             f"CLI={sys.executable} -m lstm_rare_event"]
-    if QUICK and detector in QUICK_TRAIN:
-        args.append(f"TRAIN={QUICK_TRAIN[detector]}")
-    return args
+    if train is None and QUICK and detector in QUICK_TRAIN:
+        train = QUICK_TRAIN[detector]
+    return args + ([f"TRAIN={train}"] if train is not None else [])
 
 
-def measure(detector: str) -> dict:
-    args = command(detector)
+def run_make(detector: str, out: Path, train: str | None = None) -> dict:
+    """The Makefile run once; OUT/results.json as evaluate-scores wrote it, with the minutes taken."""
+    args = command(detector, out, train)
     log(f"{detector}: {shlex.join(args)}")
     started = time.perf_counter()
     done = subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"bench skab: {detector} failed:\n{done.stderr[-3000:]}")
-    results = json.loads((WORK / f"skab-{detector}" / "results.json").read_text())
-    results.pop("per_experiment")  # paths of this machine; the counts are pooled above
-    return {"results": results, "minutes": (time.perf_counter() - started) / 60}
+    return {"results": json.loads((out / "results.json").read_text()), "minutes": (time.perf_counter() - started) / 60}
+
+
+def measure(detector: str) -> dict:
+    measured = run_make(detector, WORK / f"skab-{detector}")
+    measured["results"].pop("per_experiment")  # paths of this machine; the counts are pooled above
+    return {"date": datetime.date.today().isoformat(), **measured}
 
 
 def targets(measured: dict) -> list[dict]:
@@ -103,8 +110,8 @@ def markdown(bench: dict) -> str:
     lines = [
         "# Benchmark: SKAB valve1 through the command line, beside SKAB's leaderboard",
         "",
-        f"Run `python bench/skab.py` (part of `make bench`) on {bench['date']}"
-        f"{' (BENCH_QUICK: the numbers mean nothing)' if bench['quick'] else ''}; each detector is",
+        f"Run `python bench/skab.py` (part of `make bench`; `python bench/skab.py DETECTOR...` remeasures only those) "
+        f"on {bench['date']}{' (BENCH_QUICK: the numbers mean nothing)' if bench['quick'] else ''}; each detector is",
         "",
         "```",
         *[f"make -f examples/skab/Makefile SKAB=../shared/data/skab/valve1 OUT=bench/work/skab-{d} DETECTOR={d} -j{JOBS}"
@@ -123,15 +130,17 @@ def markdown(bench: dict) -> str:
         "and as SKAB counts (every row of each file, the 400 fitting rows included, as the leaderboard counts): "
         "hold the second against the leaderboard. Rows without a full window count as not flagged.",
         "",
-        "| detector | F1 [95 % CI] | FAR % judged rows [CI] | FAR % as SKAB counts [CI] | MAR % [CI] | minutes |",
-        "|---|---|---|---|---|---|",
+        "| detector | F1 [95 % CI] | FAR % judged rows [CI] | FAR % as SKAB counts [CI] | MAR % [CI] | minutes "
+        "| measured |",
+        "|---|---|---|---|---|---|---|",
     ]
     for detector in DETECTORS:
         r = bench["detectors"][detector]["results"]
         j, a = r["judged"], r["all_rows"]
         lines.append(f"| {detector} | {a['f1']:.3f} [{a['f1_interval'][0]:.2f}, {a['f1_interval'][1]:.2f}] | "
                      f"{pct(j['far'], j['far_interval'])} | {pct(a['far'], a['far_interval'])} | "
-                     f"{pct(a['mar'], a['mar_interval'])} | {bench['detectors'][detector]['minutes']:.1f} |")
+                     f"{pct(a['mar'], a['mar_interval'])} | {bench['detectors'][detector]['minutes']:.1f} | "
+                     f"{bench['detectors'][detector]['date']} |")
     lines += ["", "SKAB's leaderboard (all 34 experiments, valve1 is 16 of them: a reference, not a paired "
               "comparison):", "", "| entry | F1 | FAR % |", "|---|---|---|"]
     for entry, f1, far in LEADERBOARD:
@@ -140,7 +149,7 @@ def markdown(bench: dict) -> str:
               "|---|---|---|---|"]
     for t in bench["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | **{'met' if t['met'] else 'missed'}** | {t['by']} |")
-    lines += ["", "Whole run: " f"{bench['bench_minutes']:.1f} minutes.", ""]
+    lines += ["", f"Last run ({', '.join(bench['measured_now'])}): {bench['bench_minutes']:.1f} minutes.", ""]
     return "\n".join(lines)
 
 
@@ -153,15 +162,35 @@ def makefile_options() -> list[str]:
     return done.stdout.strip().splitlines()
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     if not DATA.is_dir():
         print(f"bench skab: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
         return 2
+    chosen = argv or list(DETECTORS)
+    unknown = sorted(set(chosen) - set(DETECTORS))
+    if unknown:
+        print(f"bench skab: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}",
+              file=sys.stderr)
+        return 2
+    options = makefile_options()
+    previous = json.loads((HERE / "skab.json").read_text()) if set(chosen) != set(DETECTORS) else None
+    if previous is not None:
+        # The kept figures hold only for the options they were measured with.
+        shared = [line for line in options if not line.startswith("TRAIN_")]
+        kept = [line for d in DETECTORS if d not in chosen for line in options if line.startswith(f"TRAIN_{d} ")]
+        if (previous["quick"] != QUICK or Path(previous["data"]) != DATA
+                or not set(shared + kept) <= set(previous["options"])):
+            print("bench skab: bench/skab.json was measured on other data, options or BENCH_QUICK setting than "
+                  "the detectors not named would have now; measure every detector", file=sys.stderr)
+            return 2
     started = time.perf_counter()
-    measured = {detector: measure(detector) for detector in DETECTORS}
-    first = measured["mahalanobis"]["results"]
+    measured = {detector: measure(detector) for detector in chosen}
+    if previous is not None:
+        kept = {d: {"date": previous["date"], **previous["detectors"][d]} for d in DETECTORS if d not in measured}
+        measured = {d: measured[d] if d in measured else kept[d] for d in DETECTORS}
+    first = measured[chosen[0]]["results"]
     bench = {"date": datetime.date.today().isoformat(), "quick": QUICK, "data": str(DATA),
-             "options": makefile_options(), "experiments": first["experiments"], "rows": first["rows"],
+             "options": options, "measured_now": chosen, "experiments": first["experiments"], "rows": first["rows"],
              "judged_rows": first["judged_rows"], "detectors": measured, "leaderboard": LEADERBOARD,
              "targets": targets(measured), "bench_minutes": (time.perf_counter() - started) / 60}
     (HERE / "skab.json").write_text(json.dumps(bench, indent=2) + "\n")
@@ -172,4 +201,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

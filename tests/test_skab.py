@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, fails, ok
-from lstm_rare_event.alarms.bootstrap import pooled_metrics
+from lstm_rare_event.alarms.bootstrap import pooled_metrics, pooled_replicates
 from lstm_rare_event.alarms.thresholds import Scored
 
 MAKEFILE = ROOT / "examples/skab/Makefile"
@@ -151,6 +151,17 @@ def test_pooled_metrics_resample_whole_experiments():
     low, high = pooled["f1_interval"]
     assert low == 0.0  # a replicate of the second experiment twice catches nothing
     assert high == pytest.approx(20 / (20 + 2 + 5))  # the first one twice
+
+
+def test_pooled_replicates_pair_two_detectors_on_the_same_draws():
+    # Two detectors that differ on the last of 10 experiments only: a replicate that does not
+    # draw it has the same F1 for both, so the paired difference is exactly 0 there (about
+    # (9/10)^10 = 35 % of the replicates); unpaired draws would almost never give 0.
+    a = [[10, 2, 5, 80]] * 9 + [[10, 0, 0, 90]]
+    b = [[10, 2, 5, 80]] * 9 + [[0, 10, 10, 80]]
+    difference = pooled_replicates(a, 1000, seed=3)["f1"] - pooled_replicates(b, 1000, seed=3)["f1"]
+    assert 0.25 < np.mean(difference == 0) < 0.45
+    assert (difference >= 0).all()
 
 
 def test_threshold_on_fit_reads_train_and_valid_scores():

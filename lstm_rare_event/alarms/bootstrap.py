@@ -161,6 +161,25 @@ def bootstrap_metrics(y, scores: dict, groups, n: int = 1000, seed: int = 0, met
     }
 
 
+def pooled_replicates(counts, replicates: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """F1, FAR and MAR of ``replicates`` resamplings of whole experiments, ``counts`` (E, 4) being
+    each experiment's tp, fp, fn, tn (nan where a replicate has no row of a class). The draws
+    depend only on the number of experiments and ``seed``: two detectors' counts of the same
+    experiments get the same draws, so their replicates' differences are paired."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    rng = np.random.default_rng(seed)
+    drawn = counts[rng.integers(0, len(counts), size=(replicates, len(counts)))].sum(axis=1)
+    tp, fp, fn, tn = drawn.T.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"f1": 2 * tp / (2 * tp + fp + fn), "far": fp / (fp + tn), "mar": fn / (fn + tp)}
+
+
+def percentile_interval(values: np.ndarray) -> list[float]:
+    """The 95 % percentile interval of the finite replicates (nan, nan without any)."""
+    values = values[np.isfinite(values)]
+    return [float(v) for v in np.percentile(values, PERCENTILES)] if values.size else [float("nan")] * 2
+
+
 def pooled_metrics(counts, replicates: int = 1000, seed: int = 0) -> dict:
     """:func:`counted_metrics` of several experiments' rows together (SKAB's protocol pools
     them), ``counts`` (E, 4) being each experiment's tp, fp, fn, tn; with a 95 % percentile
@@ -168,13 +187,6 @@ def pooled_metrics(counts, replicates: int = 1000, seed: int = 0) -> dict:
     independent of each other, the experiments are)."""
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     pooled = counted_metrics(*(int(v) for v in counts.sum(axis=0)))
-    rng = np.random.default_rng(seed)
-    drawn = counts[rng.integers(0, len(counts), size=(replicates, len(counts)))].sum(axis=1)
-    tp, fp, fn, tn = drawn.T.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        figures = {"f1": 2 * tp / (2 * tp + fp + fn), "far": fp / (fp + tn), "mar": fn / (fn + tp)}
-    for name, values in figures.items():
-        values = values[np.isfinite(values)]
-        pooled[f"{name}_interval"] = [float(v) for v in np.percentile(values, PERCENTILES)] if values.size \
-            else [float("nan")] * 2
+    for name, values in pooled_replicates(counts, replicates, seed).items():
+        pooled[f"{name}_interval"] = percentile_interval(values)
     return pooled
