@@ -24,14 +24,15 @@ def makefile_flags(name):
     raise AssertionError(f"{name} not in the Makefile")
 
 
-# One worker builds the demo once for every test here (pytest-xdist --dist loadgroup).
+# One worker builds the demo once for every test here (pytest-xdist --dist loadgroup; the
+# fixture lives for the session, as the worker may run other modules' tests between these).
 pytestmark = pytest.mark.xdist_group("demo")
 
 DEMO_PREPARE = makefile_flags("DEMO_PREPARE")
 DEMO_TRAIN = makefile_flags("DEMO_TRAIN")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """Demo data prepared, trained and thresholded (on validation) as `make demo` does it."""
     root = tmp_path_factory.mktemp("demo")

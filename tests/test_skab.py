@@ -28,7 +28,8 @@ SENSORS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Tem
 ROWS, FIT_ROWS, ANOMALY = 700, 400, slice(500, 600)  # the anomaly: rows 500-599 of each file
 CLI = f"{sys.executable} -m lstm_rare_event"
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+# One worker runs the Makefile once for every test here (pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.skipif(shutil.which("make") is None, reason="needs make"), pytest.mark.xdist_group("skab")]
 
 
 def skab_frame(seed: int) -> pd.DataFrame:
@@ -52,7 +53,7 @@ def skab_frame(seed: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def skab_dir(tmp_path_factory):
     """SKAB=DIR with sub/a.csv and sub/b.csv.gz, as SKAB ships its files (``;``, no index)."""
     root = tmp_path_factory.mktemp("skab")
@@ -72,7 +73,7 @@ def make(skab: Path, out: Path, *extra, check=True) -> subprocess.CompletedProce
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def made(skab_dir, tmp_path_factory):
     """The Makefile run once with mahalanobis, two jobs."""
     out = tmp_path_factory.mktemp("out")
