@@ -56,7 +56,8 @@ DETECTOR_VARS = {
 }
 PREFIXES = ("alert", "warning", "error", "Error")
 _PREFIX = re.compile(r"^(?:\S+\s+)?(alert|warning|error|Error):")
-_DATE = re.compile(r"\$\(date(?:\s+-d\s+(\w+))?\s+\+%F\)")
+_DATE = re.compile(r"\$\(([^)]*)\)")
+_DAY = re.compile(r"date(?:\s+-d\s+(\w+))?\s+\+%F")
 _OFFSETS = {None: 0, "today": 0, "yesterday": -1, "tomorrow": 1}
 
 
@@ -91,9 +92,10 @@ class CronLine:
 
 
 def _date_word(match: re.Match) -> str:
-    if match[1] not in _OFFSETS:
-        raise ValueError(f"crontab: cannot replay $(date -d {match[1]} ...)")
-    return f"{{day{_OFFSETS[match[1]]:+d}}}"
+    day = _DAY.fullmatch(match[1].strip())
+    if day is None or day[1] not in _OFFSETS:
+        raise ValueError(f"crontab: cannot replay {match[0]} (only $(date +%F) and $(date -d yesterday +%F))")
+    return f"{{day{_OFFSETS[day[1]]:+d}}}"
 
 
 def parse_crontab(text: str) -> dict[str, CronLine]:
