@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/backtest_study.py
 	$(BIN)/python bench/skab.py
+	$(BIN)/python bench/deploy.py
 
 clean:
 	rm -rf $(DEMO) build *.egg-info
