@@ -494,6 +494,7 @@ def main(argv=None) -> int:
     parser.add_argument("--detectors", default="mahalanobis,lstm")
     parser.add_argument("--days", type=float, default=1 if QUICK else None, help="replay only this many days")
     parser.add_argument("--every", type=int, default=30, help="minutes of data time between score calls")
+    parser.add_argument("--out", default="deploy", help="bench/OUT.md and bench/OUT.json (another name keeps deploy.md)")
     parser.add_argument("--note", default="", help="a sentence for deploy.md (why fewer detectors or days)")
     parser.add_argument("--crontab", type=Path, default=ROOT / "examples/crontab")
     parser.add_argument("--makefile", type=Path, default=ROOT / "examples/Makefile")
@@ -517,13 +518,14 @@ def main(argv=None) -> int:
                         "nightly_at": f"{int(lines['nightly'].hour):02d}:{int(lines['nightly'].minute):02d}",
                         "detector_vars": {d: DETECTOR_VARS[d] for d in detectors}, "note": args.note},
            "detectors": {}}
-    target_json = HERE / ("deploy-quick.json" if QUICK else "deploy.json")
+    name = f"{args.out}-quick" if QUICK else args.out
+    target_json = HERE / f"{name}.json"
     for detector in detectors:
         replayed = replay(detector, data, times, start, end, lines, args.makefile, args.every)
         out["detectors"][detector] = report(detector, replayed, data, times, start, end, lines, target)
         out["wall_minutes"] = (time.perf_counter() - began) / 60
         target_json.write_text(json.dumps(out, indent=2, default=str) + "\n")  # a long replay keeps what it has
-        (HERE / ("deploy-quick.md" if QUICK else "deploy.md")).write_text(markdown(out))
+        (HERE / f"{name}.md").write_text(markdown(out))
         log(f"{detector}: done in {replayed['wall_seconds']:.0f} s")
     return 0
 
