@@ -307,7 +307,7 @@ def alarms(frame: pd.DataFrame, breaks: np.ndarray, merge: float) -> dict:
         mar = pooled_metrics(counts, replicates=1000, seed=0)["mar_interval"]
         interval = [1 - mar[1], 1 - mar[0]]
     return {**{k: v for k, v in ep.items() if k != "breaks"}, **chance, "warned_share_interval": interval,
-            "opened_column": int(frame["opened"].sum()) if "opened" in frame else None, "breaks": ep["breaks"]}
+            "opened_column": int(frame["opened"].sum()) if "opened" in frame else None}
 
 
 def per_day(calls: list[dict]) -> dict:
@@ -481,7 +481,8 @@ def markdown(out: dict) -> str:
                 line += (f"| {x['breaks']} | {x['episodes_new']} ({x['episodes_old']}) | {x['warned_new']} "
                          f"({x['warned_old']}) | {'**yes**' if x['silent'] else 'no'} |")
             else:
-                line += f"| | | | {x.get('error', n['stderr'][-1:] if n['rc'] else '')} |"
+                told = [t for t in n["stderr"] if t.startswith("Error:")] or n["stderr"][-1:]
+                line += f"| | | | {x.get('error', told[0] if n['rc'] and told else '')} |"
             md.append(line)
         md += ["", "Done when (issue 19):", ""]
         for what, v in r["done_when"].items():
@@ -496,9 +497,14 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=30, help="minutes of data time between score calls")
     parser.add_argument("--out", default="deploy", help="bench/OUT.md and bench/OUT.json (another name keeps deploy.md)")
     parser.add_argument("--note", default="", help="a sentence for deploy.md (why fewer detectors or days)")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite bench/OUT.md from bench/OUT.json")
     parser.add_argument("--crontab", type=Path, default=ROOT / "examples/crontab")
     parser.add_argument("--makefile", type=Path, default=ROOT / "examples/Makefile")
     args = parser.parse_args(argv)
+    name = f"{args.out}-quick" if QUICK else args.out
+    if args.markdown_only:
+        (HERE / f"{name}.md").write_text(markdown(json.loads((HERE / f"{name}.json").read_text())))
+        return 0
     if not REAL.exists():
         print(f"deploy: the real data set is needed at {REAL}", file=sys.stderr)
         return 2
@@ -518,7 +524,6 @@ def main(argv=None) -> int:
                         "nightly_at": f"{int(lines['nightly'].hour):02d}:{int(lines['nightly'].minute):02d}",
                         "detector_vars": {d: DETECTOR_VARS[d] for d in detectors}, "note": args.note},
            "detectors": {}}
-    name = f"{args.out}-quick" if QUICK else args.out
     target_json = HERE / f"{name}.json"
     for detector in detectors:
         replayed = replay(detector, data, times, start, end, lines, args.makefile, args.every)
