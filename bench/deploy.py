@@ -194,7 +194,7 @@ def initial_run(place: Path, lines: dict, detector: str, makefile: Path, night: 
     days = sorted((place / "incoming").glob("*.csv"))[-INITIAL_DAYS:]
     first = place / "first-days.csv"
     pd.concat([pd.read_csv(d, dtype=str, keep_default_na=False) for d in days]).to_csv(first, index=False)
-    train = [w for v in DETECTOR_VARS[detector] if v.startswith("TRAIN_OPTS=") for w in [v]]
+    train = [v for v in DETECTOR_VARS[detector] if v.startswith("TRAIN_OPTS=")]
     words = ["make", "-f", str(makefile), f"{name}/threshold.json", f"CLI={shlex.join(CLI)}", f"RUN={name}",
              f"DATA={first.name}", "PREPARE_OPTS=--fractions 0.75,0.25,0", *train, "-s"]
     rc2, _, err2, wall2 = run(words, place)
@@ -343,9 +343,14 @@ def after_retrains(place: Path, replayed: dict, frame: pd.DataFrame, breaks: np.
 
     rows = []
     for n in replayed["nights"]:
-        if n["rc"] != 0:
-            continue
         when = pd.Timestamp(n["time"])
+        # Which run scored, as the state recorded it around the night (not a folder name).
+        before = [c["state_run"] for c in replayed["calls"] if pd.Timestamp(c["time"]) <= when]
+        after = [c["state_run"] for c in replayed["calls"] if pd.Timestamp(c["time"]) > when]
+        if n["rc"] != 0 or not before or not after or before[-1] == after[0]:
+            if n["rc"] == 0:
+                rows.append({"night": n["time"], "error": "the nightly exited 0 but the next call scored with the same run"})
+            continue
         day, yesterday = when.strftime("%Y-%m-%d"), (when - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
         out = place / "compare" / f"{day}.csv"
         out.parent.mkdir(exist_ok=True)
