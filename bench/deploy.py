@@ -311,14 +311,20 @@ def alarms(frame: pd.DataFrame, breaks: np.ndarray, merge: float) -> dict:
 
 
 def per_day(calls: list[dict]) -> dict:
+    """Lines per day of data time: each day's counts, and the mean and max over the whole days
+    (a last day with fewer calls is listed, not averaged)."""
     days = {}
     for c in calls:
-        day = days.setdefault(c["day"], {k: 0 for k in c["lines"]})
+        day = days.setdefault(c["day"], {"calls": 0, **{k: 0 for k in c["lines"]}})
+        day["calls"] += 1
         for k, v in c["lines"].items():
             day[k] += v
-    kinds = next(iter(days.values())).keys() if days else []
-    return {"days": days, **{k: {"mean": float(np.mean([d[k] for d in days.values()])),
-                                 "max": int(max(d[k] for d in days.values()))} for k in kinds}}
+    full = max((d["calls"] for d in days.values()), default=0)
+    whole = [d for d in days.values() if d["calls"] == full]
+    kinds = [k for k in next(iter(days.values()), {}) if k != "calls"]
+    return {"days": days, "whole_days": len(whole),
+            **{k: {"mean": float(np.mean([d[k] for d in whole])), "max": int(max(d[k] for d in whole)),
+                   "total": int(sum(d[k] for d in days.values()))} for k in kinds}}
 
 
 def logged_events(place: Path, line: CronLine) -> dict:
@@ -435,6 +441,10 @@ def _pct(v) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.0%}"
 
 
+def _total(lines: dict, kind: str) -> float:
+    return lines[kind].get("total", lines[kind]["mean"] * len(lines["days"]))
+
+
 def markdown(out: dict) -> str:
     s = out["settings"]
     md = ["# The documented deployment, replayed on the real file", "",
@@ -451,7 +461,7 @@ def markdown(out: dict) -> str:
     if s.get("note"):
         md += [s["note"], ""]
     md += ["## Per detector", "",
-           "| detector | calls (failed) | nights ok/failed | alert lines/day mean (max) | warning lines/day mean (max) "
+           "| detector | calls (failed) | nights ok/failed | alert lines per whole day mean (max) | warning lines per whole day mean (max) "
            "| error lines | other lines | breaks warned ≤60 min | 95 % interval | chance | alarm on | episodes "
            "| false episodes/day (budget) | s/call |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -462,8 +472,7 @@ def markdown(out: dict) -> str:
         md.append(
             f"| {name} | {r['calls']} ({r['failed_calls']}) | {ok}/{len(r['nights']) - ok} "
             f"| {ln['alert']['mean']:.1f} ({ln['alert']['max']}) | {ln['warning']['mean']:.1f} ({ln['warning']['max']}) "
-            f"| {ln['error']['mean'] * len(ln['days']) + ln['Error']['mean'] * len(ln['days']):.0f} "
-            f"| {ln['other']['mean'] * len(ln['days']):.0f} "
+            f"| {_total(ln, 'error') + _total(ln, 'Error'):.0f} | {_total(ln, 'other'):.0f} "
             f"| {a['warned']} of {a['n_breaks']} ({_pct(a['warned_share'])}) "
             f"| {'–' if iv is None else f'{iv[0]:.0%}–{iv[1]:.0%}'} | {_pct(a['warned_share_chance'])} "
             f"| {_pct(a['alarm_on_share'])} | {a['episodes']} | {a['false_episodes_per_day']:.2f} ({r['budget']:g}) "
