@@ -49,6 +49,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/backtest_study.py
 	$(BIN)/python bench/skab.py
 	$(BIN)/python bench/follow.py --save
+	$(BIN)/python bench/deploy.py
 
 clean:
 	rm -rf $(DEMO) build *.egg-info
