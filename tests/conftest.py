@@ -59,6 +59,25 @@ def fails(code: int, *args, fragment: str = ""):
     return result
 
 
+def built_once(tmp_path_factory, worker_id: str, name: str, build) -> Path:
+    """A folder ``build(folder)`` fills, built once per test session for every pytest-xdist
+    worker: in the workers' shared base folder, under a lock, so the others wait for it rather
+    than build it again (a module fixture is built once per worker that runs its tests)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base if worker_id == "master" else base.parent) / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").is_file():
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_csv(tmp_path_factory):
     """600 rows of the synthetic plant (seed 1), written once per session."""

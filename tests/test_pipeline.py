@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import built_once
 from conftest import invoke as run
 from conftest import ok as invoke
 
@@ -24,25 +25,24 @@ def makefile_flags(name):
     raise AssertionError(f"{name} not in the Makefile")
 
 
-# One worker builds the demo once for every test here (pytest-xdist --dist loadgroup; the
-# fixture lives for the session, as the worker may run other modules' tests between these).
-pytestmark = pytest.mark.xdist_group("demo")
-
 DEMO_PREPARE = makefile_flags("DEMO_PREPARE")
 DEMO_TRAIN = makefile_flags("DEMO_TRAIN")
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """Demo data prepared, trained and thresholded (on validation) as `make demo` does it."""
-    root = tmp_path_factory.mktemp("demo")
+def demo(tmp_path_factory, worker_id):
+    """Demo data prepared, trained and thresholded (on validation) as `make demo` does it, once
+    for all workers."""
+    return built_once(tmp_path_factory, worker_id, "demo", _build_demo)
+
+
+def _build_demo(root):
     invoke("demo-data", "--out", root / "demo.csv", "--seed", 7)
     invoke("prepare", root / "demo.csv", "--out", root / "run", *DEMO_PREPARE)
     invoke("train", root / "run", "--seed", 7, "-q", *DEMO_TRAIN)
     invoke("threshold", root / "run", "-q")
     invoke("train", root / "run", "--detector", "mahalanobis", "--out", root / "run-mahalanobis", "-q")
     invoke("threshold", root / "run-mahalanobis", "-q")
-    return root
 
 
 @pytest.mark.parametrize("name", ["run", "run-mahalanobis"])

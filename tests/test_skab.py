@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, fails, ok
+from conftest import ROOT, built_once, fails, ok
 from lstm_rare_event.alarms.bootstrap import pooled_metrics, pooled_replicates
 from lstm_rare_event.alarms.thresholds import Scored
 
@@ -28,8 +28,7 @@ SENSORS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Tem
 ROWS, FIT_ROWS, ANOMALY = 700, 400, slice(500, 600)  # the anomaly: rows 500-599 of each file
 CLI = f"{sys.executable} -m lstm_rare_event"
 
-# One worker runs the Makefile once for every test here (pytest-xdist --dist loadgroup).
-pytestmark = [pytest.mark.skipif(shutil.which("make") is None, reason="needs make"), pytest.mark.xdist_group("skab")]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
 def skab_frame(seed: int) -> pd.DataFrame:
@@ -53,15 +52,17 @@ def skab_frame(seed: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="session")
-def skab_dir(tmp_path_factory):
-    """SKAB=DIR with sub/a.csv and sub/b.csv.gz, as SKAB ships its files (``;``, no index)."""
-    root = tmp_path_factory.mktemp("skab")
+def write_skab(root: Path) -> None:
     (root / "sub").mkdir()
     skab_frame(1).to_csv(root / "sub/a.csv", sep=";", index=False)
     with gzip.open(root / "sub/b.csv.gz", "wt") as handle:
         skab_frame(2).to_csv(handle, sep=";", index=False)
-    return root
+
+
+@pytest.fixture(scope="session")
+def skab_dir(tmp_path_factory, worker_id):
+    """SKAB=DIR with sub/a.csv and sub/b.csv.gz, as SKAB ships its files (``;``, no index)."""
+    return built_once(tmp_path_factory, worker_id, "skab", write_skab)
 
 
 def make(skab: Path, out: Path, *extra, check=True) -> subprocess.CompletedProcess:
@@ -74,11 +75,10 @@ def make(skab: Path, out: Path, *extra, check=True) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="session")
-def made(skab_dir, tmp_path_factory):
-    """The Makefile run once with mahalanobis, two jobs."""
-    out = tmp_path_factory.mktemp("out")
-    make(skab_dir, out, "DETECTOR=mahalanobis", "-j2")
-    return out
+def made(skab_dir, tmp_path_factory, worker_id):
+    """The Makefile run once with mahalanobis, two jobs (once for all workers)."""
+    return built_once(tmp_path_factory, worker_id, "skab-out",
+                      lambda out: make(skab_dir, out, "DETECTOR=mahalanobis", "-j2"))
 
 
 def test_every_experiment_scored_row_by_row(made):
