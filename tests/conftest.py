@@ -103,19 +103,24 @@ def history(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory, demo_csv):
-    """One prepared, trained and thresholded run per detector (tiny autoencoder), built once.
-    Tests that change a run must copy it first (``copy_run``)."""
-    base = tmp_path_factory.mktemp("runs")
-    prepared = base / "prepared"
-    ok("prepare", demo_csv, "--out", prepared, "--detrend", "12", "-q")
-    made = {}
-    for name in ("lstm", "mahalanobis", "pca", "restart"):
-        extra = TINY_LSTM if name == "lstm" else ()
-        ok("train", prepared, "--detector", name, "--out", base / name, "-q", *extra)
-        ok("threshold", base / name, "-q")
-        made[name] = base / name
-    return made
+def runs(tmp_path_factory, worker_id, demo_csv):
+    """One prepared, trained and thresholded run per detector (tiny autoencoder), built once for
+    all workers. Tests that change a run must copy it first (``copy_run``)."""
+    def build(base):
+        source = base / "train.csv"  # the workers' demo_csv are equal files; the runs read this one
+        source.write_bytes(demo_csv.read_bytes())
+        prepared = base / "prepared"
+        ok("prepare", source, "--out", prepared, "--detrend", "12", "-q")
+        for name in DETECTORS:
+            extra = TINY_LSTM if name == "lstm" else ()
+            ok("train", prepared, "--detector", name, "--out", base / name, "-q", *extra)
+            ok("threshold", base / name, "-q")
+
+    base = built_once(tmp_path_factory, worker_id, "runs", build)
+    return {name: base / name for name in DETECTORS}
+
+
+DETECTORS = ("lstm", "mahalanobis", "pca", "restart")
 
 
 def copy_run(run_dir, tmp_path, name="run"):
