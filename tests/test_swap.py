@@ -85,7 +85,9 @@ def test_a_swap_while_score_loads_cannot_mix_two_runs(deployment, new_csv, tmp_p
     assert json.loads(state.read_text())["run"]["path"] == str(old.resolve())
 
 
-def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deployment, new_csv, tmp_path):
+def across_the_swap(deployment, new_csv, tmp_path):
+    """The first 150 rows scored with a state through the link, the newer run promoted, the rest
+    scored with --adopt (refused without it): the two calls' summaries, the state and the output."""
     old, new, link = deployment
     rows = new_csv.read_text().splitlines()
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
@@ -96,6 +98,12 @@ def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deploy
     ok("promote", new, "--link", link, "-q")
     fails(2, "score", link, second, "--state", state, "--out", out, fragment="pass --adopt")
     after = scored_by(link, second, out, "--state", state, "--adopt")
+    return before, after, state, out
+
+
+def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deployment, new_csv, tmp_path):
+    old, new, link = deployment
+    before, after, state, out = across_the_swap(deployment, new_csv, tmp_path)
     assert (before["run"], after["run"]) == (str(old.resolve()), str(new.resolve()))
     saved = json.loads(state.read_text())
     assert saved["run"]["path"] == str(new.resolve())
@@ -114,15 +122,8 @@ def test_stateful_scoring_through_the_link_across_a_swap_adopts_the_state(deploy
 def test_the_figure_draws_each_run_s_threshold_over_the_windows_it_scored(deployment, new_csv, tmp_path):
     from lstm_rare_event.scoring.figure import read_scores, run_thresholds
 
-    old, new, link = deployment
-    rows = new_csv.read_text().splitlines()
-    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
-    first.write_text("\n".join(rows[:151]) + "\n")
-    second.write_text("\n".join(rows[:1] + rows[151:]) + "\n")
-    state, out = tmp_path / "s.state", tmp_path / "scores.csv"
-    before = scored_by(link, first, out, "--state", state)
-    ok("promote", new, "--link", link, "-q")
-    after = scored_by(link, second, out, "--state", state, "--adopt")
+    link = deployment[2]
+    before, after, state, out = across_the_swap(deployment, new_csv, tmp_path)
     scores = read_scores(out)
     limits = run_thresholds(scores, after["threshold"], json.loads(state.read_text())["adopted"])
     old_windows = scores["utc"] <= np.datetime64(before["last_scored"], "s")
