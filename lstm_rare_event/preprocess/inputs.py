@@ -117,11 +117,27 @@ def last_time(source, sep: str = ",", decimal: str = ".", columns: Columns = Col
     return None if last is None else _times_of(last, source, columns)[0]
 
 
+def _paths(argument: str) -> list[Path]:
+    """The files of one INPUT argument: itself, or a pattern's matches in name order."""
+    if any(c in argument for c in GLOB_CHARS) and not Path(argument).exists():
+        matches = sorted(glob.glob(argument))
+        if not matches:
+            raise MissingInput(f"{argument}: no file matches")
+        return [Path(m) for m in matches if Path(m).is_file()]
+    if Path(argument).is_dir():
+        raise UserError(f"{argument}: a folder; give its files, or a pattern such as {Path(argument) / '*.csv'}")
+    if not Path(argument).is_file():
+        raise MissingInput(f"{argument}: file not found")
+    return [Path(argument)]
+
+
 def expand(arguments, sep: str = ",", decimal: str = ".", columns: Columns = Columns(),
-           stdin: bool = True) -> Inputs:
+           stdin: bool = True, missing: list[str] | None = None) -> Inputs | None:
     """INPUT arguments as :class:`Inputs`: patterns expanded, files in time order.
 
-    Raises :class:`MissingInput` for a file not found or a pattern that matches nothing."""
+    Raises :class:`MissingInput` for a file not found or a pattern that matches nothing; with a
+    ``missing`` list, appends its one-line message there instead and goes on with the others
+    (None when none is left)."""
     arguments = [str(a) for a in arguments]
     if not arguments:
         raise UserError("no INPUT given")
@@ -135,17 +151,14 @@ def expand(arguments, sep: str = ",", decimal: str = ".", columns: Columns = Col
         return Inputs((read_stdin(),), (None,), "stdin")
     paths: list[Path] = []
     for argument in arguments:
-        if any(c in argument for c in GLOB_CHARS) and not Path(argument).exists():
-            matches = sorted(glob.glob(argument))
-            if not matches:
-                raise MissingInput(f"{argument}: no file matches")
-            paths += [Path(m) for m in matches if Path(m).is_file()]
-        elif Path(argument).is_dir():
-            raise UserError(f"{argument}: a folder; give its files, or a pattern such as {Path(argument) / '*.csv'}")
-        elif not Path(argument).is_file():
-            raise MissingInput(f"{argument}: file not found")
-        else:
-            paths.append(Path(argument))
+        try:
+            paths += _paths(argument)
+        except MissingInput as exc:
+            if missing is None:
+                raise
+            missing.append(str(exc))
+    if not paths:
+        return None
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     if len(unique) < len(paths):
         seen, twice = set(), None

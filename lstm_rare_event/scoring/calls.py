@@ -154,18 +154,8 @@ def _check_sources(out_path, inputs: Inputs, run_dir, to_stdout: bool, state_pat
 def _present(arguments: list[str], stream: Stream) -> tuple[Inputs | None, list[str]]:
     """The INPUTs that are there, in time order, and a line for each one that is not (a day
     file before its first row): for a stateful call, a data condition rather than an error."""
-    read = (stream.sep, stream.decimal, stream.names)
-    if STDIO in arguments:  # read once: expand takes standard input whole
-        return expand(arguments, *read), []
-    present, missing = [], []
-    for argument in arguments:
-        try:
-            expand([argument], *read)
-        except MissingInput as exc:
-            missing.append(str(exc))
-        else:
-            present.append(argument)
-    return (expand(present, *read) if present else None), missing
+    missing: list[str] = []
+    return expand(arguments, stream.sep, stream.decimal, stream.names, missing=missing), missing
 
 
 def feed_inputs(stream: Stream, inputs: Inputs | None, chunk_rows: int):
