@@ -103,13 +103,25 @@ def read_progress(path: Path, run_dir, merge_minutes: float) -> dict:
         written_with = data["run"]["path"]
         if not isinstance(written_with, str):
             raise ValueError(f"run path {written_with!r}")
-        adopted = data.get("adopted") or []
+        adopted = _adoptions(data)
         return {"written_with": written_with, "last_row": time_or_none(_time(data, "last_row")),
                 "last_scored": time_or_none(_time(data, "last_scored")), "rows": _count(data, "rows"),
                 "windows": _count(data, "windows"), "watch": _watch(data, run_dir, merge_minutes),
-                "last_adopted": adopted[-1] if isinstance(adopted, list) and adopted else None}
+                "last_adopted": adopted[-1] if adopted else None}
     except _MALFORMED as exc:
         raise _broken(path, f"{type(exc).__name__}: {exc}") from None
+
+
+def _adoptions(data: dict) -> list[dict]:
+    """The state's adoption records, oldest first; ValueError (or the like) when one is not a
+    record with a time ``after`` (or none) and a finite ``threshold`` (or none)."""
+    adopted = list(data.get("adopted") or ())
+    for record in adopted:
+        if record.get("after") is not None:
+            _time(record, "after")
+        if record.get("threshold") is not None and not math.isfinite(record["threshold"]):
+            raise ValueError(f"adopted threshold {record['threshold']!r}")
+    return adopted
 
 
 def read_adoptions(path: Path) -> list[dict]:
@@ -117,13 +129,7 @@ def read_adoptions(path: Path) -> list[dict]:
     threshold over its own windows: :func:`~lstm_rare_event.scoring.figure.run_thresholds`)."""
     data = _load(path)
     try:
-        adopted = list(data.get("adopted") or ())
-        for record in adopted:
-            if record.get("after") is not None:
-                _time(record, "after")
-            if record.get("threshold") is not None and not math.isfinite(record["threshold"]):
-                raise ValueError(f"adopted threshold {record['threshold']!r}")
-        return adopted
+        return _adoptions(data)
     except _MALFORMED as exc:
         raise _broken(path, f"{type(exc).__name__}: {exc}") from None
 
@@ -135,7 +141,7 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
     data = _load(path)
     try:
         features = list(scorer.preprocessor.features_)
-        adopted = tuple(data.get("adopted", ()))
+        adopted = tuple(_adoptions(data))
         if data["run"]["fingerprint"] != scorer.fingerprint:
             adopted = (*adopted, _adoption(path, data, scorer, run_dir, options))[-ADOPTIONS_KEPT:]
         episode, history = data["episode"], data["history"]
