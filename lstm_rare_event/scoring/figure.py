@@ -40,14 +40,21 @@ def read_scores(scores_csv) -> dict:
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected the CSV written by "
                         "`lstm-rare-event score`")
+    # The wall-clock times as written (the data's own zone), and the instants (UTC, as a state's
+    # adoption records have them; naive times are taken as UTC, as scoring takes them).
+    text = frame["time"].str.strip()
+    instant = None
     try:
-        parsed = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", utc=False)
+        parsed = pd.to_datetime(text, format="ISO8601", utc=False)
     except (ValueError, TypeError):  # offsets that change (daylight saving): each row's wall-clock time
-        parsed = pd.to_datetime(frame["time"].str.strip().str.replace(r"(Z|[+-]\d{2}:?\d{2})$", "", regex=True),
-                                format="ISO8601")
+        instant = pd.to_datetime(text, format="ISO8601", utc=True).dt.tz_localize(None)
+        parsed = pd.to_datetime(text.str.replace(r"(Z|[+-]\d{2}:?\d{2})$", "", regex=True), format="ISO8601")
     zoned = getattr(parsed.dt, "tz", None) is not None
     if zoned:
-        parsed = parsed.dt.tz_localize(None)  # the wall-clock time as written: the data's own zone
+        instant = parsed.dt.tz_convert(None)
+        parsed = parsed.dt.tz_localize(None)
+    elif instant is None:
+        instant = parsed
     sensors = sorted(int(c.split("_")[1]) for c in frame.columns if c.startswith("sensor_") and c[7:].isdigit())
     top = [[(str(s), float(w)) for s, w in zip(row[0::2], row[1::2]) if isinstance(s, str) and s]
            for row in frame[[f"{k}_{i}" for i in sensors for k in ("sensor", "share")]].itertuples(index=False)] \
@@ -61,8 +68,6 @@ def read_scores(scores_csv) -> dict:
             raise UserError(f"{path}: row {bad[0] + 1}, column 'y': {frame['y'].iloc[bad[0]]!r} is not a label "
                             "(0 or 1)")
         y = y.to_numpy(dtype=np.int64)
-    # The instants (UTC) too: a state's adoption records are in UTC.
-    instant = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", utc=True).dt.tz_localize(None)
     return {"time": parsed.to_numpy().astype("datetime64[s]"), "score": frame["score"].to_numpy(dtype=float),
             "utc": instant.to_numpy().astype("datetime64[s]"), "flag": frame["flag"].to_numpy().astype(bool),
             "episode": frame["episode"].to_numpy(dtype=np.int64), "opened": opened, "top": top, "zoned": zoned,
