@@ -98,14 +98,6 @@ def fsync_tree(path: str | os.PathLike) -> None:
         fsync_dir(folder)
 
 
-def durable_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Rename ``source`` (a file or a folder) to ``target`` once its bytes are on disk, and the
-    rename once made; see the module docstring."""
-    fsync_tree(source)
-    os.replace(source, target)
-    fsync_dir(Path(target).parent)
-
-
 def _clean_partials(path: Path) -> None:
     """Partial files that dead processes left beside ``path`` (SIGKILL, power loss)."""
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.partial$")

@@ -136,17 +136,16 @@ def test_atomic_writes_are_flushed_before_the_rename(runs, new_csv, tmp_path, di
     assert ("fsync", src) in disk_log[:i] and ("fsync", str(tmp_path)) in disk_log[i + 1:]
 
 
-def test_durable_replace_flushes_a_folder_tree(tmp_path, disk_log):
+def test_fsync_tree_flushes_every_file_and_folder_of_a_staged_tree(tmp_path, disk_log):
+    """What a run's commit flushes before its journal: the staged files, then their folders."""
     folder = tmp_path / "staged"
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "w.npz").write_bytes(b"weights")
     (folder / "c.json").write_text("{}")
-    files.durable_replace(folder, tmp_path / "final")
+    files.fsync_tree(folder)
     synced = [e[1] for e in disk_log if e[0] == "fsync"]
-    i = next(i for i, e in enumerate(disk_log) if e[0] == "replace")
-    assert {str(folder / "sub" / "w.npz"), str(folder / "c.json"), str(folder / "sub"), str(folder)} <= \
-        {e[1] for e in disk_log[:i]}
-    assert synced[-1] == str(tmp_path)
+    assert {str(folder / "sub" / "w.npz"), str(folder / "c.json"), str(folder / "sub"), str(folder)} <= set(synced)
+    assert synced.index(str(folder / "sub" / "w.npz")) < synced.index(str(folder / "sub")) < synced.index(str(folder))
 
 
 # -- defect 2: a symlinked .staging --------------------------------------------------------
