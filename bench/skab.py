@@ -53,20 +53,20 @@ def log(message: str) -> None:
     print(f"[bench skab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def command(detector: str, out: Path, train: str | None = None) -> list[str]:
+def command(detector: str, out: Path, train: str | None = None, **variables: str) -> list[str]:
     """The make call for one detector into ``out`` (the CLI run from this interpreter, so that
     the checkout's package is the one measured); ``train``: train options instead of the
-    Makefile's."""
+    Makefile's; ``variables``: other Makefile variables (SMOOTH="30")."""
     args = ["make", "-f", str(MAKEFILE), f"-j{JOBS}", f"SKAB={DATA}", f"OUT={out}", f"DETECTOR={detector}",
-            f"CLI={sys.executable} -m lstm_rare_event"]
+            f"CLI={sys.executable} -m lstm_rare_event", *(f"{k}={v}" for k, v in variables.items())]
     if train is None and QUICK and detector in QUICK_TRAIN:
         train = QUICK_TRAIN[detector]
     return args + ([f"TRAIN={train}"] if train is not None else [])
 
 
-def run_make(detector: str, out: Path, train: str | None = None) -> dict:
+def run_make(detector: str, out: Path, train: str | None = None, **variables: str) -> dict:
     """The Makefile run once; OUT/results.json as evaluate-scores wrote it, with the minutes taken."""
-    args = command(detector, out, train)
+    args = command(detector, out, train, **variables)
     log(f"{detector}: {shlex.join(args)}")
     started = time.perf_counter()
     done = subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
