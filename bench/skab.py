@@ -193,11 +193,15 @@ def main(argv: list[str]) -> int:
              "options": options, "measured_now": chosen, "experiments": first["experiments"], "rows": first["rows"],
              "judged_rows": first["judged_rows"], "detectors": measured, "leaderboard": LEADERBOARD,
              "targets": targets(measured), "bench_minutes": (time.perf_counter() - started) / 60}
-    (HERE / "skab.json").write_text(json.dumps(bench, indent=2) + "\n")
-    text = markdown(bench)
-    (HERE / "skab.md").write_text(text)
-    print(text)
+    publish("skab", bench, markdown(bench))
     return 0
+
+
+def publish(name: str, bench: dict, text: str) -> None:
+    """Write bench/NAME.json and bench/NAME.md, and print the latter."""
+    (HERE / f"{name}.json").write_text(json.dumps(bench, indent=2) + "\n")
+    (HERE / f"{name}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ difference". Only valve1 is read (bench/skab.py's DATA).
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 
-from skab import DATA, HERE, JOBS, WORK, run_make
+from skab import DATA, JOBS, WORK, publish, run_make
 from skab_pca import counts_of, paired
 
 DETECTORS = ("mahalanobis", "pca", "lstm")
@@ -38,7 +37,7 @@ def row(label: str, m: dict) -> str:
     a, j = m["results"]["all_rows"], m["results"]["judged"]
     return (f"| {label} | {a['f1']:.3f} [{a['f1_interval'][0]:.2f}, {a['f1_interval'][1]:.2f}] | "
             f"{j['far'] * 100:.1f} [{j['far_interval'][0] * 100:.1f}, {j['far_interval'][1] * 100:.1f}] | "
-            f"{a['far'] * 100:.1f} | {a['mar'] * 100:.1f} | {m['minutes']:.1f} |")
+            f"{a['far'] * 100:.1f} | {a['mar'] * 100:.1f} |")
 
 
 def markdown(bench: dict) -> str:
@@ -61,8 +60,8 @@ def markdown(bench: dict) -> str:
         "FAR over the judged rows (row 400 on) and as SKAB counts; 95 % percentile bootstrap intervals resampling "
         "the 16 experiments (1000 replicates); the differences are paired (the same draws for both sets).",
         "",
-        "| set | F1 [95 % CI] | FAR % judged [CI] | FAR % as SKAB counts | MAR % | minutes |",
-        "|---|---|---|---|---|---|",
+        "| set | F1 [95 % CI] | FAR % judged [CI] | FAR % as SKAB counts | MAR % |",
+        "|---|---|---|---|---|",
     ]
     verdicts = []
     for detector, m in bench["detectors"].items():
@@ -90,10 +89,7 @@ def main(argv: list[str]) -> int:
         return 2
     bench = {"date": datetime.date.today().isoformat(), "data": str(DATA), "smooth": int(SMOOTH),
              "detectors": {detector: measure(detector) for detector in chosen}}
-    (HERE / "skab_smooth.json").write_text(json.dumps(bench, indent=2) + "\n")
-    text = markdown(bench)
-    (HERE / "skab_smooth.md").write_text(text)
-    print(text)
+    publish("skab_smooth", bench, markdown(bench))
     return 0
 
 
