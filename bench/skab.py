@@ -124,6 +124,9 @@ def markdown(bench: dict) -> str:
         *bench["options"],
         "```",
         "",
+        "THRESHOLD is that of a detector without SMOOTH_DETECTOR; with it, `--rule quantile --q 1 --factor 2 "
+        "--on fit --smooth SMOOTH` (bench/skab_smooth.md).",
+        "",
         f"{bench['experiments']} experiments, {bench['rows']:,} rows, {bench['judged_rows']:,} judged (from row 400 "
         "of each file on). F1, FAR and MAR are point-wise, pooled over the experiments; the intervals are 95 % "
         "percentile bootstraps resampling whole experiments (1000 replicates). FAR is given over the judged rows "
@@ -155,7 +158,7 @@ def markdown(bench: dict) -> str:
 
 def makefile_options() -> list[str]:
     """The Makefile's option sets, as it prints them (make -p would print every rule too)."""
-    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "THRESHOLD")
+    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_mahalanobis", "SMOOTH_pca", "THRESHOLD")
     done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused", "--eval",
                            "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in variables), "show"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
@@ -176,8 +179,9 @@ def main(argv: list[str]) -> int:
     previous = json.loads((HERE / "skab.json").read_text()) if set(chosen) != set(DETECTORS) else None
     if previous is not None:
         # The kept figures hold only for the options they were measured with.
-        shared = [line for line in options if not line.startswith("TRAIN_")]
-        kept = [line for d in DETECTORS if d not in chosen for line in options if line.startswith(f"TRAIN_{d} ")]
+        shared = [line for line in options if not line.startswith(("TRAIN_", "SMOOTH_"))]
+        kept = [line for d in DETECTORS if d not in chosen for line in options
+                if line.startswith((f"TRAIN_{d} ", f"SMOOTH_{d} "))]
         if (previous["quick"] != QUICK or Path(previous["data"]) != DATA
                 or not set(shared + kept) <= set(previous["options"])):
             print("bench skab: bench/skab.json was measured on other data, options or BENCH_QUICK setting than "
