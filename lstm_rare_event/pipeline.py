@@ -23,7 +23,7 @@ import pandas as pd
 
 from lstm_rare_event import detectors
 from lstm_rare_event.alarms import evaluation, thresholds
-from lstm_rare_event.alarms.rule import AlarmRule, smooth_parts, smoothing
+from lstm_rare_event.alarms.rule import AlarmRule, smoothing
 from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import LABEL, Buffer, Table, read_table
@@ -132,12 +132,8 @@ class Pipeline:
         detector.fit(train_w, valid_w)
         threshold = self.threshold.resolved(pre.interval_minutes, self.preprocess.shift)
         on_train = threshold.params.get("on") in ("train", "fit")
-        valid_scores, train_normal = detector.score(valid_w), None
-        if on_train or threshold.smooth > 1:  # as the threshold step: train's windows come first
-            train_scores, valid_scores = smooth_parts(threshold.smooth, [
-                (detector.score(train_w), train_w.end_time, train_w.segment_start),
-                (valid_scores, valid_w.end_time, valid_w.segment_start)])
-            train_normal = train_scores[train_w.y == 0] if on_train else None
+        valid_scores, train_normal = evaluation.rule_scores(
+            detector.score, valid_w, train_w if on_train or threshold.smooth > 1 else None, threshold.smooth, on_train)
         scored = evaluation.scored(valid_scores, valid_w, pre.interval_minutes, threshold.merge,
                                    threshold.horizon, train_normal)
         value = thresholds.choose_threshold(threshold.rule, scored, **threshold.params)

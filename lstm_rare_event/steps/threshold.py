@@ -10,7 +10,7 @@ from lstm_rare_event import log
 import numpy as np
 
 from lstm_rare_event.alarms import evaluation, plots, thresholds
-from lstm_rare_event.alarms.rule import smooth_parts, smoothing
+from lstm_rare_event.alarms.rule import smoothing
 from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
@@ -52,17 +52,12 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
         detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
-        train_normal = None
-        valid_scores = detector.score(valid)
+        train = None
         if on_train or options.smooth > 1:
             train = run.split("train")
             why = f"--on {options.params['on']}" if on_train else f"the first windows' --smooth {options.smooth}"
             log.info(f"{detector.name} scores of {len(train):,} training windows ({why})")
-            train_scores, valid_scores = smooth_parts(options.smooth, [
-                (detector.score(train), train.end_time, train.segment_start),
-                (valid_scores, valid.end_time, valid.segment_start)])
-            if on_train:
-                train_normal = train_scores[np.asarray(train.y) == 0]
+        valid_scores, train_normal = evaluation.rule_scores(detector.score, valid, train, options.smooth, on_train)
         scored = evaluation.scored(valid_scores, valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
         summary = {
