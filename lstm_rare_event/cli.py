@@ -597,7 +597,8 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "A bad INPUT is reported (one line naming it), the others are still scored, and the "
                    "call exits 2 at the end. Instead of --out; needed for several INPUTs.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="CSV to write (- for stdout): time, score, flag, episode (alarm episode id counting from 1, "
+              help="CSV to write (- for stdout): time, score (smoothed, for a run thresholded with --smooth), flag, "
+                   "episode (alarm episode id counting from 1, "
                    "0 when not flagged), opened (1 where the window opened an episode), held (--missing hold), "
                    "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
                    "detectors that name sensors. With --state, new windows are appended.")
