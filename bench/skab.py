@@ -53,20 +53,20 @@ def log(message: str) -> None:
     print(f"[bench skab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def command(detector: str, out: Path, train: str | None = None) -> list[str]:
+def command(detector: str, out: Path, train: str | None = None, **variables: str) -> list[str]:
     """The make call for one detector into ``out`` (the CLI run from this interpreter, so that
     the checkout's package is the one measured); ``train``: train options instead of the
-    Makefile's."""
+    Makefile's; ``variables``: other Makefile variables (SMOOTH="30")."""
     args = ["make", "-f", str(MAKEFILE), f"-j{JOBS}", f"SKAB={DATA}", f"OUT={out}", f"DETECTOR={detector}",
-            f"CLI={sys.executable} -m lstm_rare_event"]
+            f"CLI={sys.executable} -m lstm_rare_event", *(f"{k}={v}" for k, v in variables.items())]
     if train is None and QUICK and detector in QUICK_TRAIN:
         train = QUICK_TRAIN[detector]
     return args + ([f"TRAIN={train}"] if train is not None else [])
 
 
-def run_make(detector: str, out: Path, train: str | None = None) -> dict:
+def run_make(detector: str, out: Path, train: str | None = None, **variables: str) -> dict:
     """The Makefile run once; OUT/results.json as evaluate-scores wrote it, with the minutes taken."""
-    args = command(detector, out, train)
+    args = command(detector, out, train, **variables)
     log(f"{detector}: {shlex.join(args)}")
     started = time.perf_counter()
     done = subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -124,6 +124,9 @@ def markdown(bench: dict) -> str:
         *bench["options"],
         "```",
         "",
+        "THRESHOLD is that of a detector without SMOOTH_DETECTOR; with it, `--rule quantile --q 1 --factor 2 "
+        "--on fit --smooth SMOOTH` (bench/skab_smooth.md).",
+        "",
         f"{bench['experiments']} experiments, {bench['rows']:,} rows, {bench['judged_rows']:,} judged (from row 400 "
         "of each file on). F1, FAR and MAR are point-wise, pooled over the experiments; the intervals are 95 % "
         "percentile bootstraps resampling whole experiments (1000 replicates). FAR is given over the judged rows "
@@ -155,7 +158,7 @@ def markdown(bench: dict) -> str:
 
 def makefile_options() -> list[str]:
     """The Makefile's option sets, as it prints them (make -p would print every rule too)."""
-    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "THRESHOLD")
+    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_mahalanobis", "SMOOTH_pca", "THRESHOLD")
     done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused", "--eval",
                            "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in variables), "show"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
@@ -176,8 +179,9 @@ def main(argv: list[str]) -> int:
     previous = json.loads((HERE / "skab.json").read_text()) if set(chosen) != set(DETECTORS) else None
     if previous is not None:
         # The kept figures hold only for the options they were measured with.
-        shared = [line for line in options if not line.startswith("TRAIN_")]
-        kept = [line for d in DETECTORS if d not in chosen for line in options if line.startswith(f"TRAIN_{d} ")]
+        shared = [line for line in options if not line.startswith(("TRAIN_", "SMOOTH_"))]
+        kept = [line for d in DETECTORS if d not in chosen for line in options
+                if line.startswith((f"TRAIN_{d} ", f"SMOOTH_{d} "))]
         if (previous["quick"] != QUICK or Path(previous["data"]) != DATA
                 or not set(shared + kept) <= set(previous["options"])):
             print("bench skab: bench/skab.json was measured on other data, options or BENCH_QUICK setting than "
@@ -193,11 +197,15 @@ def main(argv: list[str]) -> int:
              "options": options, "measured_now": chosen, "experiments": first["experiments"], "rows": first["rows"],
              "judged_rows": first["judged_rows"], "detectors": measured, "leaderboard": LEADERBOARD,
              "targets": targets(measured), "bench_minutes": (time.perf_counter() - started) / 60}
-    (HERE / "skab.json").write_text(json.dumps(bench, indent=2) + "\n")
-    text = markdown(bench)
-    (HERE / "skab.md").write_text(text)
-    print(text)
+    publish("skab", bench, markdown(bench))
     return 0
+
+
+def publish(name: str, bench: dict, text: str) -> None:
+    """Write bench/NAME.json and bench/NAME.md, and print the latter."""
+    (HERE / f"{name}.json").write_text(json.dumps(bench, indent=2) + "\n")
+    (HERE / f"{name}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

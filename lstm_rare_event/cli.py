@@ -508,14 +508,19 @@ threshold_options = options(
     click.option("--horizon", default=None,
                  help="A break is warned when an episode starts at most this long before it: a duration, rows "
                       "or minutes as --merge  [default: the label shift, --shift rows]"),
+    click.option("--smooth", type=int, default=T.smooth, show_default=True,
+                 help="Alarm on the trailing median of the score over this many windows of the same gap-free "
+                      "segment (causal; 0 or 1: off); the rule is chosen on the smoothed scores, and score, "
+                      "evaluate and backtest smooth alike. For scores of one row (mahalanobis, pca, lstm --error "
+                      "last) on fast data that flickers inside a fault (README: Another plant's data)."),
 )
 # The options of threshold_options that are parameters of a rule, as the rule registry names them.
 RULE_PARAMS = tuple(dict.fromkeys(name for rule in RULES.values() for name in rule.params))
 
 
-def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
+def threshold_from(rule, merge, horizon, smooth, **params) -> ThresholdOptions:
     given = {name: v for name, v in params.items() if v is not None}
-    return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon)
+    return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon, smooth=smooth)
 
 
 @command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60\n"
@@ -530,7 +535,7 @@ def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
               help="The run whose threshold this one replaces (last night's): warns when the new value is over "
                    f"{PREVIOUS_RATIO:g}x or under {1 / PREVIOUS_RATIO:g}x its value.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait, previous, as_json, **params):
+def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickle, wait, previous, as_json, **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -539,7 +544,7 @@ def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait,
     """
     from lstm_rare_event.steps import threshold
 
-    options = threshold_from(rule, merge, horizon, **params)
+    options = threshold_from(rule, merge, horizon, smooth, **params)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle,
                                       previous=previous)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
@@ -592,7 +597,8 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "A bad INPUT is reported (one line naming it), the others are still scored, and the "
                    "call exits 2 at the end. Instead of --out; needed for several INPUTs.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="CSV to write (- for stdout): time, score, flag, episode (alarm episode id counting from 1, "
+              help="CSV to write (- for stdout): time, score (smoothed, for a run thresholded with --smooth), flag, "
+                   "episode (alarm episode id counting from 1, "
                    "0 when not flagged), opened (1 where the window opened an episode), held (--missing hold), "
                    "then the three sensors with the largest share of the score (sensor_1, share_1, ...) for "
                    "detectors that name sensors. With --state, new windows are appended.")
@@ -880,7 +886,7 @@ B = BacktestOptions
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print backtest.json instead of the table.")
 def backtest_command(input_csv, out_dir, detector_names, start, every, train_window, valid_window, warm_start,
-                     replicates, rule, merge, horizon, wait, as_json, sep, decimal, **options):
+                     replicates, rule, merge, horizon, smooth, wait, as_json, sep, decimal, **options):
     """Walk forward through a labelled CSV as a retrain-and-score deployment would.
 
     From --start, every --every: each detector is fitted on --train-window of rows before
@@ -900,7 +906,7 @@ def backtest_command(input_csv, out_dir, detector_names, start, every, train_win
                            detectors=detector_names, warm_start=warm_start, replicates=replicates)
     params = detectors.assign_options(detector_names, {k: v for k, v in options.items() if v is not None})
     report = backtest.backtest(input_csv, out_dir, walk, preprocess, params,
-                               threshold_from(rule, merge, horizon, **rule_params), wait=wait, sep=sep,
+                               threshold_from(rule, merge, horizon, smooth, **rule_params), wait=wait, sep=sep,
                                decimal=decimal)
     click.echo(dumps(report), nl=False) if as_json else click.echo(backtest.backtest_text(report))
 

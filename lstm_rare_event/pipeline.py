@@ -23,7 +23,7 @@ import pandas as pd
 
 from lstm_rare_event import detectors
 from lstm_rare_event.alarms import evaluation, thresholds
-from lstm_rare_event.alarms.rule import AlarmRule
+from lstm_rare_event.alarms.rule import AlarmRule, smoothing
 from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.csv import LABEL, Buffer, Table, read_table
@@ -37,7 +37,7 @@ from lstm_rare_event.version import __version__
 class Pipeline:
     """Preprocessor + detector + alarm rule. The parameters are those of ``prepare`` (lookback,
     shift, detrend, ...), ``train`` (``detector`` and its ``params``) and ``threshold`` (``rule``
-    with ``rule_params``, ``merge``, ``horizon``), with the command line's defaults;
+    with ``rule_params``, ``merge``, ``horizon``, ``smooth``), with the command line's defaults;
     ``fractions``: how :meth:`fit` cuts a frame into train and valid (prepare's train:valid
     ratio; the test share is not used)."""
 
@@ -50,14 +50,14 @@ class Pipeline:
                  time_format: str | None = PreprocessOptions.time_format, params: dict | None = None,
                  rule: str = ThresholdOptions.rule, rule_params: dict | None = None,
                  merge=ThresholdOptions.merge, horizon=ThresholdOptions.horizon,
-                 fractions=PrepareOptions.fractions):
+                 smooth: int = ThresholdOptions.smooth, fractions=PrepareOptions.fractions):
         preprocess = PreprocessOptions(shift=shift, lookback=lookback, drop=tuple(drop),
                                        features=None if features is None else tuple(features),
                                        allow_gaps=allow_gaps, detrend=detrend, clip=clip, max_gap=max_gap,
                                        labels=labels, time_column=time_column, label_column=label_column,
                                        time_format=time_format)
-        self._setup(detector, preprocess, ThresholdOptions(rule, dict(rule_params or {}), merge, horizon), params,
-                    fractions)
+        self._setup(detector, preprocess, ThresholdOptions(rule, dict(rule_params or {}), merge, horizon, smooth),
+                    params, fractions)
 
     @classmethod
     def from_options(cls, detector, preprocess: PreprocessOptions, threshold: ThresholdOptions,
@@ -131,11 +131,14 @@ class Pipeline:
             detector.warm_start(previous)
         detector.fit(train_w, valid_w)
         threshold = self.threshold.resolved(pre.interval_minutes, self.preprocess.shift)
-        train_normal = detector.score(train_w)[train_w.y == 0] if threshold.params.get("on") == "train" else None
-        scored = evaluation.scored(detector.score(valid_w), valid_w, pre.interval_minutes, threshold.merge,
+        on_train = threshold.params.get("on") in ("train", "fit")
+        valid_scores, train_normal = evaluation.rule_scores(
+            detector.score, valid_w, train_w if on_train or threshold.smooth > 1 else None, threshold.smooth, on_train)
+        scored = evaluation.scored(valid_scores, valid_w, pre.interval_minutes, threshold.merge,
                                    threshold.horizon, train_normal)
         value = thresholds.choose_threshold(threshold.rule, scored, **threshold.params)
-        rule = AlarmRule(value, threshold.merge, threshold.horizon, threshold.rule, threshold.params)
+        rule = AlarmRule(value, threshold.merge, threshold.horizon, threshold.rule, threshold.params,
+                         threshold.smooth)
         self.scorer = Scorer(pre, detector, rule)
         return self
 
@@ -202,9 +205,11 @@ class Pipeline:
                 out.json(TRAIN_JSON, {"package_version": __version__, "detector": detector.describe()})
             chosen = {"rule": rule.rule, "params": rule.params, "value": rule.value,
                       "merge_minutes": rule.merge_minutes, "horizon_minutes": rule.horizon_minutes,
-                      "detector": detector.name, "engine": detector.engine, "interval_minutes": pre.interval_minutes}
+                      **smoothing(rule.smooth), "detector": detector.name, "engine": detector.engine,
+                      "interval_minutes": pre.interval_minutes}
             with run.writer("threshold", {"rule": rule.rule, "params": rule.params, "merge": rule.merge_minutes,
-                                          "horizon": rule.horizon_minutes, "engine": detector.engine}, {}) as out:
+                                          "horizon": rule.horizon_minutes, **smoothing(rule.smooth),
+                                          "engine": detector.engine}, {}) as out:
                 out.json(THRESHOLD_JSON, chosen)
 
     @classmethod
@@ -214,7 +219,8 @@ class Pipeline:
         scorer = load_scorer(run_dir, engine, wait, allow_pickle)
         rule = scorer.rule
         pipe = cls.from_options(scorer.detector, scorer.preprocessor.options,
-                                ThresholdOptions(rule.rule, dict(rule.params), rule.merge_minutes, rule.horizon_minutes))
+                                ThresholdOptions(rule.rule, dict(rule.params), rule.merge_minutes, rule.horizon_minutes,
+                                                 rule.smooth))
         pipe.scorer = scorer
         return pipe
 

@@ -213,12 +213,13 @@ class Threshold:
     merge_minutes: float | None
     horizon_minutes: float | None
     data: dict
+    smooth: int = 1
 
     @property
     def alarm_rule(self) -> AlarmRule:
         """The rule these values make (runs thresholded before merge_minutes was saved: the default)."""
         merge = DEFAULT_MERGE_MINUTES if self.merge_minutes is None else self.merge_minutes
-        return AlarmRule(self.value, merge, self.horizon_minutes, self.rule, self.params)
+        return AlarmRule(self.value, merge, self.horizon_minutes, self.rule, self.params, self.smooth)
 
 
 class Run:
@@ -485,6 +486,7 @@ class Run:
             merge_minutes=optional("merge_minutes"),
             horizon_minutes=optional("horizon_minutes"),
             data=p.data,
+            smooth=p.integer("smooth", lambda v: v >= 1, "a number of windows >= 1") if "smooth" in p.data else 1,
         )
 
     def check_scorable(self) -> None:

@@ -180,12 +180,16 @@ def test_backtest_of_interval_labels_reports_intervals_and_chance(history, tmp_p
     assert "intervals detected" in text and "anomaly intervals" in report["verdicts"]["mahalanobis"]
 
 
-def test_a_fold_scores_its_rows_as_score_history_does(history, tmp_path):
+@pytest.mark.parametrize("smooth", [(), ("--smooth", "5")])
+def test_a_fold_scores_its_rows_as_score_history_does(history, tmp_path, smooth):
     """The backtest scores a fold through score's engine: its run directory, given every
-    earlier row as --history, scores the fold's rows as backtest.csv has them."""
+    earlier row as --history, scores the fold's rows as backtest.csv has them (smoothed alike
+    with --smooth, which the report records only when on)."""
     out = tmp_path / "bt"
-    ok("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK)
-    folds = json.loads((out / "backtest.json").read_text())["detectors"]["mahalanobis"]["folds"]
+    ok("backtest", history, "--out", out, "--detector", "mahalanobis", *WALK, *smooth)
+    report = json.loads((out / "backtest.json").read_text())
+    assert report["threshold"].get("smooth") == (5 if smooth else None)
+    folds = report["detectors"]["mahalanobis"]["folds"]
     fold, cut, until = folds[1]["fold"], np.datetime64(folds[1]["cut"]), np.datetime64(folds[2]["cut"])
     header, *body = history.read_text().splitlines()
     times = pd.to_datetime(pd.read_csv(history).time, format="%m/%d/%y %H:%M").to_numpy().astype("datetime64[s]")

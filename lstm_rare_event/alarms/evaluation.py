@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_rare_event.alarms import episodes, intervals, metrics, thresholds
-from lstm_rare_event.alarms.rule import flag
+from lstm_rare_event.alarms.rule import flag, smooth_parts
 from lstm_rare_event.alarms.thresholds import Scored
 from lstm_rare_event.files import to_jsonable
 
@@ -24,6 +24,19 @@ def scored(scores, windows, interval_minutes: float, merge_minutes: float, horiz
     return Scored(np.asarray(scores, dtype=np.float64), np.asarray(windows.y), windows.end_time,
                   metrics.break_times(windows.y, windows.event_time), interval_minutes, merge_minutes,
                   horizon_minutes, train_normal)
+
+
+def rule_scores(score, valid, train=None, smooth: int = 1, on_train: bool = False):
+    """(validation scores, normal training scores or None): what a threshold rule reads.
+    ``score``: the detector's score of windows; with ``train`` (needed for ``on_train`` or
+    ``smooth`` > 1), the validation scores smoothed after the training windows', which lead
+    into them as they do when the file is scored."""
+    valid_scores = score(valid)
+    if train is None:
+        return valid_scores, None
+    train_scores, valid_scores = smooth_parts(smooth, [(score(train), train.end_time, train.segment_start),
+                                                       (valid_scores, valid.end_time, valid.segment_start)])
+    return valid_scores, (train_scores[np.asarray(train.y) == 0] if on_train else None)
 
 
 def alarm_summary(s: Scored, value: float) -> dict:

@@ -3,6 +3,11 @@
 This is the one place that flags windows and numbers alarm episodes; every step (``score``,
 ``evaluate``, ``backtest``, ``report``) and the episode metrics go through it.
 
+- A window's **score** is its detector's score, or with ``smooth`` K > 1 the trailing median of
+  the detector's scores of the last K windows of its gap-free segment, itself included (fewer
+  at the start of a segment: those it has). SKAB's valve1 study (bench/skab_study.md): a score
+  of one row (mahalanobis, pca, lstm ``--error last``) flickers around the limit inside a
+  fault; the median rides over those dips, where k flags in a row would only delay the onset.
 - A window is **flagged** when its score is strictly above the rule's value (the recipe's
   ``error > threshold``).
 - Flagged windows close in time are one **episode**: a flagged window opens a new episode when
@@ -26,6 +31,54 @@ import numpy as np
 
 # The merge gap of runs thresholded before threshold.json recorded one.
 DEFAULT_MERGE_MINUTES = 30.0
+# Windows smoothed at a time (trailing_median): bounds its memory to k copies of this many scores.
+SMOOTH_BLOCK = 65536
+
+
+def trailing_median(scores, segment, k: int) -> np.ndarray:
+    """(N,) each score replaced by the median of the last ``k`` scores of its segment, itself
+    included (fewer at the start of a segment). ``scores`` are in time order; ``segment`` (N,)
+    names each one's gap-free segment (its start time), equal within a segment. Causal: a
+    score depends only on those before it, so pieces scored one after another, each with the
+    k - 1 windows before it, give the scores of one pass."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.size
+    if k <= 1 or n == 0:
+        return scores
+    segment = np.asarray(segment)
+    # The index of each window's segment's first window: a new segment starts where it changes.
+    starts = np.flatnonzero(np.append(True, segment[1:] != segment[:-1]))
+    first = starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
+    out = np.empty(n)
+    for lo in range(0, n, SMOOTH_BLOCK):  # (block, k) at a time: k copies of every score at most
+        hi = min(lo + SMOOTH_BLOCK, n)
+        at = np.arange(lo, hi)[:, None] - np.arange(k - 1, -1, -1)  # the k windows ending at each
+        window = np.where(at >= first[lo:hi, None], scores[np.maximum(at, 0)], np.nan)
+        window.sort(axis=1)  # NaN (before the segment) sorts last
+        count = np.minimum(np.arange(lo, hi) - first[lo:hi] + 1, k)
+        rows = np.arange(hi - lo)
+        out[lo:hi] = (window[rows, (count - 1) // 2] + window[rows, count // 2]) / 2
+    return out
+
+
+def smooth_parts(k: int, parts) -> list[np.ndarray]:
+    """The scores of several sets of windows of one series (the splits of a prepared file),
+    each ``(scores, end_time, segment)``, smoothed as one sequence in time order: a split's
+    first windows follow the windows of the split before it, as they do when the file is scored."""
+    parts = [(np.asarray(s, dtype=np.float64), np.asarray(t), np.asarray(g)) for s, t, g in parts]
+    if k <= 1:
+        return [s for s, _, _ in parts]
+    scores, time, segment = (np.concatenate(column) for column in zip(*parts))
+    order = np.argsort(time, kind="stable")
+    smoothed = np.empty_like(scores)
+    smoothed[order] = trailing_median(scores[order], segment[order], k)
+    return np.split(smoothed, np.cumsum([len(s) for s, _, _ in parts])[:-1])
+
+
+def smoothing(k: int) -> dict:
+    """What threshold.json (and a step's recorded options) say about smoothing: nothing when it
+    is off, so that a run without it writes what it wrote before the option existed."""
+    return {"smooth": int(k)} if k > 1 else {}
 
 
 def flag(scores, value: float) -> np.ndarray:
@@ -91,13 +144,20 @@ class AlarmRule:
 
     ``value``: a window is flagged above it; ``merge_minutes``: the episode merge gap;
     ``horizon_minutes``: how long before a break an episode must start to warn of it (None
-    where no step chose it); ``rule`` and ``params``: how the value was chosen."""
+    where no step chose it); ``rule`` and ``params``: how the value was chosen; ``smooth``: the
+    windows a score's trailing median spans (1: the detector's score as it is)."""
 
     value: float
     merge_minutes: float = DEFAULT_MERGE_MINUTES
     horizon_minutes: float | None = None
     rule: str = "value"
     params: dict = field(default_factory=dict, compare=True, hash=False)
+    smooth: int = 1
+
+    def smoothed(self, scores, segment) -> np.ndarray:
+        """The scores the value applies to: the detector's ``scores`` of windows in time order,
+        with the gap-free segment each ends in (``Windows.segment_start``), smoothed."""
+        return trailing_median(scores, segment, self.smooth)
 
     def flag(self, scores) -> np.ndarray:
         return flag(scores, self.value)

@@ -17,13 +17,14 @@ NumPy only (no scikit-learn): ``score`` reads the threshold on every call and mu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from lstm_rare_event.alarms import tail
 from lstm_rare_event.alarms.episodes import threshold_for_episode_budget
+from lstm_rare_event.alarms.rule import smoothing
 from lstm_rare_event.alarms.metrics import candidate_thresholds, days_covered, windows_per_day
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.spans import gap_minutes, parse_gap
@@ -263,16 +264,22 @@ class ThresholdOptions:
     ``30min``, ``15rows``); :meth:`resolved` turns them into minutes at the data's cadence, the
     unit threshold.json keeps. ``merge`` None: DEFAULT_MERGE. ``horizon`` None: the label
     shift (shift rows x the cadence), the warning the labels themselves ask for; operators ask
-    for 30 or 60 minutes.
+    for 30 or 60 minutes. ``smooth``: the alarm rule's trailing median over this many windows
+    (:func:`~lstm_rare_event.alarms.rule.trailing_median`); the rule is chosen on the smoothed
+    scores. 0 and 1: off (stored as 1).
     """
 
     rule: str = "alarms-per-day"
     params: dict = field(default_factory=dict)
     merge: float | str | None = None
     horizon: float | str | None = None
+    smooth: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "params", resolve_params(self.rule, **self.params))
+        if isinstance(self.smooth, bool) or not isinstance(self.smooth, (int, np.integer)) or self.smooth < 0:
+            raise UserError(f"--smooth must be a whole number of windows (0 or 1: off), got {self.smooth!r}")
+        object.__setattr__(self, "smooth", max(int(self.smooth), 1))
         if self.merge is not None:
             _minutes(self.merge, "--merge", 1.0)
         if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
@@ -285,6 +292,11 @@ class ThresholdOptions:
         horizon = max(shift, 1) * interval_minutes if self.horizon is None else \
             _minutes(self.horizon, "--horizon", interval_minutes)
         return replace(self, merge=merge, horizon=horizon)
+
+    def recorded(self) -> dict:
+        """These options as a step records them; ``smooth`` only when on, so that a step without
+        it records what it did before the option existed."""
+        return {**{k: v for k, v in asdict(self).items() if k != "smooth"}, **smoothing(self.smooth)}
 
 
 def _minutes(value, option: str, interval_minutes: float) -> float:

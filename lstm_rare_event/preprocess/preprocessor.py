@@ -169,11 +169,13 @@ class Preprocessor:
     def context_rows(self) -> int:
         return self.options.context_rows
 
-    def context_start(self, rows: Rows) -> int:
+    def context_start(self, rows: Rows, whole=()) -> int:
         """The first row of the table ``rows`` came from that windows ending in rows appended
         after it depend on: the raw rows of its last lookback - 1 kept rows, and ``detrend`` rows
         before those. ``len(table) - context_rows``, unless break rows were dropped among them
-        (with ``allow_gaps`` a window spans a dropped break row, so it reaches further back)."""
+        (with ``allow_gaps`` a window spans a dropped break row, so it reaches further back).
+        ``whole``: rows of ``rows`` that end windows to be cut again from the rows kept (a
+        smoothed score looks back on them): their rows and baselines are kept too."""
         n_table = len(rows.table_segment_start)
         needed = self.lookback - 1
         if needed == 0:
@@ -182,6 +184,8 @@ class Preprocessor:
             first = int(rows.source_row[len(rows) - needed])
         else:
             first = 0
+        if len(whole):
+            first = min(first, int(rows.source_row[int(np.min(whole)) - needed]))
         return max(first - self.options.detrend, 0)
 
     @property

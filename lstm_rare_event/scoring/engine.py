@@ -236,23 +236,27 @@ class Stream:
         table = _concat(carry.tail, table)
         held = held if carry.held is None else np.concatenate([carry.held, held])
         staged = pre.rows(table, first_segment_start=carry.tail_start)
-        ends = pre.window_ends(staged)
+        every_end = pre.window_ends(staged)
         if emit:
-            self.coverage = add_summaries(self.coverage, no_window_summary(pre.no_window(staged, ends)[first_new:]))
-        ends = ends[staged.source_row[ends] >= first_new]
+            self.coverage = add_summaries(self.coverage, no_window_summary(pre.no_window(staged, every_end)[first_new:]))
+        new = staged.source_row[every_end] >= first_new
+        ends = every_end[new]
+        # The windows before the new ones that their smoothed scores look back on (the carried
+        # rows hold them whole: see context_start below); scored again, never written.
+        before = every_end[~new][len(every_end[~new]) - self._smoothed_back():]
         out = None
         if emit:
             self.new_rows += len(table) - first_new
             self._check_quality(table, staged, first_new)
             if len(ends):
-                out = self._score(table, staged, ends, held, source)
+                out = self._score(table, staged, ends, held, source, before)
             lines = self._lines(table, staged, ends, first_new)
             if lines is not None:
                 offsets = None if table.utc_offset is None else table.utc_offset[lines]
                 out = every_row(out, format_times(table.time[lines], offsets),
                                 np.searchsorted(lines, staged.source_row[ends]), self.header(),
                                 table.y[lines] if self.options.keep_labels else None)
-        keep = pre.context_start(staged)
+        keep = pre.context_start(staged, every_end[len(every_end) - self._smoothed_back():])
         carry.tail_start = staged.table_segment_start[keep] if keep < len(table) else None
         carry.tail, carry.held = table.subset(slice(keep, None)), held[keep:]
         carry.last_time = table.time[-1]
@@ -319,9 +323,16 @@ class Stream:
         new = staged.source_row >= first_new
         self.checks.add_rows(self.pre, table.values, first_new, staged.values[new], self.options.drift_sd)
 
-    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
+    def _smoothed_back(self) -> int:
+        """How many windows before a window its score looks back on (the alarm rule's smoothing)."""
+        return self.scorer.rule.smooth - 1
+
+    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source,
+               before: np.ndarray) -> pd.DataFrame:
+        """The output rows of the windows ending at ``ends``, after the windows ending at
+        ``before`` (scored only for the smoothing of the first ones)."""
         scorer, carry = self.scorer, self.carry
-        windows = self.pre.windows(staged, ends)
+        windows = self.pre.windows(staged, np.concatenate([before, ends]) if len(before) else ends)
         try:
             scores, names, shares = _explain(scorer.detector, windows, self.pre.features_)
         except UserError as exc:
@@ -330,6 +341,12 @@ class Stream:
         if bad.size:  # NaN is never above the threshold: it would pass as "no alarm"
             raise UserError(f"{source}: the {scorer.detector.name} score of the window ending "
                             f"{windows.end_time[bad[0]]} is not finite (sensor values far outside the training range)")
+        if scorer.rule.smooth > 1:
+            scores = scorer.rule.smoothed(scores, windows.segment_start)
+        if len(before):
+            new = slice(len(before), None)
+            windows, scores = windows.subset(new), scores[new]
+            names, shares = (None, None) if names is None else (names[new], shares[new])
         end_time = windows.end_time
         alarms = scorer.rule.episodes(end_time, scores, carry.episode)
         flags, episode, opened = alarms.flag, alarms.number, alarms.opened.astype(np.int8)

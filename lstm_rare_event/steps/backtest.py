@@ -141,7 +141,7 @@ def _config(input_path, options: BacktestOptions, preprocess: PreprocessOptions,
         "backtest": {k: v for k, v in asdict(options).items() if k not in ("replicates",)},
         "preprocess": asdict(preprocess),
         "detector_params": params,
-        "threshold": asdict(threshold),
+        "threshold": threshold.recorded(),
         "package_version": __version__,
         "folds": "run directories",  # earlier backtests kept only the warm-started detectors
     })
@@ -309,7 +309,7 @@ def backtest(input_path, out_dir, options: BacktestOptions = BacktestOptions(),
         pooled = {name: _pooled(store, name, n_folds, skipped) for name in options.detectors}
         report = _report(pooled, plan, end_time, y, event_time, interval_minutes, threshold, options, skipped,
                          labels=preprocess.labels)
-        with out.writer("backtest", {"options": asdict(options), "threshold": asdict(threshold)}, inputs={}) as w:
+        with out.writer("backtest", {"options": asdict(options), "threshold": threshold.recorded()}, inputs={}) as w:
             w.json(BACKTEST_JSON, report)
             _write_csv(w.path(BACKTEST_CSV), pooled, end_time, y, event_time, threshold.merge)
             _figures(w, pooled, plan, end_time, y, event_time, interval_minutes, threshold, report,
@@ -383,7 +383,7 @@ def _report(pooled: dict, plan: Plan, end_time, y, event_time, interval_minutes:
     report = {
         "package_version": __version__,
         "options": asdict(options),
-        "threshold": asdict(threshold),
+        "threshold": threshold.recorded(),
         "interval_minutes": interval_minutes,
         "folds": len(plan.test),
         "skipped_folds": {str(k + 1): why for k, why in skipped.items()},

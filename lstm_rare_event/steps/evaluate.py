@@ -7,6 +7,7 @@ import numpy as np
 from lstm_rare_event import log
 from lstm_rare_event.alarms import evaluation, metrics, plots, verdict
 from lstm_rare_event.alarms.bootstrap import blocks, bootstrap_metrics
+from lstm_rare_event.alarms.rule import smooth_parts, smoothing
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.preprocess.preprocessor import no_window_line
@@ -39,11 +40,14 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
         detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(test):,} test windows")
         scores = detector.score(test)
+        if chosen.smooth > 1:
+            scores = _smoothed(run, detector, test, scores, chosen.smooth)
         s = evaluation.scored(scores, test, interval, chosen.merge_minutes, chosen.horizon_minutes)
         labels = run.label_mode()
         report = {
             "threshold": {"rule": chosen.rule, "params": chosen.params, "value": chosen.value,
-                          "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes},
+                          "merge_minutes": chosen.merge_minutes, "horizon_minutes": chosen.horizon_minutes,
+                          **smoothing(chosen.smooth)},
             "detector": detector.name,
             "engine": detector.engine,
             "interval_minutes": interval,
@@ -76,6 +80,15 @@ def run_evaluate(run_dir, engine: str | None = None, wait: float = DEFAULT_WAIT,
                                           "precision": windows["precision"], "recall": windows["recall"]})
             plots.error_histogram(scores, test.y, chosen.value, out.path(HISTOGRAM_PNG))
     return report
+
+
+def _smoothed(run: Run, detector, test, scores, k: int) -> np.ndarray:
+    """The test ``scores`` smoothed as ``score`` smooths them: the first test windows after the
+    last k - 1 validation windows (the split before test, scored again for this)."""
+    valid = run.split("valid")
+    before = valid.subset(slice(max(len(valid) - (k - 1), 0), None))
+    return smooth_parts(k, [(detector.score(before), before.end_time, before.segment_start),
+                            (scores, test.end_time, test.segment_start)])[1]
 
 
 def _reference_scores(run: Run, reference, test, allow_pickle: bool = False) -> tuple[str, np.ndarray]:

@@ -10,6 +10,7 @@ from lstm_rare_event import log
 import numpy as np
 
 from lstm_rare_event.alarms import evaluation, plots, thresholds
+from lstm_rare_event.alarms.rule import smoothing
 from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
@@ -51,12 +52,13 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         thresholds.check_labels(options.rule, valid.y)  # before the detector runs, not after
         detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
-        train_normal = None
-        if on_train:
+        train = None
+        if on_train or options.smooth > 1:
             train = run.split("train")
-            log.info(f"{detector.name} scores of {len(train):,} training windows (--on {options.params['on']})")
-            train_normal = detector.score(train)[np.asarray(train.y) == 0]
-        scored = evaluation.scored(detector.score(valid), valid, interval, options.merge, horizon, train_normal)
+            why = f"--on {options.params['on']}" if on_train else f"the first windows' --smooth {options.smooth}"
+            log.info(f"{detector.name} scores of {len(train):,} training windows ({why})")
+        valid_scores, train_normal = evaluation.rule_scores(detector.score, valid, train, options.smooth, on_train)
+        scored = evaluation.scored(valid_scores, valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
         summary = {
             "rule": options.rule,
@@ -64,6 +66,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "value": chosen["value"],
             "merge_minutes": options.merge,
             "horizon_minutes": horizon,
+            **smoothing(options.smooth),
             "detector": detector.name,
             "engine": detector.engine,
             "interval_minutes": interval,
@@ -80,7 +83,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             summary["previous"] = compared(chosen["value"], detector.name, *before)
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
-                        "horizon": horizon, "engine": detector.engine}
+                        "horizon": horizon, **smoothing(options.smooth), "engine": detector.engine}
         with run.writer("threshold", step_options) as out:
             out.json(THRESHOLD_JSON, summary)
             cuts, precision, recall = thresholds.precision_recall_by_threshold(scored.scores, valid.y)
@@ -172,6 +175,7 @@ def threshold_text(summary: dict) -> str:
     return format_table([
         ["threshold", summary["value"]],
         ["rule", rule_text(summary)],
+        *([["score", f"trailing median over {summary['smooth']} windows"]] if summary.get("smooth", 1) > 1 else []),
         ["detector", f"{summary['detector']} ({summary['engine']} engine)"],
         [f"on validation: {v['n_windows']:,} windows, {v['n_positive']:,} positive"],
         ["alarms (true / false)", f"{c['tp']:,} / {c['fp']:,}"],
