@@ -544,7 +544,8 @@ def check_table(raw: pd.DataFrame, source, features, labels: str = "required", f
 
 def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None,
                      column: str = TIME) -> None:
-    """Times must strictly increase; ``text`` (the time column as read) is shown when given."""
+    """Times must strictly increase; ``text`` (the time column as read: a Series or a list) is
+    shown when given."""
     series = time if previous_time is None else np.concatenate([[previous_time], time])
     offset = 0 if previous_time is None else 1
     bad = np.flatnonzero(np.diff(series) <= np.timedelta64(0, "s"))
@@ -553,7 +554,7 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
 
         def shown(i):  # i indexes series
             if text is not None and i - offset >= 0:
-                return _show(str(text.iloc[i - offset]).strip())
+                return _show(str(list(text)[i - offset]).strip())
             return _show(str(series[i]))
 
         raise UserError(

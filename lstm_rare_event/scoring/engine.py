@@ -36,6 +36,7 @@ from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.plain import TextTable, read_plain
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
 from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
@@ -199,32 +200,40 @@ class Stream:
         features = pre.select(raw.columns, source, self.names)
         if raw.empty:
             return None
-        empty = _empty_cells(raw, features)
-        if empty.any():
-            raw = raw.copy()
-            for j, name in enumerate(features):
-                if empty[:, j].any():
-                    raw[name] = raw[name].where(~empty[:, j], "0")
         earlier = self._file_offsets
         if earlier is None and carry.tail is not None:
             earlier = carry.tail.utc_offset is not None
-        table = check_table(raw, source, features, labels="optional", first_row=first_row,
-                            previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
+        checked = None
+        if isinstance(raw, TextTable):
+            checked = raw.check(features, first_row, self._file_last, earlier, self.names)
+            raw = raw if checked is not None else raw.frame()
+        if checked is not None:
+            (table, empty), time_text = checked, raw.time_text(self.names)
+        else:
+            empty = _empty_cells(raw, features)
+            if empty.any():
+                raw = raw.copy()
+                for j, name in enumerate(features):
+                    if empty[:, j].any():
+                        raw[name] = raw[name].where(~empty[:, j], "0")
+            table = check_table(raw, source, features, labels="optional", first_row=first_row,
+                                previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
+            time_text = raw[self.names.time]
         self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
-        return self.feed_table(table, source, first_row, emit, empty, raw)
+        return self.feed_table(table, source, first_row, emit, empty, time_text)
 
     def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
-                   raw: pd.DataFrame | None = None) -> pd.DataFrame | None:
+                   time_text=None) -> pd.DataFrame | None:
         """As :meth:`feed`, for rows read already: ``table`` holds the run's features in its
-        order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
-        text they were read from (for messages; None: the times as read)."""
+        order, times ascending; ``empty`` marks its empty cells (None: none) and ``time_text`` is
+        the time column as read (for messages; None: the times as parsed)."""
         pre, carry = self.pre, self.carry
         if emit and self.options.keep_labels and table.y is None:
             raise UserError(f"{source}: no label column {self.names.label!r} to keep (--keep-labels); score it "
                             "without --keep-labels, or name its label column with --label-column")
         if empty is None:
             empty = np.zeros(table.values.shape, dtype=bool)
-        n_seen = self._seen(table, raw, source, first_row)
+        n_seen = self._seen(table, time_text, source, first_row)
         self.skipped += n_seen
         if n_seen == len(table):
             return None
@@ -270,7 +279,7 @@ class Stream:
         dropped = np.setdiff1d(np.arange(first_new, len(table)), staged.source_row, assume_unique=True)
         return np.union1d(staged.source_row[ends], dropped) if dropped.size else None
 
-    def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
+    def _seen(self, table: Table, time_text, source, first_row: int) -> int:
         """How many leading rows were seen already (times up to the carried last row); a row in
         that span that is not one of the carried rows was never seen: refused."""
         last = self.carry.last_time
@@ -284,7 +293,7 @@ class Stream:
             if unseen.size:
                 i = int(unseen[0])
                 time = self.names.time
-                shown = str(table.time[i]) if raw is None else str(raw[time].iloc[i]).strip()
+                shown = str(table.time[i]) if time_text is None else str(list(time_text)[i]).strip()
                 raise UserError(f"{source}: row {first_row + i}, column '{time}': {shown!r} "
                                 f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
                                 "and was not among the rows scored; rows must arrive in time order")
@@ -416,16 +425,19 @@ def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True, first_ro
     that make one chunk (a piece of a followed file) are read and scored in the caller's
     thread: with nothing to overlap, the threads' hand-overs would only add latency.
     ``first_row``: the number of ``path``'s first data row in messages (a piece of a followed
-    file starts further on)."""
-    one_chunk = isinstance(path, Buffer) and path.getvalue().count(b"\n") <= chunk_rows
+    file starts further on). A small input of plain cells is read without pandas
+    (:mod:`~lstm_rare_event.preprocess.plain`)."""
+    plain = read_plain(path, chunk_rows, stream.sep, stream.decimal, stream.names)
+    one_chunk = plain is not None or isinstance(path, Buffer) and path.getvalue().count(b"\n") <= chunk_rows
     stage = iter if one_chunk else ahead
-    return stage(_frames(stream, path, chunk_rows, emit, first_row, stage))
+    return stage(_frames(stream, path, chunk_rows, emit, first_row, stage, plain))
 
 
-def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int, stage):
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int, stage, plain):
     stream.start_input()
     rows = first_row - 1
-    for raw in stage(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
+    chunks = (plain,) if plain is not None else read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)
+    for raw in stage(chunks):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:
