@@ -443,11 +443,9 @@ def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> n
     """Floats from a column that pandas parsed already, or from text where it could not.
 
     Refused: text that is not a number, inf, nan, and |x| > MAX_ABS_VALUE."""
-    if pd.api.types.is_numeric_dtype(text) and not pd.api.types.is_bool_dtype(text):
-        values = text.to_numpy(dtype=float)
-    else:
+    if not _is_number(text):
         text = text.astype(str)
-        values = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype=float)
+    values = _floats(text)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         row = bad[0]
@@ -466,6 +464,36 @@ def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> n
             f"{source}: row {first_row + row}, column {_show(column)}: value {values[row]:g} is too large "
             f"(|x| > {MAX_ABS_VALUE:g}; later sums of squares would overflow)"
         )
+    return values
+
+
+def _is_number(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as floats: as pandas read it when numbers, else from its text (NaN where none)."""
+    if _is_number(column):
+        return column.to_numpy(dtype=float)
+    return pd.to_numeric(column.astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
+
+
+def _sensor_values(raw: pd.DataFrame, features, source, first_row: int) -> np.ndarray:
+    """The sensor columns as floats, checked at once: those pandas read as NumPy numbers in one
+    conversion, the others from their text; the first column (in feature order) with a value
+    that is not finite or too large is parse_numbers' to tell, as when each is parsed alone."""
+    dtypes = dict(zip(raw.columns, raw.dtypes))
+    numbers = [j for j, name in enumerate(features) if dtypes[name].kind in "iuf"]
+    values = np.empty((len(raw), len(features)), dtype=float)
+    if numbers:
+        values[:, numbers] = raw[[features[j] for j in numbers]].to_numpy(dtype=float)
+    for j in sorted(set(range(len(features))) - set(numbers)):
+        values[:, j] = _floats(raw[features[j]])
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN and inf too
+    if bad.any():
+        name = features[int(np.flatnonzero(bad.any(axis=0))[0])]
+        parse_numbers(raw[name], name, source, first_row)  # raises its message
     return values
 
 
@@ -536,10 +564,7 @@ def check_table(raw: pd.DataFrame, source, features, labels: str = "required", f
     check_increasing(time, source, first_row, previous_time, text=raw[names.time], column=names.time)
     y = parse_labels(raw[names.label], source, first_row, names.label) \
         if labels != "ignore" and names.label in columns else None
-    values = np.empty((len(raw), len(features)), dtype=float)
-    for j, name in enumerate(features):
-        values[:, j] = parse_numbers(raw[name], name, source, first_row)
-    return Table(time, values, list(features), y, utc_offset)
+    return Table(time, _sensor_values(raw, features, source, first_row), list(features), y, utc_offset)
 
 
 def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None,
