@@ -24,9 +24,9 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.alarms.rule import AlarmRule, OpenEpisode
 from lstm_rare_event.alarms.sensors import top_sensors
@@ -39,7 +39,12 @@ from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, c
 from lstm_rare_event.preprocess.plain import TextTable, read_plain
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
-from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
+from lstm_rare_event.scoring.output import STDIO, Lines, every_row, format_times, output_columns
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: a
+# score call of a few plain rows uses none of them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISSING = ("error", "hold")
 EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
@@ -156,6 +161,8 @@ def _concat(first: Table | None, second: Table) -> Table:
 
 def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
     """(rows, features) bool: cells that are empty or blank."""
+    import pandas as pd
+
     mask = np.zeros((len(raw), len(features)), dtype=bool)
     dtypes = raw.dtypes
     for j, name in enumerate(features):
@@ -192,7 +199,7 @@ class Stream:
     def _has_sensors(self) -> bool:
         return self.scorer.detector.names_sensors
 
-    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
+    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> Lines | None:
         """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
         output rows of the windows ending in its new rows (None without any), or, with
         ``emit`` False (history), only carry its rows forward."""
@@ -223,7 +230,7 @@ class Stream:
         return self.feed_table(table, source, first_row, emit, empty, time_text)
 
     def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
-                   time_text=None) -> pd.DataFrame | None:
+                   time_text=None) -> Lines | None:
         """As :meth:`feed`, for rows read already: ``table`` holds the run's features in its
         order, times ascending; ``empty`` marks its empty cells (None: none) and ``time_text`` is
         the time column as read (for messages; None: the times as parsed)."""
@@ -303,6 +310,8 @@ class Stream:
         """Apply --missing to the new rows' empty cells; per row, whether a cell was held."""
         if not empty.any():
             return np.zeros(len(table), dtype=bool)
+        import pandas as pd
+
         features = table.features
         if self.options.missing == "error":
             i, j = (int(v[0]) for v in np.nonzero(empty))
@@ -328,7 +337,7 @@ class Stream:
         new = staged.source_row >= first_new
         self.checks.add_rows(self.pre, table.values, first_new, staged.values[new], self.options.drift_sd)
 
-    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> pd.DataFrame:
+    def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source) -> Lines:
         scorer, carry = self.scorer, self.carry
         windows = self.pre.windows(staged, ends)
         try:
@@ -379,7 +388,7 @@ class Stream:
         carry.last_scored = end_time[-1]
         carry.windows += len(ends)
         self.windows += len(ends)
-        return pd.DataFrame(columns, columns=self.columns)
+        return Lines(columns)
 
     def _named(self, row: np.ndarray, names, shares) -> list[dict]:
         """An opening window's top sensors for its alert: share of the score, and the sensor's
