@@ -63,20 +63,25 @@ class Scorer:
     utc_offset_seconds: int | None = None
     #: the run directory loaded: ``run_dir`` as given, or the run its link pointed to then
     run: Path | None = None
+    #: the run's files as verified (:meth:`.Run.verified`), for a score state to remember
+    verified: dict | None = None
 
 
-def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
+def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False,
+                known=None) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
     refused when they do not come from one run. A link (``current``) is followed once; the
-    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile."""
+    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile.
+    ``known(run)``: the verification an earlier call remembered for the run directory ``run``
+    (see :meth:`.Run.digest`), or None."""
     resolved = resolve_run(run_dir)
-    run = Run(resolved)
+    run = Run(resolved, None if known is None else known(resolved))
     with through_link(run_dir, resolved), run.reading(wait):
         run.check_scorable()
         rule = run.threshold().alarm_rule
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
-        return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), rule, fingerprint,
-                      run.utc_offset_seconds(), resolved)
+        preprocessor, detector = run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle)
+        return Scorer(preprocessor, detector, rule, fingerprint, run.utc_offset_seconds(), resolved, run.verified())
 
 
 @dataclass(frozen=True)
