@@ -7,11 +7,12 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import invoke
 
 from lstm_rare_event.preprocess import plain
-from lstm_rare_event.preprocess.csv import Buffer, Columns
+from lstm_rare_event.preprocess.csv import Buffer, Columns, parse_times_with_offsets
 from lstm_rare_event.scoring import engine
 from lstm_rare_event.synthetic import make_sheet_breaks
 
@@ -144,3 +145,16 @@ def test_other_times_are_left_to_pandas(time):
 def test_a_time_format_is_left_to_pandas():
     assert plain.read_plain(Buffer(b"time,x1\n5/1/99 0:00,1\n"), 100, columns=Columns(time_format="%m/%d/%y %H:%M")) \
         is None
+
+
+@pytest.mark.parametrize("times", [
+    ["1999-05-01T00:00Z", "1999-05-01 00:02Z", "1999-05-01 00:04:00+00:00"],
+    ["1999-05-01T00:00+01:00", "1999-05-01 00:02+05:45", "1999-05-01T00:04:00-00:30", "1999-05-01T23:59:59-14:00"],
+    ["1969-12-31T23:59:59", "1970-01-01T00:00:00", "2000-02-29T12:00", "2200-12-31T23:59:59"],
+    ["12/31/68 23:59", "1/1/69 0:00", "02/03/04 05:06", "5/1/99 0:00"],
+])
+def test_plain_times_are_pandas_times(times):
+    plain_time, plain_offsets = plain._times(times)
+    time, offsets = parse_times_with_offsets(pd.Series(times, dtype=str), "mem.csv")
+    assert plain_time.tolist() == time.tolist()
+    assert (plain_offsets is None and offsets is None) or plain_offsets.tolist() == offsets.tolist()
