@@ -204,10 +204,11 @@ class Stream:
     def _has_sensors(self) -> bool:
         return self.scorer.detector.names_sensors
 
-    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> Lines | None:
-        """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
-        output rows of the windows ending in its new rows (None without any), or, with
-        ``emit`` False (history), only carry its rows forward."""
+    def feed(self, raw: pd.DataFrame | TextTable, source, first_row: int, emit: bool = True) -> Lines | None:
+        """Take one raw chunk of ``source`` (its first data row is ``first_row``): a DataFrame
+        as :func:`.csv.read_chunks` gives it, or a small input's :class:`.plain.TextTable`.
+        Return the output rows of the windows ending in its new rows (None without any), or,
+        with ``emit`` False (history), only carry its rows forward."""
         pre, carry = self.pre, self.carry
         features = pre.select(raw.columns, source, self.names)
         if raw.empty:
@@ -215,24 +216,29 @@ class Stream:
         earlier = self._file_offsets
         if earlier is None and carry.tail is not None:
             earlier = carry.tail.utc_offset is not None
-        checked = None
-        if isinstance(raw, TextTable):
-            checked = raw.check(features, first_row, self._file_last, earlier, self.names)
-            raw = raw if checked is not None else raw.frame()
+        checked = raw.check(features, first_row, self._file_last, earlier, self.names) \
+            if isinstance(raw, TextTable) else None
         if checked is not None:
             (table, empty), time_text = checked, raw.time_text(self.names)
         else:
-            empty = _empty_cells(raw, features)
-            if empty.any():
-                raw = raw.copy()
-                for j, name in enumerate(features):
-                    if empty[:, j].any():
-                        raw[name] = raw[name].where(~empty[:, j], "0")
-            table = check_table(raw, source, features, labels="optional", first_row=first_row,
-                                previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
+            if isinstance(raw, TextTable):  # a cell that is not plain: read by pandas, as it was before
+                raw = raw.frame()
+            table, empty = self._check_frame(raw, source, features, first_row, earlier)
             time_text = raw[self.names.time]
         self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
         return self.feed_table(table, source, first_row, emit, empty, time_text)
+
+    def _check_frame(self, raw: pd.DataFrame, source, features, first_row: int, earlier) -> tuple[Table, np.ndarray]:
+        """The checked rows of a chunk pandas read, and its empty sensor cells (read as 0)."""
+        empty = _empty_cells(raw, features)
+        if empty.any():
+            raw = raw.copy()
+            for j, name in enumerate(features):
+                if empty[:, j].any():
+                    raw[name] = raw[name].where(~empty[:, j], "0")
+        table = check_table(raw, source, features, labels="optional", first_row=first_row,
+                            previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
+        return table, empty
 
     def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
                    time_text=None) -> Lines | None:
