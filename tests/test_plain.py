@@ -49,9 +49,10 @@ def lines(frame, kind):
     elif kind == "iso space":
         for row, t in zip(cells, _iso(frame, " ")):
             row[0] = t[:-3]  # no seconds
-    elif kind == "semicolon comma":
+    elif kind == "semicolon comma":  # and labels written as floats
         sep, options = ";", ["--sep", ";", "--decimal", ","]
-        cells = [[c.replace(".", ",") for c in row] for row in cells]
+        cells = [[c.replace(".", ",") for c in row[:1]] + [f"{row[1]},0"] + [c.replace(".", ",") for c in row[2:]]
+                 for row in cells]
     elif kind == "quoted crlf":
         end = "\r\n"
         for i, row in enumerate(cells):

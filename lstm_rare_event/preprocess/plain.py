@@ -108,17 +108,18 @@ class TextTable:
         if earlier_offsets is not None and (offsets is not None) != earlier_offsets:
             return None
         check_increasing(time, self.source, first_row, previous_time, text=text, column=names.time)
+        decimal = self._reading[2]
         y = None
         if names.label in where:
             labels = cells[where[names.label]]
-            if not set(labels) <= {"0", "1"}:
+            ones = {"1", f"1{decimal}0"}  # 1.0: labels written as floats (SKAB's)
+            if not set(labels) <= {"0", f"0{decimal}0", *ones}:
                 return None
-            y = np.array(labels, dtype=np.int8)
+            y = np.array([label in ones for label in labels], dtype=np.int8)
         chosen = [cells[where[name]] for name in features]
         flat = [cell for column in chosen for cell in column]
         empty = np.array([cell == "" for cell in flat], dtype=bool)
         joined = "\n".join("0" if cell == "" else cell for cell in flat) + "\n"
-        decimal = self._reading[2]
         if decimal not in NUMBERS or not NUMBERS[decimal].fullmatch(joined):
             return None
         if decimal != ".":
