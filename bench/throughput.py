@@ -75,6 +75,10 @@ def small_call(data: Path, run: Path, tmp: Path, calls: int = SMALL_CALLS) -> di
 def _tool(code: Path, *args, quiet: bool = True) -> float:
     """Run the CLI of the code in ``code``; return its wall seconds."""
     env = {**os.environ, "PYTHONPATH": str(code)}
+    # As installed (pip compiles the package's bytecode): a PYTHONDONTWRITEBYTECODE left in the
+    # environment would have every call compile the package's ~60 modules again, some 40 ms of
+    # a small call (NumPy's bytecode, beside which it is timed, is there already).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "lstm_rare_event", *map(str, args), *(["-q"] if quiet else [])],
                           cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -17,9 +17,9 @@ Importing this module imports neither TensorFlow nor scikit-learn.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event import detectors
 from lstm_rare_event.alarms import evaluation, thresholds
@@ -32,6 +32,11 @@ from lstm_rare_event.preprocess.split import PrepareOptions, split_ends
 from lstm_rare_event.run import DEFAULT_WAIT, DETECTOR, PREPARE_JSON, PREPROCESSOR, THRESHOLD_JSON, TRAIN_JSON, Run
 from lstm_rare_event.scoring.engine import Carry, ScoreOptions, Scorer, Stream, feed_file, load_scorer, seed
 from lstm_rare_event.version import __version__
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: the
+# command line imports this module on every call, a score of a few plain rows included.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Pipeline:
@@ -163,12 +168,14 @@ class Pipeline:
               options: ScoreOptions = ScoreOptions()) -> pd.DataFrame:
         """The windows of ``frame`` scored as ``score`` scores a file (``history``: earlier rows,
         context only): one row per window with scores.csv's columns."""
+        import pandas as pd
+
         stream = Stream(self.fitted, options)
         if history is not None:
             seed(stream, _csv(history, "history"), options.chunk_rows)
         frames = list(feed_file(stream, _csv(frame, "frame"), options.chunk_rows))
         columns = stream.header().rstrip("\n").split(",")
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        return pd.concat([f.frame() for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def score_table(self, table: Table, carry: Carry | None = None, history: Table | None = None,
                     options: ScoreOptions = ScoreOptions()) -> tuple[pd.DataFrame, Carry]:
@@ -176,12 +183,14 @@ class Pipeline:
         engine, after ``carry`` (what an earlier call, perhaps with another fitted pipeline,
         handed on) and ``history`` (rows carried, not scored); returns the windows and the
         carry for the next call."""
+        import pandas as pd
+
         stream = Stream(self.fitted, options, carry)
         if history is not None and len(history):
             stream.feed_table(history, "history", emit=False)
         frame = stream.feed_table(table, "rows") if len(table) else None
         columns = stream.header().rstrip("\n").split(",")
-        return (frame if frame is not None else pd.DataFrame(columns=columns)), stream.carry
+        return (frame.frame() if frame is not None else pd.DataFrame(columns=columns)), stream.carry
 
     # -- the run directory -----------------------------------------------------------------
     def save(self, run_dir, allow_pickle: bool = False, wait: float = DEFAULT_WAIT) -> None:
@@ -227,6 +236,8 @@ class Pipeline:
 
 def _csv(frame: pd.DataFrame, what: str) -> Buffer:
     """``frame`` as the CSV text ``score`` would read from a file (numbers written exactly)."""
+    import pandas as pd
+
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"{what}: expected a pandas DataFrame with a time column and sensor columns, "
                         f"got {type(frame).__name__}")

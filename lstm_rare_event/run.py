@@ -226,12 +226,15 @@ class Run:
     """A run directory. Readers record the hash of every file they read (``inputs``), so that
     a step can refuse to commit results computed from files that changed meanwhile."""
 
-    def __init__(self, path):
+    def __init__(self, path, known: dict | None = None):
+        """``known``: what :meth:`verified` said in an earlier command (a score state keeps it),
+        so that the files unchanged since are not hashed again (see :meth:`digest`)."""
         self.path = Path(path)
         self.inputs: dict[str, str] = {}
         self._manifest: dict | None = None
         # name -> (sha256, size, mtime_ns, ctime_ns): each file hashed once per command, while its lock is held
         self._digests: dict[str, tuple[str, int, int, int]] = {}
+        self._known = {name: tuple(entry) for name, entry in (known or {}).items()}
 
     def __str__(self) -> str:
         return str(self.path)
@@ -415,14 +418,28 @@ class Run:
 
     def digest(self, name: str) -> str:
         """The sha256 of the file ``name``, hashed once per command (rows.npy can take seconds);
-        hashed again if its size or change times moved since (a file replaced behind the lock)."""
+        hashed again if its size or change times moved since (a file replaced behind the lock).
+
+        A file whose size, mtime and ctime are those ``known`` gives (an earlier command's
+        hash) is not hashed again: writing a file moves its ctime, which no user can set back
+        (only the system clock can), so a file edited since, even to the same size with its
+        mtime put back, is hashed and refused. The trade-off: an edit made with the clock set
+        back to the instant of the earlier hash would pass, as would a ``known`` forged in
+        the state file by someone who may write it (and could as well replace the run)."""
         path = self.path / name
         stat = path.stat()
+        times = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         cached = self._digests.get(name)
-        if cached is None or cached[1:] != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
-            cached = (sha256_file(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        if cached is None or cached[1:] != times:
+            known = self._known.get(name)
+            cached = (known[0] if known is not None and known[1:] == times else sha256_file(path), *times)
             self._digests[name] = cached
         return cached[0]
+
+    def verified(self) -> dict[str, list]:
+        """The files hashed or found unchanged in this command: name -> [sha256, size,
+        mtime_ns, ctime_ns], for a later command's ``known``."""
+        return {name: list(entry) for name, entry in sorted(self._digests.items())}
 
     # -- typed readers -------------------------------------------------------------------
     def prepare_info(self) -> Params:

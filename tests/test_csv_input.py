@@ -109,6 +109,17 @@ def test_inf_and_nan_are_still_refused_without_numpy_reprs(tmp_path, value):
     assert f"mem.csv: row 2, column 'x1': {value} is not a finite number" in message
 
 
+@pytest.mark.parametrize("features, named", [(["x1", "x2", "x3"], "row 2, column 'x2': 'a' is not a finite"),
+                                             (["x3", "x2"], "row 2, column 'x3': inf is not a finite number")])
+def test_of_several_bad_columns_the_first_in_feature_order_is_named(features, named):
+    # x2 text (parsed from its text), x3 numbers (converted with the other number columns)
+    frame = pd.DataFrame({"time": ["5/1/99 0:00", "5/1/99 0:02"], "x1": [1.0, 2.0], "x2": ["1", "a"],
+                          "x3": [1e200, np.inf]})
+    with pytest.raises(UserError) as exc:
+        check_table(frame, "mem.csv", features, labels="ignore")
+    assert named in one_line(exc)
+
+
 # 4. ISO 8601 times whose UTC offset changes
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_rare_event.scoring.output import to_csv
+from lstm_rare_event.scoring.output import Lines, to_csv
 
 
 def _frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -42,7 +42,8 @@ def test_to_csv_writes_the_bytes_of_pandas(change):
         frame["score"] = frame["score"].astype(np.float32)
     elif change == "empty":
         frame = frame.head(0)
-    assert to_csv(frame) == _pandas(frame)
+    lines = Lines({name: frame[name].to_numpy() for name in frame.columns})  # what the engine hands the writer
+    assert to_csv(lines) == _pandas(frame)
 
 
 @pytest.mark.parametrize("mode", ["mean", "last"])

@@ -19,12 +19,17 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.preprocess.rowfile import RowFile
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: a
+# score call of a few plain rows uses none of them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 TIME = "time"
 LABEL = "y"
@@ -176,6 +181,8 @@ class _Chunks:
 
 
 def _parquet_frame(frame: pd.DataFrame, time: str) -> pd.DataFrame:
+    import pandas as pd
+
     if time in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[time]):
         times = frame[time]
         text = times.map(lambda t: t.isoformat()) if getattr(times.dt, "tz", None) is not None \
@@ -219,6 +226,8 @@ def read_csv(path, chunk_rows: int | None = None, sep: str = ",", decimal: str =
     ``sep`` and ``decimal``: historian exports are often tab-separated, or semicolon-separated
     with a decimal comma (``sep=";", decimal=","``). A ``.parquet`` file is read with pyarrow.
     ``path`` may be a :class:`Buffer` (standard input)."""
+    import pandas as pd
+
     if isinstance(path, Buffer):
         compression = "gzip" if path.getvalue()[:2] == GZIP_MAGIC else None
         source = path.reopened
@@ -271,6 +280,8 @@ def check_header(names, source) -> None:
 def read_error(path: Path, exc: Exception) -> UserError | KeyboardInterrupt:
     """Translate what pandas, gzip and zlib raise for a broken file into one line. A Ctrl-C
     that pandas' C parser reported as a failed read stays an interrupt."""
+    import pandas as pd
+
     if isinstance(exc, pd.errors.ParserError) and "Calling read(nbytes) on source failed" in str(exc):
         # The read callback raised an exception without a value, which the parser dropped: in
         # CPython 3.11, the KeyboardInterrupt of the default SIGINT handler.
@@ -360,6 +371,8 @@ def parse_times_with_offsets(text: pd.Series, source, first_row: int = 1, earlie
 
 
 def _epoch(text: pd.Series) -> pd.Series:
+    import pandas as pd
+
     seconds = pd.to_numeric(text, errors="coerce")
     # Beyond pandas' nanosecond range (year 2262) is not a time anyone's sensors wrote.
     seconds = seconds.where(seconds.abs() < 9e9)
@@ -367,6 +380,8 @@ def _epoch(text: pd.Series) -> pd.Series:
 
 
 def _formatted_times(text: pd.Series, time_format: str, source) -> pd.Series:
+    import pandas as pd
+
     if time_format == EPOCH:
         return _epoch(text)
     try:
@@ -377,6 +392,8 @@ def _formatted_times(text: pd.Series, time_format: str, source) -> pd.Series:
 
 def _guessed_times(text: pd.Series, source, first_row: int, earlier_offsets, columns: Columns):
     """Times read as ISO 8601 or M/D/YY H:MM, whichever reads more rows, or else as epoch seconds."""
+    import pandas as pd
+
     parsed = offsets = None
     if len(text) and "/" not in text.iloc[0]:
         # ISO 8601 first when the first time is not M/D/YY: trying the real file's format on
@@ -405,6 +422,8 @@ def _guessed_times(text: pd.Series, source, first_row: int, earlier_offsets, col
 
 def _mixed_offsets(text: pd.Series, source, first_row: int, earlier_offsets: bool | None, time: str):
     """Times in UTC and offsets in seconds for ISO 8601 text whose offsets differ by row."""
+    import pandas as pd
+
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     # The offset is read once per distinct text after the date (YYYY-MM-DD or YYYYMMDD):
     # a few thousand times of day, not a regular expression per row.
@@ -443,11 +462,11 @@ def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> n
     """Floats from a column that pandas parsed already, or from text where it could not.
 
     Refused: text that is not a number, inf, nan, and |x| > MAX_ABS_VALUE."""
-    if pd.api.types.is_numeric_dtype(text) and not pd.api.types.is_bool_dtype(text):
-        values = text.to_numpy(dtype=float)
-    else:
+    import pandas as pd
+
+    if not _is_number(text):
         text = text.astype(str)
-        values = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype=float)
+    values = _floats(text)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         row = bad[0]
@@ -469,8 +488,44 @@ def parse_numbers(text: pd.Series, column: str, source, first_row: int = 1) -> n
     return values
 
 
+def _is_number(column: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as floats: as pandas read it when numbers, else from its text (NaN where none)."""
+    import pandas as pd
+
+    if _is_number(column):
+        return column.to_numpy(dtype=float)
+    return pd.to_numeric(column.astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
+
+
+def _sensor_values(raw: pd.DataFrame, features, source, first_row: int) -> np.ndarray:
+    """The sensor columns as floats, checked at once: those pandas read as NumPy numbers in one
+    conversion, the others from their text; the first column (in feature order) with a value
+    that is not finite or too large is parse_numbers' to tell, as when each is parsed alone."""
+    dtypes = dict(zip(raw.columns, raw.dtypes))
+    numbers = [j for j, name in enumerate(features) if dtypes[name].kind in "iuf"]
+    values = np.empty((len(raw), len(features)), dtype=float)
+    if numbers:
+        values[:, numbers] = raw[[features[j] for j in numbers]].to_numpy(dtype=float)
+    for j in sorted(set(range(len(features))) - set(numbers)):
+        values[:, j] = _floats(raw[features[j]])
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN and inf too
+    if bad.any():
+        name = features[int(np.flatnonzero(bad.any(axis=0))[0])]
+        parse_numbers(raw[name], name, source, first_row)  # raises its message
+    return values
+
+
 def _number_words(text: pd.Series) -> np.ndarray:
     """Which entries spell a number that is not finite (nan, inf, ...): those are numbers too."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(text):
         return np.ones(len(text), dtype=bool)
     words = text.astype(str).str.strip().str.lower().str.lstrip("+-")
@@ -478,6 +533,8 @@ def _number_words(text: pd.Series) -> np.ndarray:
 
 
 def parse_labels(text: pd.Series, source, first_row: int = 1, column: str = LABEL) -> np.ndarray:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(text) and not text.isna().any():
         return text.to_numpy(dtype=np.int8)  # Parquet's booleans: True is 1
     values = parse_numbers(text, column, source, first_row)
@@ -536,15 +593,13 @@ def check_table(raw: pd.DataFrame, source, features, labels: str = "required", f
     check_increasing(time, source, first_row, previous_time, text=raw[names.time], column=names.time)
     y = parse_labels(raw[names.label], source, first_row, names.label) \
         if labels != "ignore" and names.label in columns else None
-    values = np.empty((len(raw), len(features)), dtype=float)
-    for j, name in enumerate(features):
-        values[:, j] = parse_numbers(raw[name], name, source, first_row)
-    return Table(time, values, list(features), y, utc_offset)
+    return Table(time, _sensor_values(raw, features, source, first_row), list(features), y, utc_offset)
 
 
 def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time=None, text=None,
                      column: str = TIME) -> None:
-    """Times must strictly increase; ``text`` (the time column as read) is shown when given."""
+    """Times must strictly increase; ``text`` (the time column as read: a Series or a list) is
+    shown when given."""
     series = time if previous_time is None else np.concatenate([[previous_time], time])
     offset = 0 if previous_time is None else 1
     bad = np.flatnonzero(np.diff(series) <= np.timedelta64(0, "s"))
@@ -553,7 +608,7 @@ def check_increasing(time: np.ndarray, source, first_row: int = 1, previous_time
 
         def shown(i):  # i indexes series
             if text is not None and i - offset >= 0:
-                return _show(str(text.iloc[i - offset]).strip())
+                return _show(str(list(text)[i - offset]).strip())
             return _show(str(series[i]))
 
         raise UserError(

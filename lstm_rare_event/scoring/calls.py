@@ -34,7 +34,7 @@ from lstm_rare_event.scoring.engine import ScoreOptions, Scorer, Stream, feed_fi
 from lstm_rare_event.scoring.output import (
     STDIO, append_frames, check_output, open_output, output_name, restore_output, to_csv,
 )
-from lstm_rare_event.scoring.state import read_state, state_json, time_or_none
+from lstm_rare_event.scoring.state import read_state, remembered, state_json, time_or_none
 
 
 def checkpoint(label: str) -> None:
@@ -68,7 +68,8 @@ def score(run_dir, input_path, out_path, options: ScoreOptions = ScoreOptions(),
     elif options.plot is not None:
         raise UserError("--plot draws the scores written to --out; give --out a file, not -")
     if scorer is None:
-        scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle)
+        scorer = load_scorer(run_dir, options.engine, options.wait, options.allow_pickle,
+                             None if state_path is None else remembered(state_path))
     given, run_dir = run_dir, scorer.run  # the run loaded: a link (current) is not followed again
     stream = Stream(scorer, options, run=str(run_dir))
     if state_path is None:

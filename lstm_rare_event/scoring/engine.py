@@ -24,9 +24,9 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.alarms.rule import AlarmRule, OpenEpisode
 from lstm_rare_event.alarms.sensors import top_sensors
@@ -36,9 +36,15 @@ from lstm_rare_event.alerts.watch import Watch
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
+from lstm_rare_event.preprocess.plain import TextTable, read_plain
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
 from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
-from lstm_rare_event.scoring.output import STDIO, every_row, format_times, output_columns
+from lstm_rare_event.scoring.output import STDIO, Lines, every_row, format_times, output_columns
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: a
+# score call of a few plain rows uses none of them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISSING = ("error", "hold")
 EXPLAIN_MINIMUM = 2048  # windows per thread: fewer are scored on one (a thread costs more than it saves)
@@ -57,20 +63,25 @@ class Scorer:
     utc_offset_seconds: int | None = None
     #: the run directory loaded: ``run_dir`` as given, or the run its link pointed to then
     run: Path | None = None
+    #: the run's files as verified (:meth:`.Run.verified`), for a score state to remember
+    verified: dict | None = None
 
 
-def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False) -> Scorer:
+def load_scorer(run_dir, engine: str | None = None, wait: float = 60.0, allow_pickle: bool = False,
+                known=None) -> Scorer:
     """The run's preprocessor, detector and threshold, read as one consistent snapshot and
     refused when they do not come from one run. A link (``current``) is followed once; the
-    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile."""
+    caller uses :attr:`Scorer.run` from then on, as the link may be replaced meanwhile.
+    ``known(run)``: the verification an earlier call remembered for the run directory ``run``
+    (see :meth:`.Run.digest`), or None."""
     resolved = resolve_run(run_dir)
-    run = Run(resolved)
+    run = Run(resolved, None if known is None else known(resolved))
     with through_link(run_dir, resolved), run.reading(wait):
         run.check_scorable()
         rule = run.threshold().alarm_rule
         fingerprint = hashlib.sha256(json.dumps(sorted(run.inputs.items())).encode()).hexdigest()
-        return Scorer(run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle), rule, fingerprint,
-                      run.utc_offset_seconds(), resolved)
+        preprocessor, detector = run.preprocessor(), run.detector(engine=engine, allow_pickle=allow_pickle)
+        return Scorer(preprocessor, detector, rule, fingerprint, run.utc_offset_seconds(), resolved, run.verified())
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,8 @@ def _concat(first: Table | None, second: Table) -> Table:
 
 def _empty_cells(raw: pd.DataFrame, features) -> np.ndarray:
     """(rows, features) bool: cells that are empty or blank."""
+    import pandas as pd
+
     mask = np.zeros((len(raw), len(features)), dtype=bool)
     dtypes = raw.dtypes
     for j, name in enumerate(features):
@@ -191,40 +204,54 @@ class Stream:
     def _has_sensors(self) -> bool:
         return self.scorer.detector.names_sensors
 
-    def feed(self, raw: pd.DataFrame, source, first_row: int, emit: bool = True) -> pd.DataFrame | None:
-        """Take one raw chunk of ``source`` (its first data row is ``first_row``); return the
-        output rows of the windows ending in its new rows (None without any), or, with
-        ``emit`` False (history), only carry its rows forward."""
+    def feed(self, raw: pd.DataFrame | TextTable, source, first_row: int, emit: bool = True) -> Lines | None:
+        """Take one raw chunk of ``source`` (its first data row is ``first_row``): a DataFrame
+        as :func:`.csv.read_chunks` gives it, or a small input's :class:`.plain.TextTable`.
+        Return the output rows of the windows ending in its new rows (None without any), or,
+        with ``emit`` False (history), only carry its rows forward."""
         pre, carry = self.pre, self.carry
         features = pre.select(raw.columns, source, self.names)
         if raw.empty:
             return None
+        earlier = self._file_offsets
+        if earlier is None and carry.tail is not None:
+            earlier = carry.tail.utc_offset is not None
+        checked = raw.check(features, first_row, self._file_last, earlier, self.names) \
+            if isinstance(raw, TextTable) else None
+        if checked is not None:
+            (table, empty), time_text = checked, raw.time_text(self.names)
+        else:
+            if isinstance(raw, TextTable):  # a cell that is not plain: read by pandas, as it was before
+                raw = raw.frame()
+            table, empty = self._check_frame(raw, source, features, first_row, earlier)
+            time_text = raw[self.names.time]
+        self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
+        return self.feed_table(table, source, first_row, emit, empty, time_text)
+
+    def _check_frame(self, raw: pd.DataFrame, source, features, first_row: int, earlier) -> tuple[Table, np.ndarray]:
+        """The checked rows of a chunk pandas read, and its empty sensor cells (read as 0)."""
         empty = _empty_cells(raw, features)
         if empty.any():
             raw = raw.copy()
             for j, name in enumerate(features):
                 if empty[:, j].any():
                     raw[name] = raw[name].where(~empty[:, j], "0")
-        earlier = self._file_offsets
-        if earlier is None and carry.tail is not None:
-            earlier = carry.tail.utc_offset is not None
         table = check_table(raw, source, features, labels="optional", first_row=first_row,
                             previous_time=self._file_last, earlier_offsets=earlier, names=self.names)
-        self._file_last, self._file_offsets = table.time[-1], table.utc_offset is not None
-        return self.feed_table(table, source, first_row, emit, empty, raw)
+        return table, empty
 
     def feed_table(self, table: Table, source, first_row: int = 1, emit: bool = True, empty: np.ndarray | None = None,
-                   raw: pd.DataFrame | None = None) -> pd.DataFrame | None:
+                   time_text=None) -> Lines | None:
         """As :meth:`feed`, for rows read already: ``table`` holds the run's features in its
-        order, times ascending; ``empty`` marks its empty cells (None: none) and ``raw`` is the
-        text they were read from (for messages; None: the times as read)."""
+        order, times ascending; ``empty`` marks its empty cells (None: none) and ``time_text`` is
+        the time column as read (for messages; None: the times as parsed)."""
         pre, carry = self.pre, self.carry
         if emit and self.options.keep_labels and table.y is None:
             raise UserError(f"{source}: no label column {self.names.label!r} to keep (--keep-labels); score it "
                             "without --keep-labels, or name its label column with --label-column")
         if empty is None:
             empty = np.zeros(table.values.shape, dtype=bool)
-        n_seen = self._seen(table, raw, source, first_row)
+        n_seen = self._seen(table, time_text, source, first_row)
         self.skipped += n_seen
         if n_seen == len(table):
             return None
@@ -274,7 +301,7 @@ class Stream:
         dropped = np.setdiff1d(np.arange(first_new, len(table)), staged.source_row, assume_unique=True)
         return np.union1d(staged.source_row[ends], dropped) if dropped.size else None
 
-    def _seen(self, table: Table, raw: pd.DataFrame | None, source, first_row: int) -> int:
+    def _seen(self, table: Table, time_text, source, first_row: int) -> int:
         """How many leading rows were seen already (times up to the carried last row); a row in
         that span that is not one of the carried rows was never seen: refused."""
         last = self.carry.last_time
@@ -288,7 +315,7 @@ class Stream:
             if unseen.size:
                 i = int(unseen[0])
                 time = self.names.time
-                shown = str(table.time[i]) if raw is None else str(raw[time].iloc[i]).strip()
+                shown = str(table.time[i]) if time_text is None else str(list(time_text)[i]).strip()
                 raise UserError(f"{source}: row {first_row + i}, column '{time}': {shown!r} "
                                 f"is not after the last row already scored ({format_times(last[None], _last_offset(tail))[0]}) "
                                 "and was not among the rows scored; rows must arrive in time order")
@@ -298,6 +325,8 @@ class Stream:
         """Apply --missing to the new rows' empty cells; per row, whether a cell was held."""
         if not empty.any():
             return np.zeros(len(table), dtype=bool)
+        import pandas as pd
+
         features = table.features
         if self.options.missing == "error":
             i, j = (int(v[0]) for v in np.nonzero(empty))
@@ -328,7 +357,7 @@ class Stream:
         return self.scorer.rule.smooth - 1
 
     def _score(self, table: Table, staged, ends: np.ndarray, held: np.ndarray, source,
-               before: np.ndarray) -> pd.DataFrame:
+               before: np.ndarray) -> Lines:
         """The output rows of the windows ending at ``ends``, after the windows ending at
         ``before`` (scored only for the smoothing of the first ones)."""
         scorer, carry = self.scorer, self.carry
@@ -387,7 +416,7 @@ class Stream:
         carry.last_scored = end_time[-1]
         carry.windows += len(ends)
         self.windows += len(ends)
-        return pd.DataFrame(columns, columns=self.columns)
+        return Lines(columns)
 
     def _named(self, row: np.ndarray, names, shares) -> list[dict]:
         """An opening window's top sensors for its alert: share of the score, and the sensor's
@@ -433,16 +462,19 @@ def feed_file(stream: Stream, path, chunk_rows: int, emit: bool = True, first_ro
     that make one chunk (a piece of a followed file) are read and scored in the caller's
     thread: with nothing to overlap, the threads' hand-overs would only add latency.
     ``first_row``: the number of ``path``'s first data row in messages (a piece of a followed
-    file starts further on)."""
-    one_chunk = isinstance(path, Buffer) and path.getvalue().count(b"\n") <= chunk_rows
+    file starts further on). A small input of plain cells is read without pandas
+    (:mod:`~lstm_rare_event.preprocess.plain`)."""
+    plain = read_plain(path, chunk_rows, stream.sep, stream.decimal, stream.names)
+    one_chunk = plain is not None or isinstance(path, Buffer) and path.getvalue().count(b"\n") <= chunk_rows
     stage = iter if one_chunk else ahead
-    return stage(_frames(stream, path, chunk_rows, emit, first_row, stage))
+    return stage(_frames(stream, path, chunk_rows, emit, first_row, stage, plain))
 
 
-def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int, stage):
+def _frames(stream: Stream, path, chunk_rows: int, emit: bool, first_row: int, stage, plain):
     stream.start_input()
     rows = first_row - 1
-    for raw in stage(read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)):
+    chunks = (plain,) if plain is not None else read_chunks(path, chunk_rows, stream.sep, stream.decimal, stream.names)
+    for raw in stage(chunks):
         frame = stream.feed(raw, path, rows + 1, emit=emit)
         rows += len(raw)
         if frame is not None:

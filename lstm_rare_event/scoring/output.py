@@ -1,20 +1,25 @@
 """What ``score`` writes: the output's columns, its CSV text, and the output file itself (written
 whole and atomically in batch, appended to and cut back with ``--state``).
 
-NumPy and pandas only: this runs every two minutes from cron.
+NumPy only (pandas for the odd cell): this runs every two minutes from cron.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.alarms.sensors import TOP_SENSORS
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import enclosing_run
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: a
+# score call of a few plain rows uses none of them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 STDIO = "-"
 
@@ -40,11 +45,35 @@ def format_times(time: np.ndarray, utc_offset: np.ndarray | None) -> np.ndarray:
     return local + np.array([suffix[int(o)] for o in utc_offset], dtype=object)
 
 
+class Lines:
+    """Output lines as columns (name -> array), in scores.csv's order: what the engine hands
+    :func:`to_csv` without a DataFrame, whose pandas costs more to import than a cron call's
+    scoring; :meth:`frame` is the DataFrame (the Python API's)."""
+
+    def __init__(self, columns: dict):
+        self._columns = columns
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._columns[name]
+
+    def __len__(self) -> int:
+        return len(next(iter(self._columns.values()))) if self._columns else 0
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self._columns, columns=self.columns)
+
+
 _QUOTED = (",", '"', "\n", "\r")  # a cell with one of these is quoted by the csv module
 
 
-def to_csv(frame: pd.DataFrame) -> str:
-    """The rows of ``frame`` as CSV, the bytes ``frame.to_csv(header=False, index=False)`` writes.
+def to_csv(lines: Lines) -> str:
+    """The rows of ``lines`` as CSV, the bytes ``lines.frame().to_csv(header=False, index=False)`` writes.
 
     pandas formats each column with ``astype(str)`` (float64: the shortest repr, as Python's
     ``repr`` writes it) and hands the cells to the csv module row by row; joining the same
@@ -52,32 +81,32 @@ def to_csv(frame: pd.DataFrame) -> str:
     needs quotes) goes through pandas.
     """
     cells = []
-    for name in frame.columns:
-        values = frame[name].to_numpy()
+    for name in lines.columns:
+        values = np.asarray(lines[name])
         if values.dtype.kind == "f":
             if not np.isfinite(values).all():
-                return _pandas_csv(frame)
+                return _pandas_csv(lines)
         elif values.dtype.kind in "OU":
             listed = values.tolist()
             texts = set(listed)
             if not all(type(text) is str for text in texts) or "" in texts or \
                     any(c in "\0".join(texts) for c in _QUOTED):
-                return _pandas_csv(frame)
+                return _pandas_csv(lines)
             cells.append(listed)  # every cell a str already: astype(str) would give the same strings
             continue
         elif values.dtype.kind not in "iub":
-            return _pandas_csv(frame)
+            return _pandas_csv(lines)
         if values.dtype == np.float64 or values.dtype.kind in "iub":
             cells.append(list(map(repr if values.dtype.kind == "f" else str, values.tolist())))  # = astype(str)
         else:
             cells.append(values.astype(str).tolist())
-    if not len(frame):
+    if not len(lines):
         return ""
     return "\n".join(map(",".join, zip(*cells))) + "\n"
 
 
-def _pandas_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(header=False, index=False, lineterminator="\n")
+def _pandas_csv(lines: Lines) -> str:
+    return lines.frame().to_csv(header=False, index=False, lineterminator="\n")
 
 
 #: what output_name strips from an input's name: Parquet, CSV and compressed CSV
@@ -95,7 +124,8 @@ def output_name(input_path) -> str:
     return f"{name}.scores.csv"
 
 
-def every_row(frame, times: np.ndarray, windowed: np.ndarray, header: str, y: np.ndarray | None = None) -> pd.DataFrame:
+def every_row(frame: Lines | None, times: np.ndarray, windowed: np.ndarray, header: str,
+              y: np.ndarray | None = None) -> Lines:
     """The output lines of ``frame`` (the scored windows, or None) with a line for each of the
     input rows at ``times`` (formatted), the scored ones at positions ``windowed``; ``y``: those
     rows' labels, for the y column. A row that ends no window (too few rows before it since the
@@ -118,8 +148,8 @@ def every_row(frame, times: np.ndarray, windowed: np.ndarray, header: str, y: np
         else:
             out[name] = np.zeros(n, dtype=np.int64)
         if frame is not None:
-            out[name][windowed] = frame[name].to_numpy()
-    return pd.DataFrame(out, columns=columns)
+            out[name][windowed] = frame[name]
+    return Lines(out)
 
 
 def check_output(out_path: Path | None, input_path, run_dir, history=None, state=None, plot=None) -> None:

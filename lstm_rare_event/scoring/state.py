@@ -50,7 +50,7 @@ def state_json(carry: Carry, scorer: Scorer, run_dir, output: dict, watch: Watch
     return {
         "format": STATE_FORMAT,
         "run": {"path": str(Path(run_dir).resolve()), "fingerprint": scorer.fingerprint,
-                "detector": scorer.detector.name, "threshold": scorer.rule.value},
+                "detector": scorer.detector.name, "threshold": scorer.rule.value, "files": scorer.verified},
         "adopted": list(carry.adopted),
         "features": list(scorer.preprocessor.features_),
         "last_row": time_or_none(carry.last_time),
@@ -81,6 +81,26 @@ def _load(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
         raise _broken(path, f"format {data.get('format') if isinstance(data, dict) else data!r}")
     return data
+
+
+def remembered(path: Path):
+    """``known(run)`` for :func:`~lstm_rare_event.scoring.engine.load_scorer`: the run's files
+    as the call that wrote the state ``path`` verified them, when it scored the run directory
+    ``run`` (else None); a state that cannot tell is read (and refused) by :func:`read_state`."""
+    def known(run) -> dict | None:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if data["run"]["path"] != str(Path(run).resolve()):
+                return None
+            files = data["run"]["files"]
+            valid = all(isinstance(name, str) and isinstance(entry, list) and len(entry) == 4 and
+                        isinstance(entry[0], str) and all(type(v) is int for v in entry[1:])
+                        for name, entry in files.items())
+            return files if valid else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    return known
 
 
 def _watch(data: dict, run_dir, merge_minutes: float, clear_minutes: float = DEFAULT_CLEAR_MINUTES) -> Watch:

@@ -17,9 +17,9 @@ Intervals are percentile intervals from resampling whole experiments.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstm_rare_event.alarms.bootstrap import pooled_metrics
 from lstm_rare_event.errors import UserError
@@ -27,6 +27,11 @@ from lstm_rare_event.files import sha256_file
 from lstm_rare_event.preprocess.csv import parse_times, read_table
 from lstm_rare_event.run import DEFAULT_WAIT, Run
 from lstm_rare_event.tables import format_table
+
+# pandas (a quarter of a second to import) is imported by the functions that use it: the
+# command line imports this module on every call, a score of a few plain rows included.
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPLICATES = 1000
 SEED = 0
@@ -67,6 +72,8 @@ def experiment(run_dir, scores_path, wait: float = DEFAULT_WAIT) -> dict:
 
 
 def _read_scores(path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         scores = pd.read_csv(path, usecols=["time", "score", "flag"], dtype={"time": str})
     except FileNotFoundError:
