@@ -41,7 +41,7 @@ from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.scoring.engine import MISSING, ScoreOptions
 from lstm_rare_event.alarms.thresholds import DEFAULT_MERGE, ThresholdOptions
 from lstm_rare_event.steps.evaluate_scores import REPLICATES as EXPERIMENT_REPLICATES
-from lstm_rare_event.steps.threshold import PREVIOUS_RATIO
+from lstm_rare_event.steps.threshold import DEFAULT_POOL, PREVIOUS_RATIO
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -529,8 +529,13 @@ def threshold_from(rule, merge, horizon, **params) -> ThresholdOptions:
 @click.option("--previous", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="The run whose threshold this one replaces (last night's): warns when the new value is over "
                    f"{PREVIOUS_RATIO:g}x or under {1 / PREVIOUS_RATIO:g}x its value.")
+@click.option("--pool", type=click.IntRange(min=1), default=DEFAULT_POOL, show_default=True,
+              help="Choose on the validation windows of this many runs: this one's, --previous's and those of the "
+                   "runs before it by name in its folder (runs/<date>), each scored by its own run; the rule's budget "
+                   "applies to the pooled days. With a day of validation a night, a steadier threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait, previous, as_json, **params):
+def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait, previous, pool, as_json,
+                      **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -541,7 +546,7 @@ def threshold_command(run_dir, rule, merge, horizon, engine, allow_pickle, wait,
 
     options = threshold_from(rule, merge, horizon, **params)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle,
-                                      previous=previous)
+                                      previous=previous, pool=pool)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
