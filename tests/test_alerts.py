@@ -352,3 +352,24 @@ def test_a_watch_tells_each_event_once_keeps_what_a_sink_refused_and_writes_metr
     assert prefixes() == ["warning"]  # the missing input cleared; nothing else is told again
     assert done.delivered == 4 and watch.pending == []
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # the log took each event once
+
+
+def test_score_tells_a_day_file_that_stops_growing_once(runs, new_csv, tmp_path, monkeypatch):
+    """Cron's calls on a file the historian no longer writes: the wall clock is the watch's
+    (injected here), the file's rows are the same call after call."""
+    from click.testing import CliRunner
+
+    from lstm_rare_event.alerts import watch
+    from lstm_rare_event.cli import cli
+
+    now = {}
+    monkeypatch.setattr(watch, "wall_clock", lambda: now["time"])
+    args = ["score", str(runs["mahalanobis"]), str(new_csv), "--state", str(tmp_path / "s.state"),
+            "--out", str(tmp_path / "scores.csv"), "-q"]
+    told = []
+    for minute in range(0, 40, 2):  # 10:00 to 10:38, every 2 minutes
+        now["time"] = f"2026-12-05T10:{minute:02d}:00"
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        told += [line.split(" ", 1)[1] for line in result.stderr.splitlines() if "stale input" in line]
+    assert len(told) == 1 and told[0].startswith("warning: stale input since 2026-12-05T10:30:00")
