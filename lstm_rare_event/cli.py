@@ -25,7 +25,7 @@ import click
 from lstm_rare_event import detectors, log
 from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.thresholds import RULES
-from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES, DRIFT_CLEAR_SHARE
 from lstm_rare_event.alerts.sinks import SinkOptions
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
@@ -635,7 +635,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "and mark the windows with it (held column).")
 @click.option("--drift-sd", default=ScoreOptions.drift_sd, show_default=True, type=float,
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
-                   "from its training mean (after detrending).")
+                   f"from its training mean (after detrending); cleared once all are within {DRIFT_CLEAR_SHARE:g}x it.")
 @click.option("--adopt", is_flag=True,
               help="Accept a --state written with another run of the same detector and sensors (after a "
                    "retrain), keeping its rows, last scored time and open episode; the state records the "
