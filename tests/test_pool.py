@@ -70,6 +70,9 @@ def test_pool_1_is_the_run_s_own_validation(nights):
     alone = json.loads(ok("threshold", new, "--json", "-q").stdout)
     pooled1 = json.loads(ok("threshold", new, "--previous", last, "--pool", 1, "--json", "-q").stdout)
     assert "pool" not in pooled1 and pooled1["value"] == alone["value"]
+    # The run itself as the previous one: its windows are pooled once, nothing else is.
+    itself = json.loads(ok("threshold", new, "--previous", new, "--pool", 2, "--json", "-q").stdout)
+    assert "pool" not in itself and itself["value"] == alone["value"]
 
 
 def test_pool_needs_previous_and_a_count_of_one_or_more(nights):

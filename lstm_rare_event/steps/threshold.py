@@ -120,16 +120,16 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
 
 
 def _pooled(run: Run, detector: str, valid: Windows, scores: np.ndarray, earlier: list, engine: str | None,
-            allow_pickle: bool, wait: float) -> tuple[Windows, np.ndarray, dict]:
-    """(windows, scores, what was pooled): ``valid`` with its ``scores``, after the validation
-    windows of the ``earlier`` runs (newest first) that end before every window pooled so far
-    (runs validated on overlapping days give their common windows once, the newest run's).
+            allow_pickle: bool, wait: float) -> tuple[Windows, np.ndarray, dict | None]:
+    """(windows, scores, what was pooled or None): ``valid`` with its ``scores``, after the
+    validation windows of the ``earlier`` runs (newest first) that end before every window
+    pooled so far (runs validated on overlapping days give their common windows once, the
+    newest run's).
 
     Each earlier run scores its own validation windows, not this run's pipeline: the nightly run
     trains on the days just before its validation day, so last night's validation day lies in
-    this run's training rows, where its scores are in-sample and low (on the real data the
-    scores grow with the time since training); pooled so, they would pull the threshold far
-    below what the live day needs. Scored by the run validated on them, every pooled day is what
+    this run's training rows, where its scores are in-sample, lower than on any day after the
+    training; pooled so, they would pull the threshold below what the live day needs. Scored by the run validated on them, every pooled day is what
     the live day is to this run: the day after the training. That presumes the scores compare
     across runs, which holds for one detector on one set of sensors and cadence, each run scaled
     on its own training; a run of another detector, sensors or cadence ends the pool."""
@@ -156,6 +156,8 @@ def _pooled(run: Run, detector: str, valid: Windows, scores: np.ndarray, earlier
             parts.append(scorer.score(split))
             names.append(str(other.path))
             first = split.end_time.min()
+    if not names:
+        return valid, scores, None
     pooled = Windows.concat(windows[::-1])
     info = {"runs": names, "windows": len(pooled), "own_windows": len(valid),
             "days": days_covered(len(pooled), interval)}
