@@ -449,8 +449,8 @@ def markdown(out: dict) -> str:
     s = out["settings"]
     md = ["# The documented deployment, replayed on the real file", "",
           f"Made by `{out['command']}` ({out['wall_minutes']:.0f} min wall on the shared 2-core machine).", "",
-          f"Replayed {s['start']} to {s['end']} ({s['days']:.1f} days, the real file's last rows from "
-          f"{s['start_share']:.0%}): the score line of examples/crontab every {s['every_minutes']} minutes of data "
+          f"Replayed {s['start']} to {s['end']} ({s['days']:.1f} days, the real file's rows from "
+          f"{s['start_share']:.0%} on): the score line of examples/crontab every {s['every_minutes']} minutes of data "
           f"time, parsed from the file (`{s['score_line']}`), and its nightly line at "
           f"{s['nightly_at']} data time (`{s['nightly_line']}`) with, per detector, {s['detector_vars']}. "
           f"Day files written as the historian would. Breaks are warned when an alarm episode starts at most "
@@ -509,6 +509,9 @@ def main(argv=None) -> int:
     parser.add_argument("--detectors", default="mahalanobis,lstm")
     parser.add_argument("--days", type=float, default=1 if QUICK else None, help="replay only this many days")
     parser.add_argument("--every", type=int, default=30, help="minutes of data time between score calls")
+    parser.add_argument("--start", type=float, default=START_SHARE,
+                        help="replay from the day after this share of the file: an earlier share (0.3) to choose "
+                             "settings on, never the reported period's")
     parser.add_argument("--out", default="deploy", help="bench/OUT.md and bench/OUT.json (another name keeps deploy.md)")
     parser.add_argument("--note", default="", help="a sentence for deploy.md (why fewer detectors or days)")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite bench/OUT.md from bench/OUT.json")
@@ -527,13 +530,13 @@ def main(argv=None) -> int:
     target = budget(args.makefile)
     data = pd.read_csv(REAL, dtype=str, keep_default_na=False)
     times = pd.to_datetime(data["time"], format=TIME_FORMAT)
-    start = times.iloc[int(len(data) * START_SHARE)].normalize() + pd.Timedelta(days=1)
+    start = times.iloc[int(len(data) * args.start)].normalize() + pd.Timedelta(days=1)
     end = times.iloc[-1] if args.days is None else min(times.iloc[-1], start + pd.Timedelta(days=args.days))
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     command = "python bench/deploy.py" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:]))
     out = {"command": ("BENCH_QUICK=1 " if QUICK else "") + command,
            "settings": {"start": str(start), "end": str(end), "days": (end - start) / pd.Timedelta(days=1),
-                        "start_share": START_SHARE, "every_minutes": args.every,
+                        "start_share": args.start, "every_minutes": args.every,
                         "score_line": shlex.join(lines["score"].words), "nightly_line": shlex.join(lines["nightly"].words),
                         "nightly_at": f"{int(lines['nightly'].hour):02d}:{int(lines['nightly'].minute):02d}",
                         "detector_vars": {d: DETECTOR_VARS[d] for d in detectors}, "note": args.note},

@@ -25,7 +25,7 @@ import click
 from lstm_rare_event import detectors, log
 from lstm_rare_event.version import __version__
 from lstm_rare_event.alarms.thresholds import RULES
-from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES
+from lstm_rare_event.alerts.conditions import DEFAULT_CLEAR_MINUTES, DRIFT_CLEAR_SHARE
 from lstm_rare_event.alerts.sinks import SinkOptions
 from lstm_rare_event.detectors.lstm_ae import DISTRIBUTE, ERROR_MODES, LstmOptions
 from lstm_rare_event.detectors.pca import COMBINE, PcaOptions
@@ -41,7 +41,7 @@ from lstm_rare_event.steps.compare import REPLICATES
 from lstm_rare_event.scoring.engine import MISSING, ScoreOptions
 from lstm_rare_event.alarms.thresholds import DEFAULT_MERGE, ThresholdOptions
 from lstm_rare_event.steps.evaluate_scores import REPLICATES as EXPERIMENT_REPLICATES
-from lstm_rare_event.steps.threshold import PREVIOUS_RATIO
+from lstm_rare_event.steps.threshold import DEFAULT_POOL, PREVIOUS_RATIO
 from lstm_rare_event.tables import format_table
 
 EXIT_CODES = """\b
@@ -534,8 +534,13 @@ def threshold_from(rule, merge, horizon, smooth, **params) -> ThresholdOptions:
 @click.option("--previous", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="The run whose threshold this one replaces (last night's): warns when the new value is over "
                    f"{PREVIOUS_RATIO:g}x or under {1 / PREVIOUS_RATIO:g}x its value.")
+@click.option("--pool", type=click.IntRange(min=1), default=DEFAULT_POOL, show_default=True,
+              help="Choose on the validation windows of this many runs: this one's, --previous's and those of the "
+                   "runs before it by name in its folder (runs/<date>), each scored by its own run; the rule's budget "
+                   "applies to the pooled days. With a day of validation a night, a steadier threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickle, wait, previous, as_json, **params):
+def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickle, wait, previous, pool, as_json,
+                      **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -546,7 +551,7 @@ def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickl
 
     options = threshold_from(rule, merge, horizon, smooth, **params)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle,
-                                      previous=previous)
+                                      previous=previous, pool=pool)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))
 
 
@@ -636,7 +641,7 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
                    "and mark the windows with it (held column).")
 @click.option("--drift-sd", default=ScoreOptions.drift_sd, show_default=True, type=float,
               help="Warn when a sensor of the new rows lies more than this many training standard deviations "
-                   "from its training mean (after detrending).")
+                   f"from its training mean (after detrending); cleared once all are within {DRIFT_CLEAR_SHARE:g}x it.")
 @click.option("--adopt", is_flag=True,
               help="Accept a --state written with another run of the same detector and sensors (after a "
                    "retrain), keeping its rows, last scored time and open episode; the state records the "

@@ -751,6 +751,21 @@ def _kind(run: Run) -> tuple:
     return run.threshold().data.get("detector"), run.prepare_info().data.get("features")
 
 
+def _runs_beside(run_dir: Path) -> list[Path]:
+    """The run directories in ``run_dir``'s folder (``runs/``), oldest first by name."""
+    folder = run_dir.parent
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_symlink() and p.is_dir()
+                  and ((p / MANIFEST).exists() or (p / LOCK).exists()))
+
+
+def runs_before(run_dir, count: int) -> list[Path]:
+    """The run ``run_dir`` (a link followed) and the runs beside it that sort before it by name
+    (``runs/<date>``: the runs it replaced, night after night), newest first, ``count`` at most."""
+    run = resolve_run(run_dir).resolve()
+    earlier = [p for p in _runs_beside(run) if p.name < run.name]
+    return [run, *earlier[::-1]][:count]
+
+
 def _prune(kept: Path, previous: Path | None, keep: int) -> tuple[list[str], list[str]]:
     """Remove the run directories beside ``kept`` older (by name) than the newest ``keep``, but
     ``previous`` and any that a command holds. Each is renamed out of the way while its locks
@@ -758,8 +773,7 @@ def _prune(kept: Path, previous: Path | None, keep: int) -> tuple[list[str], lis
     folder = kept.parent
     for leftover in folder.glob(".*.removed"):  # a promote killed while deleting
         shutil.rmtree(leftover, ignore_errors=True)
-    runs = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_symlink() and p.is_dir()
-                  and ((p / MANIFEST).exists() or (p / LOCK).exists()))
+    runs = _runs_beside(kept)
     spared = {kept, previous, *runs[-keep:]}
     removed, in_use = [], []
     for old in runs:

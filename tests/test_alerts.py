@@ -12,7 +12,7 @@ import pytest
 from lstm_rare_event.alarms.sensors import episode_sensors, top_sensors
 from lstm_rare_event.alerts import events
 from lstm_rare_event.alerts.conditions import (
-    CADENCE, DRIFT, MISSING_INPUT, STUCK, Conditions, DataChecks, Finding,
+    CADENCE, DRIFT, MISSING_INPUT, STALE_INPUT, STUCK, Conditions, DataChecks, Finding,
 )
 from lstm_rare_event.alerts.sinks import COMMAND, LOG, Pending, SinkOptions, deliver, metrics_text, write_metrics
 from lstm_rare_event.errors import UserError
@@ -106,6 +106,59 @@ def test_data_checks_find_drift_stuck_sensors_and_another_cadence():
     assert found[STUCK].sensors == ("b",)  # 'a' has scale 1.0: it did not vary in training, so not stuck
     assert "every 4 minutes" in found[CADENCE].message
     assert DataChecks().checked() == set() and DataChecks().findings(pre, 10) == {}
+
+
+def test_drift_wavering_around_the_limit_starts_once_and_clears_once():
+    """A sensor at 9 to 13 SD, call after call (each an hour of rows, beyond the clear period),
+    then back near its training mean: one start, one clear; only a call beyond the limit starts."""
+    pre, conditions = preprocessor(), Conditions(clear_minutes=60)
+    told = []
+    levels = [4, 11, 9, 13, 8, 12, 6, 10.5, 9.5, 3, 2, 1]  # c, in SD; the limit is 10
+    varied = np.column_stack([np.arange(8.0)] * 3)
+    for hour, level in enumerate(levels):
+        checks = DataChecks()
+        checks.add_rows(pre, varied, 0, np.column_stack([np.zeros(8), np.zeros(8), np.full(8, 2.0 * level)]), 10)
+        found = checks.findings(pre, 10)
+        told += [(level, e.event) for e in conditions.update(found, checks.checked(), f"2026-12-04T{hour:02d}:00:00",
+                                                             "run", checks.holding())]
+    assert told == [(11, events.STARTED), (3, events.CLEARED)]  # cleared an hour after 6 SD, the last above 5
+    # Below the limit from the start: held only if in force, so nothing starts.
+    quiet = Conditions(clear_minutes=60)
+    checks = DataChecks()
+    varied = np.column_stack([np.arange(8.0)] * 3)
+    checks.add_rows(pre, varied, 0, np.column_stack([np.zeros(8), np.zeros(8), np.full(8, 18.0)]), 10)  # 9 SD
+    assert quiet.update(checks.findings(pre, 10), checks.checked(), "2026-12-04T00:00:00", "run",
+                        checks.holding()) == [] and quiet.active == {}
+
+
+def test_a_stale_input_starts_once_on_the_wall_clock_and_clears_when_a_row_comes(tmp_path):
+    from lstm_rare_event.alerts.lifecycle import Lifecycle
+    from lstm_rare_event.alerts.watch import Watch
+
+    def call(watch, last_row, now):
+        watch.told = []
+        watch.finish(False, DataChecks(), {}, last_row, interval_minutes=2.0, now=now)
+        saved = json.loads(json.dumps(watch.as_json()))  # every call through the state file
+        return [(e.event, e.fields["condition"]) for e in watch.told], Watch.start(saved, "run", 30)
+
+    watch = Watch(Lifecycle("run", 30))
+    told = []
+    # Rows every 2 minutes up to 10:00, then none: calls every 2 minutes of wall clock (a
+    # historian 5 hours behind UTC: the rows' times never compare with the wall clock).
+    for minute in range(0, 80, 2):
+        row = f"2026-12-05T{5 + min(minute, 20) // 60:02d}:{min(minute, 20) % 60:02d}:00"
+        events_, watch = call(watch, row, f"2026-12-05T10:{minute:02d}:00" if minute < 60 else
+                              f"2026-12-05T11:{minute - 60:02d}:00")
+        told += [(minute, *e) for e in events_]
+    assert told == [(50, events.STARTED, STALE_INPUT)]  # 30 minutes (15 rows of 2) after 10:20 saw the last row
+    assert "no new row for 58 minutes (over 30: 15 rows" in watch.conditions.active[STALE_INPUT].message
+    events_, watch = call(watch, "2026-12-05T05:22:00", "2026-12-05T11:20:00")
+    assert events_ == [(events.CLEARED, STALE_INPUT)] and watch.conditions.active == {}
+    # A state written before the stale input was told (no newest_row) reads as a first call.
+    older = {k: v for k, v in watch.as_json().items() if k != "newest_row"}
+    assert Watch.start(older, "run", 30).newest is None
+    with pytest.raises(ValueError):
+        Watch.start({**watch.as_json(), "newest_row": {"time": "soon", "seen": "2026-12-05T11:20:00"}}, "run", 30)
 
 
 # -- sinks, with real subprocesses -------------------------------------------------------------
@@ -299,3 +352,24 @@ def test_a_watch_tells_each_event_once_keeps_what_a_sink_refused_and_writes_metr
     assert prefixes() == ["warning"]  # the missing input cleared; nothing else is told again
     assert done.delivered == 4 and watch.pending == []
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # the log took each event once
+
+
+def test_score_tells_a_day_file_that_stops_growing_once(runs, new_csv, tmp_path, monkeypatch):
+    """Cron's calls on a file the historian no longer writes: the wall clock is the watch's
+    (injected here), the file's rows are the same call after call."""
+    from click.testing import CliRunner
+
+    from lstm_rare_event.alerts import watch
+    from lstm_rare_event.cli import cli
+
+    now = {}
+    monkeypatch.setattr(watch, "wall_clock", lambda: now["time"])
+    args = ["score", str(runs["mahalanobis"]), str(new_csv), "--state", str(tmp_path / "s.state"),
+            "--out", str(tmp_path / "scores.csv"), "-q"]
+    told = []
+    for minute in range(0, 40, 2):  # 10:00 to 10:38, every 2 minutes
+        now["time"] = f"2026-12-05T10:{minute:02d}:00"
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        told += [line.split(" ", 1)[1] for line in result.stderr.splitlines() if "stale input" in line]
+    assert len(told) == 1 and told[0].startswith("warning: stale input since 2026-12-05T10:30:00")

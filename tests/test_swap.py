@@ -245,7 +245,7 @@ def test_the_nightly_target_swaps_current_twice_and_scoring_follows(runs, tmp_pa
     assert before["run"] == str(night1)
 
     second = nightly("2024-03-06T013000")
-    assert "threshold runs/2024-03-06T013000 --previous current" in second
+    assert "threshold runs/2024-03-06T013000 --previous current --pool 3" in second
     night2 = link.resolve()
     assert os.readlink(link) == "runs/2024-03-06T013000"
     assert json.loads((night2 / "threshold.json").read_text())["previous"]["run"] == str(night1)

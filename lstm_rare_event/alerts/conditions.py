@@ -5,13 +5,16 @@ condition starts and once when it clears.
   training mean (scores there mean little until the run is retrained);
 - ``stuck``: a sensor that varied in training holds one value (stuck or disconnected);
 - ``cadence``: the rows come at another interval than the run was prepared on;
-- ``missing input``: the input file is not there (a day file before its first row).
+- ``missing input``: the input file is not there (a day file before its first row);
+- ``stale input``: the input's newest row has not changed for ``STALE_ROWS`` rows of the run's
+  cadence of wall-clock time (a historian that stopped writing, its file still there).
 
 :class:`DataChecks` looks at one call's new rows; :class:`Conditions` remembers, across calls
 (in the score state), which conditions are in force since when, so that a condition seen on
 every call is told once. A data condition clears only after ``clear_minutes`` of checked rows
 without it, so a sensor wavering around the drift limit does not start and clear it on every
-call; a missing input clears as soon as the input is there.
+call, and drift clears only once every sensor is back within ``DRIFT_CLEAR_SHARE`` of the drift
+limit; a missing or stale input clears as soon as the input is there, or grows.
 """
 
 from __future__ import annotations
@@ -23,9 +26,20 @@ import numpy as np
 from lstm_rare_event.alerts import events
 from lstm_rare_event.alerts.events import Event
 
-DRIFT, STUCK, CADENCE, MISSING_INPUT = "drift", "stuck", "cadence", "missing input"
-KINDS = (DRIFT, STUCK, CADENCE, MISSING_INPUT)
+DRIFT, STUCK, CADENCE, MISSING_INPUT, STALE_INPUT = "drift", "stuck", "cadence", "missing input", "stale input"
+KINDS = (DRIFT, STUCK, CADENCE, MISSING_INPUT, STALE_INPUT)
+INPUT_KINDS = (MISSING_INPUT, STALE_INPUT)  # on the wall clock, cleared at once
 DEFAULT_DRIFT_SD = 10.0
+# Drift in force holds while a sensor stays beyond this share of the drift limit (5 SD for the
+# default 10): a sensor drifting at 10-13 SD crossed the limit both ways every few hours, and
+# a clear period alone (DEFAULT_CLEAR_MINUTES) told each crossing. Half, so that a clear means
+# the sensor came well back, not that it wavered; not tuned on the replayed data.
+DRIFT_CLEAR_SHARE = 0.5
+# The input is stale when its newest row is unchanged for this many rows of the run's cadence,
+# and at least STALE_MINUTES of wall clock: cron calls come minutes apart and a historian may
+# write its rows in batches, so fast data (1-second rows) is not stale between two calls.
+STALE_ROWS = 15
+STALE_MINUTES = 10.0
 DEFAULT_CLEAR_MINUTES = 60.0
 SHOWN = 5  # sensors named in a message before "... (N more)"
 
@@ -67,7 +81,7 @@ class DataChecks:
         if len(detrended_new):
             with np.errstate(over="ignore", invalid="ignore"):
                 z = np.abs((detrended_new - pre.mean_) / pre.scale_).max(axis=0)
-            for j in np.flatnonzero(z > drift_sd):
+            for j in np.flatnonzero(z > drift_sd * DRIFT_CLEAR_SHARE):  # findings() keeps those beyond the limit
                 name = pre.features_[j]
                 self.drift[name] = max(self.drift.get(name, 0.0), float(z[j]))
         # Stuck: the same value in every new row, or in the latest rows (earlier calls' too)
@@ -77,6 +91,11 @@ class DataChecks:
             values = raw_values[min(first_new, len(raw_values) - stuck):]
             constant = (values == values[0]).all(axis=0) & (pre.scale_ != 1.0)
             self.constant.update(pre.features_[j] for j in np.flatnonzero(constant))
+
+    def holding(self) -> set[str]:
+        """The conditions in force that this call's rows keep in force without starting them:
+        drift while a sensor stays beyond DRIFT_CLEAR_SHARE of the limit."""
+        return {DRIFT} if self.drift else set()
 
     def checked(self) -> set[str]:
         """The conditions this call could see, so may clear: none without new rows."""
@@ -115,7 +134,8 @@ class Condition:
     sensors: list = field(default_factory=list)
 
 
-def _seconds(text: str) -> int:
+def iso_seconds(text: str) -> int:
+    """Seconds since the epoch of an ISO time (a state's times)."""
     return int(np.datetime64(text, "s").astype(np.int64))
 
 
@@ -126,10 +146,11 @@ class Conditions:
     active: dict = field(default_factory=dict)  # kind -> Condition
     clear_minutes: float = DEFAULT_CLEAR_MINUTES
 
-    def update(self, found: dict[str, Finding], checked, now: str, run: str) -> list[Event]:
+    def update(self, found: dict[str, Finding], checked, now: str, run: str, holding=()) -> list[Event]:
         """Take what a call found (``found``) among the conditions it could see (``checked``)
         at ``now`` (ISO time); return the events to tell: each condition that starts, and each
-        checked one not seen for ``clear_minutes`` (at once for a missing input)."""
+        checked one not seen for ``clear_minutes`` (at once for a missing or stale input).
+        ``holding``: conditions seen below their starting level, kept in force if they are."""
         told = []
         for kind, finding in found.items():
             if kind not in KINDS:
@@ -140,10 +161,13 @@ class Conditions:
                 told.append(events.condition_started(run, kind, now, finding.message, list(finding.sensors)))
             else:
                 condition.last_seen, condition.message, condition.sensors = now, finding.message, list(finding.sensors)
+        for kind in set(holding) - set(found):
+            if kind in self.active:
+                self.active[kind].last_seen = now
         for kind in sorted(set(checked) - set(found)):
             condition = self.active.get(kind)
-            hold = 0 if kind == MISSING_INPUT else self.clear_minutes * 60
-            if condition is not None and _seconds(now) - _seconds(condition.last_seen) >= hold:
+            hold = 0 if kind in INPUT_KINDS else self.clear_minutes * 60
+            if condition is not None and iso_seconds(now) - iso_seconds(condition.last_seen) >= hold:
                 del self.active[kind]
                 told.append(events.condition_cleared(run, kind, condition.since, now))
         return told
@@ -160,7 +184,7 @@ class Conditions:
             kind = item["condition"]
             if kind not in KINDS or not all(isinstance(item[k], str) for k in ("since", "last_seen", "message")):
                 raise ValueError(f"not a condition: {item!r}")
-            _seconds(item["since"]), _seconds(item["last_seen"])  # times that parse
+            iso_seconds(item["since"]), iso_seconds(item["last_seen"])  # times that parse
             sensors = item.get("sensors", [])
             if not isinstance(sensors, list) or not all(isinstance(s, str) for s in sensors):
                 raise ValueError(f"sensors of {kind!r}: {sensors!r}")

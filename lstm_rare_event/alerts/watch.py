@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from lstm_rare_event import log
 from lstm_rare_event.alerts.conditions import (
-    DEFAULT_CLEAR_MINUTES, KINDS, MISSING_INPUT, Conditions, DataChecks, Finding,
+    DEFAULT_CLEAR_MINUTES, KINDS, MISSING_INPUT, STALE_INPUT, STALE_MINUTES, STALE_ROWS, Conditions, DataChecks,
+    Finding, iso_seconds,
 )
 from lstm_rare_event.alerts.lifecycle import Lifecycle
 from lstm_rare_event.alerts.sinks import Delivery, Pending, SinkOptions, deliver, write_metrics
@@ -37,6 +38,10 @@ class Watch:
     last_score: float | None = None  # of the last window scored, any call
     told: list = field(default_factory=list)  # this call's events, in order
     delivery: Delivery | None = None
+    # The input's newest row (ISO) and when (wall clock, ISO) a call first saw it: the stale
+    # input is judged on the wall clock between calls, never by comparing a row's time with it
+    # (a historian writes local time or lags, and the two clocks need not agree).
+    newest: tuple | None = None
 
     @classmethod
     def start(cls, saved: dict | None, run: str, merge_minutes: float,
@@ -48,9 +53,13 @@ class Watch:
         last = saved["last_score"]
         if last is not None and not isinstance(last, (int, float)):
             raise ValueError(f"last_score {last!r}")
+        newest = saved.get("newest_row")  # absent from states written before the stale input was told
+        if newest is not None:
+            newest = (newest["time"], newest["seen"])
+            iso_seconds(newest[0]), iso_seconds(newest[1])  # times that parse
         return cls(Lifecycle.from_json(saved["lifecycle"], run, merge_minutes),
                    Conditions.from_json(saved["conditions"], clear_minutes),
-                   [Pending.from_json(p) for p in saved["pending"]], last)
+                   [Pending.from_json(p) for p in saved["pending"]], last, newest=newest)
 
     def windows(self, end_seconds, shown, scores, episode, opened, threshold: float,
                 sensors: dict[int, list[dict]]) -> None:
@@ -60,13 +69,30 @@ class Watch:
             self.last_score = float(scores[-1])
 
     def finish(self, still_open: bool, checks: DataChecks, findings: dict[str, Finding],
-               last_row: str | None) -> None:
+               last_row: str | None, interval_minutes: float | None = None, now: str | None = None) -> None:
         """After the call's last piece: an episode the alarm rule no longer lets grow
         (``still_open`` False) is resolved, and the data conditions are updated at ``last_row``
-        (ISO, UTC; None: no row ever)."""
+        (ISO, UTC; None: no row ever); with the run's ``interval_minutes``, the stale input at
+        ``now`` (ISO, UTC; None: the wall clock)."""
         self.told += self.lifecycle.close(still_open)
-        if last_row is not None:
-            self.told += self.conditions.update(findings, checks.checked(), last_row, self.lifecycle.run)
+        if last_row is None:
+            return
+        self.told += self.conditions.update(findings, checks.checked(), last_row, self.lifecycle.run,
+                                            checks.holding())
+        if interval_minutes is not None:
+            self._stale(last_row, interval_minutes, now or wall_clock())
+
+    def _stale(self, last_row: str, interval_minutes: float, now: str) -> None:
+        """The stale input: started when the newest row is the one a call saw at least
+        STALE_ROWS rows of the cadence (STALE_MINUTES at least) ago, cleared by a newer row."""
+        if self.newest is None or self.newest[0] != last_row:
+            self.newest = (last_row, now)
+        limit = max(STALE_ROWS * interval_minutes, STALE_MINUTES)
+        waited = (iso_seconds(now) - iso_seconds(self.newest[1])) / 60
+        found = {STALE_INPUT: Finding(f"no new row for {waited:.0f} minutes (over {limit:g}: {STALE_ROWS} rows at "
+                                      f"the run's cadence); the newest is of {last_row}: is the historian still "
+                                      "writing?")} if waited >= limit else {}
+        self.told += self.conditions.update(found, {STALE_INPUT}, now, self.lifecycle.run)
 
     def inputs(self, missing: list[str], now: str | None = None) -> None:
         """Which INPUTs were not there (their one-line messages): the missing-input condition."""
@@ -96,7 +122,8 @@ class Watch:
 
     def as_json(self) -> dict:
         return {"lifecycle": self.lifecycle.as_json(), "conditions": self.conditions.as_json(),
-                "pending": [p.as_json() for p in self.pending], "last_score": self.last_score}
+                "pending": [p.as_json() for p in self.pending], "last_score": self.last_score,
+                "newest_row": None if self.newest is None else {"time": self.newest[0], "seen": self.newest[1]}}
 
     def summary(self) -> dict:
         """The call's events and what is still pending, for ``--json``."""

@@ -252,7 +252,7 @@ def _tell(stream: Stream, run_dir, options: ScoreOptions, state_path: Path | Non
     carry, watch = stream.carry, stream.watch
     findings = stream.checks.findings(stream.pre, options.drift_sd)
     watch.finish(stream.scorer.rule.still_open(carry.episode, carry.last_scored), stream.checks, findings,
-                 time_or_none(carry.last_time))
+                 time_or_none(carry.last_time), stream.pre.interval_ / np.timedelta64(60, "s"))
     watch.tell(options.sinks)
     if options.sinks.metrics is not None:
         values = {"last_score": watch.last_score, "threshold": stream.scorer.rule.value,

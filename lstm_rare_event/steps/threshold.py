@@ -15,8 +15,9 @@ from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.preprocess.windows import Windows
 from lstm_rare_event.run import (
-    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, resolve_run, split_files,
+    DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, resolve_run, runs_before, split_files,
 )
 from lstm_rare_event.tables import format_table
 
@@ -29,14 +30,27 @@ def resolved_options(run: Run, options: ThresholdOptions) -> ThresholdOptions:
     return options.resolved(interval, shift)
 
 
+# threshold --pool: how many runs' validation windows the threshold is chosen on (1: this run's only).
+DEFAULT_POOL = 1
+
+
 def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engine: str | None = None,
-                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False, previous=None) -> dict:
+                  wait: float = DEFAULT_WAIT, allow_pickle: bool = False, previous=None,
+                  pool: int = DEFAULT_POOL) -> dict:
     """Choose the threshold on validation; write threshold.json and threshold.png; return the summary.
 
     ``previous``: the run directory whose threshold this one replaces (last night's); the
     summary then compares the two values and warns when they are far apart (:func:`compared`).
+    ``pool``: choose on the validation windows of this run and of ``pool`` - 1 runs before it
+    (``previous`` and the runs before it by name), each scored by its own run (:func:`_pooled`).
     """
+    if pool < 1:
+        raise UserError(f"--pool must be 1 or more (1: this run's validation only), got {pool}")
+    if pool > 1 and previous is None:
+        raise UserError(f"--pool {pool} needs --previous RUN: the runs whose validation is pooled are it and the "
+                        "runs before it by name in its folder")
     before = _previous_threshold(previous, wait) if previous is not None else None
+    earlier = runs_before(previous, pool - 1) if pool > 1 else []
     run = Run(run_dir)
     with run.locked(wait):
         on_train = options.params.get("on") in ("train", "fit")
@@ -58,6 +72,10 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             why = f"--on {options.params['on']}" if on_train else f"the first windows' --smooth {options.smooth}"
             log.info(f"{detector.name} scores of {len(train):,} training windows ({why})")
         valid_scores, train_normal = evaluation.rule_scores(detector.score, valid, train, options.smooth, on_train)
+        pooled = None
+        if earlier:
+            valid, valid_scores, pooled = _pooled(run, detector.name, valid, valid_scores, earlier, engine,
+                                                  allow_pickle, wait, options.smooth)
         scored = evaluation.scored(valid_scores, valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
         summary = {
@@ -73,6 +91,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "validation": chosen["validation"],
             "budgets": chosen["budgets"],
             **{key: chosen[key] for key in ("tail", "note") if key in chosen},
+            **({"pool": pooled} if pooled is not None else {}),
         }
         if "note" in summary:
             log.info(summary["note"])
@@ -100,6 +119,53 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     if summary.get("previous", {}).get("warning"):
         log.warning(summary["previous"]["warning"])
     return summary
+
+
+def _pooled(run: Run, detector: str, valid: Windows, scores: np.ndarray, earlier: list, engine: str | None,
+            allow_pickle: bool, wait: float, smooth: int = 1) -> tuple[Windows, np.ndarray, dict | None]:
+    """(windows, scores, what was pooled or None): ``valid`` with its ``scores``, after the
+    validation windows of the ``earlier`` runs (newest first) that end before every window
+    pooled so far (runs validated on overlapping days give their common windows once, the
+    newest run's).
+
+    Each earlier run scores its own validation windows, not this run's pipeline: the nightly run
+    trains on the days just before its validation day, so last night's validation day lies in
+    this run's training rows, where its scores are in-sample, lower than on any day after the
+    training; pooled so, they would pull the threshold below what the live day needs. Scored by the run validated on them, every pooled day is what
+    the live day is to this run: the day after the training. With ``smooth`` > 1 each run's
+    scores are smoothed after its own training windows', as this run's are. That presumes the scores compare
+    across runs, which holds for one detector on one set of sensors and cadence, each run scaled
+    on its own training; a run of another detector, sensors or cadence ends the pool."""
+    features, interval = run.prepare_info().data.get("features"), run.interval_minutes()
+    windows, parts, names = [valid], [scores], []
+    first = valid.end_time.min() if len(valid) else None
+    for path in earlier:
+        other = Run(path)
+        with other.reading(wait):
+            other.check("prepare", [*split_files("valid"), PREPARE_JSON])
+            other.check("train", [DETECTOR])
+            scorer = other.detector(engine=engine, allow_pickle=allow_pickle)
+            if (scorer.name, other.prepare_info().data.get("features"), other.interval_minutes()) != \
+                    (detector, features, interval):
+                log.info(f"--pool: {other.path} has another detector, sensors or cadence; the pool ends there")
+                break
+            split = other.split("valid")
+            before = np.flatnonzero(split.end_time < first) if first is not None else np.arange(len(split))
+            if before.size == 0:
+                continue
+            log.info(f"--pool: {scorer.name} scores of {len(before):,} validation windows of {other.path}")
+            own, _ = evaluation.rule_scores(scorer.score, split, other.split("train") if smooth > 1 else None, smooth)
+            split = split.subset(before)
+            windows.append(split)
+            parts.append(own[before])
+            names.append(str(other.path))
+            first = split.end_time.min()
+    if not names:
+        return valid, scores, None
+    pooled = Windows.concat(windows[::-1])
+    info = {"runs": names, "windows": len(pooled), "own_windows": len(valid),
+            "days": days_covered(len(pooled), interval)}
+    return pooled, np.concatenate(parts[::-1]), info
 
 
 # threshold --previous warns when the new value is more than this many times the previous one, or
@@ -177,7 +243,8 @@ def threshold_text(summary: dict) -> str:
         ["rule", rule_text(summary)],
         *([["score", f"trailing median over {summary['smooth']} windows"]] if summary.get("smooth", 1) > 1 else []),
         ["detector", f"{summary['detector']} ({summary['engine']} engine)"],
-        [f"on validation: {v['n_windows']:,} windows, {v['n_positive']:,} positive"],
+        [f"on validation: {v['n_windows']:,} windows, {v['n_positive']:,} positive"
+         + (f" (pooled over {len(summary['pool']['runs']) + 1} runs)" if "pool" in summary else "")],
         ["alarms (true / false)", f"{c['tp']:,} / {c['fp']:,}"],
         ["precision", v["precision"]],
         ["recall", v["recall"]],
