@@ -14,7 +14,6 @@ nothing.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,12 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-REAL = Path(os.environ.get("SHEET_BREAK_CSV", ROOT.parent / "shared/data/sheet-break.csv.gz"))
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work")) / "study"
-QUICK = os.environ.get("BENCH_QUICK") == "1"
-CLI = [sys.executable, "-m", "lstm_rare_event"]
+import common
+from common import CLI, HERE, QUICK, REAL
+
+WORK = common.WORK / "study"
 REPLICATES = 200 if QUICK else 1000
 HORIZON = "60"  # what operators ask for; the label shift alone (4 min) is too short to act on
 COMMON = ["--every", "1d", "--valid-window", "1d", "--horizon", HORIZON, "--replicates", str(REPLICATES), "-q"]

@@ -37,12 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-REAL = Path(os.environ.get("SHEET_BREAK_CSV", ROOT.parent / "shared/data/sheet-break.csv.gz"))
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work")) / "deploy"
-QUICK = os.environ.get("BENCH_QUICK") == "1"
-CLI = [sys.executable, "-m", "lstm_rare_event"]
+import common
+from common import CLI, HERE, QUICK, REAL, ROOT
+
+WORK = common.WORK / "deploy"
 START_SHARE = 0.6  # the replay covers the rows after this share of the file
 INITIAL_DAYS = 4  # the nightly target's --last 4d
 HORIZON_MINUTES = 60.0

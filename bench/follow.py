@@ -32,15 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
-REAL = Path(os.environ.get("SHEET_BREAK_CSV", ROOT.parent / "shared/data/sheet-break.csv.gz"))
+from common import CLI, HERE, REAL, ROOT, WORK
+
 DETECTORS = ("lstm", "mahalanobis")
 TARGET_SECONDS = 0.050
 CONTEXT_ROWS = 1000
 NO_LINE_SECONDS = 1.0  # a row without a line by then ends no window
-CLI = [sys.executable, "-m", "lstm_rare_event"]
 
 
 def _tool(*args) -> None:

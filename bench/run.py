@@ -27,14 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-REAL = Path(os.environ.get("SHEET_BREAK_CSV", ROOT.parent / "shared/data/sheet-break.csv.gz"))
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
-QUICK = os.environ.get("BENCH_QUICK") == "1"
+from common import CLI, HERE, QUICK, REAL, ROOT, WORK
+
 REPEATS = 2 if QUICK else 5
 BOOTSTRAP = 100 if QUICK else 1000
-CLI = [sys.executable, "-m", "lstm_rare_event"]
 
 RANDOM_SPLIT = ["--split", "random", "--seed", "123", "--allow-gaps"]
 RECIPE_VALUES = ["--detrend", "0", "--clip", "0"]  # the recipe's rows: no detrending, no clipping

@@ -24,11 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import HERE, QUICK, ROOT, WORK
+
 DATA = Path(os.environ.get("SKAB_DIR", ROOT.parent / "shared/data/skab/valve1"))
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 JOBS = os.environ.get("SKAB_JOBS", "2")
 MAKEFILE = ROOT / "examples/skab/Makefile"
 DETECTORS = ("lstm", "mahalanobis", "pca")

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import HERE, ROOT
+
 sys.path.insert(0, str(ROOT))
 
 from lstm_rare_event import detectors  # noqa: E402

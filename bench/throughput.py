@@ -32,9 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
+from common import HERE, ROOT, WORK
+
 DETECTORS = ("lstm", "mahalanobis")
 #: main before issue 12's work on data larger than memory and on throughput: the baseline
 BASELINE_REF = "dd303dd"

@@ -17,7 +17,9 @@ def deploy():
     spec = importlib.util.spec_from_file_location("deploy_bench", ROOT / "bench/deploy.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "bench"))  # its constants come from bench/common.py
+        spec.loader.exec_module(module)
     return module
 
 
