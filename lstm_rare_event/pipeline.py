@@ -136,9 +136,8 @@ class Pipeline:
             detector.warm_start(previous)
         detector.fit(train_w, valid_w)
         threshold = self.threshold.resolved(pre.interval_minutes, self.preprocess.shift)
-        on_train = threshold.params.get("on") in ("train", "fit")
         valid_scores, train_normal = evaluation.rule_scores(
-            detector.score, valid_w, train_w if on_train or threshold.smooth > 1 else None, threshold.smooth, on_train)
+            detector.score, valid_w, train_w if threshold.needs_train else None, threshold.smooth, threshold.on_train)
         scored = evaluation.scored(valid_scores, valid_w, pre.interval_minutes, threshold.merge,
                                    threshold.horizon, train_normal)
         value = thresholds.choose_threshold(threshold.rule, scored, **threshold.params)

