@@ -636,6 +636,10 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
 @click.option("--clear-after", default=f"{DEFAULT_CLEAR_MINUTES:g}min", show_default=True,
               help="A data condition (drift, stuck sensor, cadence) is told cleared after this long of rows "
                    "without it (a duration: 30min, 2h).")
+@click.option("--stale-after", default=ScoreOptions.stale_after,
+              help="With --state: the input is told stale (a data condition, cleared by the next new row) when "
+                   "its newest row stays the newest this long between calls: a duration (30min, 2h) or rows of "
+                   "the run's cadence (15rows); 0: never  [default: 15 rows, 10 minutes at least]")
 @click.option("--missing", type=click.Choice(MISSING), default=ScoreOptions.missing, show_default=True,
               help="An empty cell: error (exit 2 naming row and column), or hold the sensor's last value "
                    "and mark the windows with it (held column).")
@@ -673,8 +677,8 @@ def evaluate_command(run_dir, reference, engine, allow_pickle, wait, as_json):
               help="Print the summary as JSON (on stderr with --out -); with --out-dir, one summary per input "
                    "(inputs) and the bad inputs (failed).")
 def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, history, fail_on_alert, alert_cmd,
-                  alert_log, metrics, clear_after, missing, drift_sd, adopt, time_column, label_column, time_format,
-                  chunk_rows, plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
+                  alert_log, metrics, clear_after, stale_after, missing, drift_sd, adopt, time_column, label_column,
+                  time_format, chunk_rows, plot, all_rows, keep_labels, sep, decimal, engine, allow_pickle, wait, as_json):
     """Flag new data with a trained run, in batch or every few minutes (for cron and Make).
 
     INPUT (- for stdin) has the training file's columns (`y` is optional; with it, break
@@ -708,7 +712,7 @@ def score_command(run_dir, inputs, out_dir, out_path, state_path, follow_input, 
                            drift_sd=drift_sd, wait=wait, adopt=adopt, sep=sep, decimal=decimal, plot=plot,
                            time_column=time_column, label_column=label_column, time_format=time_format,
                            all_rows=all_rows, keep_labels=keep_labels, sinks=sinks,
-                           clear_minutes=duration_minutes(clear_after, "--clear-after"))
+                           clear_minutes=duration_minutes(clear_after, "--clear-after"), stale_after=stale_after)
 
     def report(result):
         # The episodes and data conditions reach stderr as told events (once each), not here.

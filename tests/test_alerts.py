@@ -161,6 +161,24 @@ def test_a_stale_input_starts_once_on_the_wall_clock_and_clears_when_a_row_comes
         Watch.start({**watch.as_json(), "newest_row": {"time": "soon", "seen": "2026-12-05T11:20:00"}}, "run", 30)
 
 
+@pytest.mark.parametrize("stale_after, starts", [("6rows", 12), ("5min", 5), ("0", None)])
+def test_stale_after_sets_how_long_the_newest_row_may_stay_the_newest(stale_after, starts):
+    from lstm_rare_event.alerts.lifecycle import Lifecycle
+    from lstm_rare_event.alerts.watch import Watch
+    from lstm_rare_event.preprocess.spans import parse_gap
+
+    span = parse_gap(stale_after, "--stale-after")
+    watch, started = Watch(Lifecycle("run", 30), stale_after=span), None
+    for minute in range(0, 40):  # one row, a call every minute of wall clock
+        watch.told = []
+        watch.finish(False, DataChecks(), {}, "2026-12-05T05:00:00", interval_minutes=2.0,
+                     now=f"2026-12-05T10:{minute:02d}:00")
+        if watch.told and started is None:
+            started = minute
+        watch = Watch.start(json.loads(json.dumps(watch.as_json())), "run", 30, stale_after=span)
+    assert started == starts  # the default (15 rows of 2 minutes) would start at 30
+
+
 # -- sinks, with real subprocesses -------------------------------------------------------------
 def command(code: str) -> str:
     return f'"{PY}" -c "{code}"'
@@ -373,3 +391,8 @@ def test_score_tells_a_day_file_that_stops_growing_once(runs, new_csv, tmp_path,
         assert result.exit_code == 0, result.output
         told += [line.split(" ", 1)[1] for line in result.stderr.splitlines() if "stale input" in line]
     assert len(told) == 1 and told[0].startswith("warning: stale input since 2026-12-05T10:30:00")
+    now["time"] = "2026-12-05T10:40:00"
+    result = CliRunner().invoke(cli, ["score", *args[1:], "--stale-after", "1h"])  # a longer limit: clears
+    assert result.exit_code == 0 and "warning: stale input cleared" in result.stderr, result.output
+    result = CliRunner().invoke(cli, ["score", *args[1:], "--stale-after", "soon"])
+    assert result.exit_code == 2 and "--stale-after 'soon': expected a duration" in result.stderr, result.output

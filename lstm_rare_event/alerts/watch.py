@@ -21,6 +21,7 @@ from lstm_rare_event.alerts.conditions import (
 )
 from lstm_rare_event.alerts.lifecycle import Lifecycle
 from lstm_rare_event.alerts.sinks import Delivery, Pending, SinkOptions, deliver, write_metrics
+from lstm_rare_event.preprocess.spans import gap_minutes
 
 _PRINT = {"alert": log.alert, "warning": log.warning}
 
@@ -42,14 +43,16 @@ class Watch:
     # input is judged on the wall clock between calls, never by comparing a row's time with it
     # (a historian writes local time or lags, and the two clocks need not agree).
     newest: tuple | None = None
+    # --stale-after as parse_gap reads it (rows or a duration); None: stale_minutes' default.
+    stale_after: object = None
 
     @classmethod
     def start(cls, saved: dict | None, run: str, merge_minutes: float,
-              clear_minutes: float = DEFAULT_CLEAR_MINUTES) -> "Watch":
+              clear_minutes: float = DEFAULT_CLEAR_MINUTES, stale_after=None) -> "Watch":
         """From the state's ``alerts`` object (None: a new state, or a batch call).
         KeyError, TypeError or ValueError when it is malformed."""
         if saved is None:
-            return cls(Lifecycle(run, merge_minutes), Conditions(clear_minutes=clear_minutes))
+            return cls(Lifecycle(run, merge_minutes), Conditions(clear_minutes=clear_minutes), stale_after=stale_after)
         last = saved["last_score"]
         if last is not None and not isinstance(last, (int, float)):
             raise ValueError(f"last_score {last!r}")
@@ -59,7 +62,7 @@ class Watch:
             iso_seconds(newest[0]), iso_seconds(newest[1])  # times that parse
         return cls(Lifecycle.from_json(saved["lifecycle"], run, merge_minutes),
                    Conditions.from_json(saved["conditions"], clear_minutes),
-                   [Pending.from_json(p) for p in saved["pending"]], last, newest=newest)
+                   [Pending.from_json(p) for p in saved["pending"]], last, newest=newest, stale_after=stale_after)
 
     def windows(self, end_seconds, shown, scores, episode, opened, threshold: float,
                 sensors: dict[int, list[dict]]) -> None:
@@ -82,16 +85,24 @@ class Watch:
         if interval_minutes is not None:
             self._stale(last_row, interval_minutes, now or wall_clock())
 
+    def stale_minutes(self, interval_minutes: float) -> float:
+        """How long the newest row may stay the newest: --stale-after, or STALE_ROWS rows of the
+        run's cadence and STALE_MINUTES at least."""
+        if self.stale_after is None:
+            return max(STALE_ROWS * interval_minutes, STALE_MINUTES)
+        return gap_minutes(self.stale_after, interval_minutes)
+
     def _stale(self, last_row: str, interval_minutes: float, now: str) -> None:
         """The stale input: started when the newest row is the one a call saw at least
-        STALE_ROWS rows of the cadence (STALE_MINUTES at least) ago, cleared by a newer row."""
+        :meth:`stale_minutes` ago, cleared by a newer row."""
         if self.newest is None or self.newest[0] != last_row:
             self.newest = (last_row, now)
-        limit = max(STALE_ROWS * interval_minutes, STALE_MINUTES)
+        limit = self.stale_minutes(interval_minutes)
         waited = (iso_seconds(now) - iso_seconds(self.newest[1])) / 60
-        found = {STALE_INPUT: Finding(f"no new row for {waited:.0f} minutes (over {limit:g}: {STALE_ROWS} rows at "
-                                      f"the run's cadence); the newest is of {last_row}: is the historian still "
-                                      "writing?")} if waited >= limit else {}
+        why = f"{STALE_ROWS} rows at the run's cadence" if self.stale_after is None else "--stale-after"
+        found = {STALE_INPUT: Finding(f"no new row for {waited:.0f} minutes (over {limit:g}: {why}); the newest is "
+                                      f"of {last_row}: is the historian still writing?")} \
+            if 0 < limit <= waited else {}  # --stale-after 0: never stale
         self.told += self.conditions.update(found, {STALE_INPUT}, now, self.lifecycle.run)
 
     def inputs(self, missing: list[str], now: str | None = None) -> None:

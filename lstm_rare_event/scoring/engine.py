@@ -38,6 +38,7 @@ from lstm_rare_event.parallel import ahead, map_parts, parts
 from lstm_rare_event.preprocess.csv import CHUNK_ROWS, Buffer, Columns, Table, check_table, read_chunks
 from lstm_rare_event.preprocess.plain import TextTable, read_plain
 from lstm_rare_event.preprocess.preprocessor import Preprocessor, add_summaries, no_window_summary
+from lstm_rare_event.preprocess.spans import parse_gap
 from lstm_rare_event.run import DEFAULT_WAIT, Run, resolve_run, through_link
 from lstm_rare_event.scoring.output import STDIO, Lines, every_row, format_times, output_columns
 
@@ -111,6 +112,10 @@ class ScoreOptions:
     sinks: SinkOptions = SinkOptions()
     #: minutes of rows without a data condition before it is told cleared
     clear_minutes: float = DEFAULT_CLEAR_MINUTES
+    #: the input is stale (a data condition) when its newest row stays the newest this long of wall
+    #: clock between stateful calls: a duration (30min) or rows of the run's cadence (15rows), 0
+    #: never; None: 15 rows and 10 minutes at least (alerts.conditions.STALE_ROWS, STALE_MINUTES)
+    stale_after: str | None = None
     #: the input's time and label columns and time format; None: as the run was prepared
     time_column: str | None = None
     label_column: str | None = None
@@ -125,6 +130,13 @@ class ScoreOptions:
             raise UserError(f"--drift-sd must be a positive number of standard deviations, got {self.drift_sd:g}")
         if not (math.isfinite(self.clear_minutes) and self.clear_minutes >= 0):
             raise UserError(f"--clear-after must be a duration of 0 or more, got {self.clear_minutes:g} minutes")
+        if self.stale_after is not None:
+            parse_gap(self.stale_after, "--stale-after")
+
+    @property
+    def stale(self):
+        """--stale-after as the watch reads it (rows, or a duration), None for the default."""
+        return None if self.stale_after is None else parse_gap(self.stale_after, "--stale-after")
 
     def columns(self, trained: Columns) -> Columns:
         """The input's columns: those given here, the others as in training."""

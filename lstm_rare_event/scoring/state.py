@@ -103,9 +103,10 @@ def remembered(path: Path):
     return known
 
 
-def _watch(data: dict, run_dir, merge_minutes: float, clear_minutes: float = DEFAULT_CLEAR_MINUTES) -> Watch:
+def _watch(data: dict, run_dir, merge_minutes: float, clear_minutes: float = DEFAULT_CLEAR_MINUTES,
+           stale_after=None) -> Watch:
     # A state from before alerting was tracked starts with nothing told.
-    watch = Watch.start(data.get("alerts"), str(run_dir), merge_minutes, clear_minutes)
+    watch = Watch.start(data.get("alerts"), str(run_dir), merge_minutes, clear_minutes, stale_after)
     if watch.last_score is not None and not math.isfinite(watch.last_score):
         raise ValueError(f"last score {watch.last_score!r}")
     return watch
@@ -176,7 +177,7 @@ def read_state(path: Path, scorer: Scorer, run_dir, options: ScoreOptions) -> tu
         if _count(history, "rows") != (0 if carry.tail is None else len(carry.tail)):
             raise ValueError(f"history rows {history['rows']!r}, not the number of rows carried")
         output = _output(data["output"])
-        watch = _watch(data, run_dir, scorer.rule.merge_minutes, options.clear_minutes)
+        watch = _watch(data, run_dir, scorer.rule.merge_minutes, options.clear_minutes, options.stale)
     except UserError:
         raise
     except _MALFORMED as exc:
