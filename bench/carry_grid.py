@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 import numpy as np
@@ -52,8 +53,6 @@ def grid(replay: dict, detector: str, weights: list[float]) -> list[dict]:
     if not nights or any(n["rc"] for n in r["nights"]):
         raise SystemExit("carry_grid: the replay needs every night retrained")
     chosen = [r["nights"][0]["threshold_before"]] + [n.get("threshold_chosen", n["threshold_after"]) for n in r["nights"]]
-    if r["nights"][0].get("threshold_chosen", r["nights"][0]["threshold_after"]) != r["nights"][0]["threshold_after"]:
-        raise SystemExit("carry_grid: the first run's threshold was carried; replay without --carry")
     # A window was scored by the first call at or after it, with the run of the nights before that call.
     every = pd.Timedelta(minutes=s["every_minutes"])
     call = start + np.ceil((frame["time"] - start) / every) * every
@@ -84,15 +83,16 @@ def grid(replay: dict, detector: str, weights: list[float]) -> list[dict]:
     return rows
 
 
-def markdown(replay_name: str, detector: str, replay: dict, rows: list[dict], budget: float) -> str:
+def markdown(replay_name: str, detector: str, replay: dict, rows: list[dict], budget: float, note: str = "") -> str:
     s = replay["settings"]
     md = [f"# threshold --carry W over a replay, {detector}", "",
-          f"Made by `python bench/carry_grid.py {' '.join(sys.argv[1:])}` from the replay of bench/{replay_name}.md "
+          f"Made by `python bench/carry_grid.py {shlex.join(sys.argv[1:])}` from the replay of bench/{replay_name}.md "
           f"({s['start']} to {s['end']}, the real file's rows from {s['start_share']:.0%} on): its windows, each "
           "scored by the run that scored it live, and each retrained day scored again by the run before (as "
-          "bench/deploy.py does), flagged under the thresholds W gives night after night; W = 0 is the "
-          "replay as it ran. Breaks warned within 60 min; the interval is a bootstrap by break event (95 %); "
-          f"the budget is {budget:g} false episodes a day.", "",
+          "bench/deploy.py does), flagged under the thresholds W gives night after night; W = 0: the rule's "
+          "choices as they are (the replay's own figures when it ran without --carry). Breaks warned within 60 "
+          f"min; the interval is a bootstrap by break event (95 %); the budget is {budget:g} false episodes a day.", "",
+          *([note, ""] if note else []),
           "| W | silent days after a retrain | breaks warned | 95 % interval | chance | alarm on | episodes "
           "| false episodes/day | thresholds night by night |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -119,11 +119,13 @@ def main(argv=None) -> int:
     parser.add_argument("--detector", default="mahalanobis")
     parser.add_argument("--weights", default="0,0.25,0.5,0.67,0.75")
     parser.add_argument("--out", default=None, help="bench/OUT.md  [default: REPLAY-carry]")
+    parser.add_argument("--note", default="", help="a sentence for OUT.md (what the grid is for)")
     args = parser.parse_args(argv)
     replay = json.loads((HERE / f"{args.replay}.json").read_text())
     rows = grid(replay, args.detector, [float(w) for w in args.weights.split(",")])
     target = replay["detectors"][args.detector]["budget"]
-    (HERE / f"{args.out or args.replay + '-carry'}.md").write_text(markdown(args.replay, args.detector, replay, rows, target))
+    (HERE / f"{args.out or args.replay + '-carry'}.md").write_text(markdown(args.replay, args.detector, replay, rows, target,
+                                                                              args.note))
     return 0
 
 
