@@ -260,10 +260,13 @@ def night(place: Path, lines: dict, detector: str, makefile: Path, when: pd.Time
     old = json.loads((before / "threshold.json").read_text())["value"]
     rc, _, err, wall = run(nightly_words(lines["nightly"], detector, when, makefile), place)
     after = scoring_run(place, lines["score"])
-    new = json.loads((after / "threshold.json").read_text())["value"]
+    chosen = json.loads((after / "threshold.json").read_text())
+    new = chosen["value"]
     log(f"{detector} nightly {when}: exit {rc}, threshold {old:.4g} -> {new:.4g} ({wall:.0f} s)")
     return {"time": str(when), "rc": rc, "stderr": [t for t in err.splitlines() if t.strip()][-10:],
             "previous_run": str(kept.relative_to(place)), "threshold_before": old, "threshold_after": new,
+            # the rule's own choice, before threshold --carry averaged it with the old threshold
+            "threshold_chosen": chosen.get("carry", {}).get("chosen", new),
             "wall_seconds": round(wall, 1)}
 
 
@@ -483,12 +486,15 @@ def markdown(out: dict) -> str:
         md += ["", f"Events in --alert-log: {r['events'].get('kinds')}.", "",
                "Nightly retrains and the rest of each day after one, scored also by the run before it "
                "(batch, --history):", "",
-               "| night | exit | threshold old → new | breaks | episodes new (old) | warned new (old) | silent |",
+               "| night | exit | threshold old → new (the rule's choice) | breaks | episodes new (old) "
+               "| warned new (old) | silent |",
                "|---|---|---|---|---|---|---|"]
         by_night = {x["night"]: x for x in r["retrains"]}
         for n in r["nights"]:
             x = by_night.get(n["time"], {})
-            line = (f"| {n['time']} | {n['rc']} | {n['threshold_before']:.4g} → {n['threshold_after']:.4g} ")
+            chosen = n.get("threshold_chosen", n["threshold_after"])
+            line = (f"| {n['time']} | {n['rc']} | {n['threshold_before']:.4g} → {n['threshold_after']:.4g}"
+                    f"{f' ({chosen:.4g})' if chosen != n['threshold_after'] else ''} ")
             if "episodes_new" in x:
                 line += (f"| {x['breaks']} | {x['episodes_new']} ({x['episodes_old']}) | {x['warned_new']} "
                          f"({x['warned_old']}) | {'**yes**' if x['silent'] else 'no'} |")

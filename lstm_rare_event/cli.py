@@ -518,9 +518,9 @@ threshold_options = options(
 RULE_PARAMS = tuple(dict.fromkeys(name for rule in RULES.values() for name in rule.params))
 
 
-def threshold_from(rule, merge, horizon, smooth, **params) -> ThresholdOptions:
+def threshold_from(rule, merge, horizon, smooth, carry=T.carry, **params) -> ThresholdOptions:
     given = {name: v for name, v in params.items() if v is not None}
-    return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon, smooth=smooth)
+    return ThresholdOptions(rule=rule, params=given, merge=merge, horizon=horizon, smooth=smooth, carry=carry)
 
 
 @command(cli, "threshold", "lstm-rare-event threshold run --target 1 --horizon 60\n"
@@ -538,9 +538,13 @@ def threshold_from(rule, merge, horizon, smooth, **params) -> ThresholdOptions:
               help="Choose on the validation windows of this many runs: this one's, --previous's and those of the "
                    "runs before it by name in its folder (runs/<date>), each scored by its own run; the rule's budget "
                    "applies to the pooled days. With a day of validation a night, a steadier threshold.")
+@click.option("--carry", type=click.FloatRange(0, 1, max_open=True), default=T.carry, show_default=True,
+              help="With --previous: the threshold is the geometric mean of the rule's choice and --previous's "
+                   "threshold, the latter weighted this much (0: the rule's choice): the nightly threshold moves only "
+                   "part of each night's jump, up or down alike, so a retrain that raises it silences fewer days.")
 @click.option("--json", "as_json", is_flag=True, help="Print threshold.json instead of the table.")
-def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickle, wait, previous, pool, as_json,
-                      **params):
+def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickle, wait, previous, pool, carry,
+                      as_json, **params):
     """Choose the alarm threshold on the validation split.
 
     A window raises an alarm when its detector score is above the threshold. Writes
@@ -549,7 +553,7 @@ def threshold_command(run_dir, rule, merge, horizon, smooth, engine, allow_pickl
     """
     from lstm_rare_event.steps import threshold
 
-    options = threshold_from(rule, merge, horizon, smooth, **params)
+    options = threshold_from(rule, merge, horizon, smooth, carry, **params)
     summary = threshold.run_threshold(run_dir, options, engine, wait=wait, allow_pickle=allow_pickle,
                                       previous=previous, pool=pool)
     click.echo(dumps(summary), nl=False) if as_json else click.echo(threshold.threshold_text(summary))

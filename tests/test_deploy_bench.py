@@ -49,3 +49,13 @@ def test_the_budget_is_the_makefiles_and_lines_count_by_prefix(deploy):
     stderr = ("2026-12-05T07:43:52+00:00 alert: alarm episode 1 opened\n"
               "warning: drift since ...\nError: run: no such run directory\nsomething else\n")
     assert deploy.count_lines(stderr) == {"alert": 1, "warning": 1, "error": 0, "Error": 1, "other": 1}
+
+
+def test_carry_grid_carries_each_night_from_the_threshold_kept_the_night_before():
+    spec = importlib.util.spec_from_file_location("carry_grid_bench", ROOT / "bench/carry_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "bench"))
+        spec.loader.exec_module(module)
+    assert module.chain([10.0, 40.0, 40.0], 0.0) == [10.0, 40.0, 40.0]  # W = 0: the replay as it ran
+    assert module.chain([10.0, 40.0, 40.0], 0.5) == pytest.approx([10.0, 20.0, (20.0 * 40.0) ** 0.5])

@@ -245,10 +245,13 @@ def test_the_nightly_target_swaps_current_twice_and_scoring_follows(runs, tmp_pa
     assert before["run"] == str(night1)
 
     second = nightly("2024-03-06T013000")
-    assert "threshold runs/2024-03-06T013000 --previous current --pool 3" in second
+    assert "threshold runs/2024-03-06T013000 --previous current --pool 3 --carry " in second
     night2 = link.resolve()
     assert os.readlink(link) == "runs/2024-03-06T013000"
-    assert json.loads((night2 / "threshold.json").read_text())["previous"]["run"] == str(night1)
+    chosen = json.loads((night2 / "threshold.json").read_text())
+    assert chosen["previous"]["run"] == str(night1)
+    # the current run's threshold carried into the new one's (same detector: no note)
+    assert chosen["carry"]["weight"] > 0 and "note" not in chosen["carry"]
     assert not oldest.exists() and night1.exists()  # --keep 2: this night's and last night's
     # Before every step of both nights, the link pointed at the run scored before (none the
     # first night), never at the run being made.

@@ -266,7 +266,9 @@ class ThresholdOptions:
     shift (shift rows x the cadence), the warning the labels themselves ask for; operators ask
     for 30 or 60 minutes. ``smooth``: the alarm rule's trailing median over this many windows
     (:func:`~lstm_rare_event.alarms.rule.trailing_median`); the rule is chosen on the smoothed
-    scores. 0 and 1: off (stored as 1).
+    scores. 0 and 1: off (stored as 1). ``carry``: with the threshold of the run this one
+    replaces (``threshold --previous``), the weight that threshold keeps in this one's
+    (:func:`carried`); 0: this run's choice as it is.
     """
 
     rule: str = "alarms-per-day"
@@ -274,12 +276,15 @@ class ThresholdOptions:
     merge: float | str | None = None
     horizon: float | str | None = None
     smooth: int = 1
+    carry: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "params", resolve_params(self.rule, **self.params))
         if isinstance(self.smooth, bool) or not isinstance(self.smooth, (int, np.integer)) or self.smooth < 0:
             raise UserError(f"--smooth must be a whole number of windows (0 or 1: off), got {self.smooth!r}")
         object.__setattr__(self, "smooth", max(int(self.smooth), 1))
+        if isinstance(self.carry, bool) or not (isinstance(self.carry, (int, float)) and 0 <= self.carry < 1):
+            raise UserError(f"--carry must be a weight in [0, 1) (0: off), got {self.carry!r}")
         if self.merge is not None:
             _minutes(self.merge, "--merge", 1.0)
         if self.horizon is not None and _minutes(self.horizon, "--horizon", 1.0) == 0:
@@ -305,9 +310,31 @@ class ThresholdOptions:
         return replace(self, merge=merge, horizon=horizon)
 
     def recorded(self) -> dict:
-        """These options as a step records them; ``smooth`` only when on, so that a step without
-        it records what it did before the option existed."""
-        return {**{k: v for k, v in asdict(self).items() if k != "smooth"}, **smoothing(self.smooth)}
+        """These options as a step records them; ``smooth`` and ``carry`` only when on, so that a
+        step without them records what it did before the options existed."""
+        return {**{k: v for k, v in asdict(self).items() if k not in ("smooth", "carry")}, **smoothing(self.smooth),
+                **({"carry": self.carry} if self.carry else {})}
+
+
+def carried(chosen: float, previous: float, weight: float) -> float:
+    """The threshold after a retrain: the geometric mean of this run's ``chosen`` value and the
+    ``previous`` run's threshold, the previous one weighted ``weight``,
+
+        previous ** weight * chosen ** (1 - weight)
+
+    An exponentially weighted average of the nightly choices (the previous threshold is itself
+    carried), in log space because a threshold moves by ratios (a score scaled on each run's
+    training). Night to night the budget rule's choice is an extreme of a few days' scores and
+    jumps (issue 19: 1060 -> 1528, then a day silent where the old threshold warned of two
+    breaks); the average moves a ``1 - weight`` share of each jump in log terms, up or down alike,
+    so it follows a lasting change within a few nights and keeps no lasting bias toward more or
+    fewer alarms, as a cap on rises alone would. Thresholds of 0 or below are not averaged:
+    ``chosen`` is returned."""
+    if not 0 <= weight < 1:
+        raise ValueError(f"weight {weight} outside [0, 1)")
+    if weight == 0 or chosen <= 0 or previous <= 0:
+        return float(chosen)
+    return float(math.exp(weight * math.log(previous) + (1 - weight) * math.log(chosen)))
 
 
 def _minutes(value, option: str, interval_minutes: float) -> float:

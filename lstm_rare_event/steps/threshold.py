@@ -15,6 +15,7 @@ from lstm_rare_event.alarms.thresholds import ThresholdOptions
 from lstm_rare_event.alarms.episodes import false_episodes_by_cut
 from lstm_rare_event.alarms.metrics import days_covered
 from lstm_rare_event.errors import UserError
+from lstm_rare_event.files import to_jsonable
 from lstm_rare_event.preprocess.windows import Windows
 from lstm_rare_event.run import (
     DEFAULT_WAIT, DETECTOR, PREPARE_JSON, THRESHOLD_JSON, THRESHOLD_PNG, Run, resolve_run, runs_before, split_files,
@@ -43,12 +44,16 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
     summary then compares the two values and warns when they are far apart (:func:`compared`).
     ``pool``: choose on the validation windows of this run and of ``pool`` - 1 runs before it
     (``previous`` and the runs before it by name), each scored by its own run (:func:`_pooled`).
+    ``options.carry`` > 0: the threshold is the rule's choice averaged with ``previous``'s
+    threshold (:func:`~lstm_rare_event.alarms.thresholds.carried`), when their scores compare.
     """
     if pool < 1:
         raise UserError(f"--pool must be 1 or more (1: this run's validation only), got {pool}")
     if pool > 1 and previous is None:
         raise UserError(f"--pool {pool} needs --previous RUN: the runs whose validation is pooled are it and the "
                         "runs before it by name in its folder")
+    if options.carry and previous is None:
+        raise UserError(f"--carry {options.carry:g} needs --previous RUN: the run whose threshold is carried")
     before = _previous_threshold(previous, wait) if previous is not None else None
     earlier = runs_before(previous, pool - 1) if pool > 1 else []
     run = Run(run_dir)
@@ -77,6 +82,9 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
                                                   allow_pickle, wait, options.smooth)
         scored = evaluation.scored(valid_scores, valid, interval, options.merge, horizon, train_normal)
         chosen = evaluation.choose_on_validation(scored, options.rule, options.params)
+        carry = None
+        if before is not None and options.carry:
+            chosen, carry = _carried(chosen, scored, options, detector.name, before)
         summary = {
             "rule": options.rule,
             "params": options.params,
@@ -91,17 +99,20 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
             "budgets": chosen["budgets"],
             **{key: chosen[key] for key in ("tail", "note") if key in chosen},
             **({"pool": pooled} if pooled is not None else {}),
+            **({"carry": carry} if carry is not None else {}),
         }
-        if "note" in summary:
-            log.info(summary["note"])
+        for text in (summary.get("note"), (carry or {}).get("note")):
+            if text:
+                log.info(text)
         warning = value_warning(options.rule, chosen["value"], summary["validation"])
         if warning:
             summary["warning"] = warning
         if before is not None:
-            summary["previous"] = compared(chosen["value"], detector.name, *before)
+            summary["previous"] = compared(chosen["value"], detector.name, *before[:3])
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
-                        "horizon": horizon, **smoothing(options.smooth), "engine": detector.engine}
+                        "horizon": horizon, **smoothing(options.smooth), "engine": detector.engine,
+                        **({"carry": options.carry} if carry is not None else {})}
         with run.writer("threshold", step_options) as out:
             out.json(THRESHOLD_JSON, summary)
             cuts, precision, recall = thresholds.precision_recall_by_threshold(scored.scores, valid.y)
@@ -173,14 +184,31 @@ def _pooled(run: Run, detector: str, valid: Windows, scores: np.ndarray, earlier
 PREVIOUS_RATIO = 2.0
 
 
-def _previous_threshold(previous, wait: float) -> tuple[str, float, str]:
-    """(run directory, threshold value, detector) of the run ``previous``; read before this run
-    is locked, as it may be the same directory. A link (``current``) is named by the run it
-    points to now, which the new run is about to replace."""
+def _previous_threshold(previous, wait: float) -> tuple[str, float, str, int]:
+    """(run directory, threshold value, detector, smooth) of the run ``previous``; read before
+    this run is locked, as it may be the same directory. A link (``current``) is named by the
+    run it points to now, which the new run is about to replace."""
     other = Run(resolve_run(previous))
     with other.reading(wait):
         chosen = other.threshold()
-    return str(other.path), chosen.value, str(chosen.data.get("detector", ""))
+    return str(other.path), chosen.value, str(chosen.data.get("detector", "")), chosen.smooth
+
+
+def _carried(chosen: dict, scored, options: ThresholdOptions, detector: str, before: tuple) -> tuple[dict, dict]:
+    """(``chosen`` with the carried value and its validation figures, what threshold.json says
+    about the carry). The previous threshold is carried only where it cuts the same score: the
+    same detector and smoothing (a run's scores are scaled on its own training, so one detector's
+    thresholds compare across nightly runs, as --pool presumes); otherwise the rule's choice
+    stands, with a note."""
+    run_dir, value, before_detector, before_smooth = before
+    record = {"weight": options.carry, "previous": value, "chosen": chosen["value"]}
+    if (before_detector, before_smooth) != (detector, options.smooth):
+        return chosen, {**record, "note": f"--carry: {run_dir} thresholds another score ({before_detector}, smooth "
+                                          f"{before_smooth}; this is {detector}, smooth {options.smooth}); "
+                                          "its threshold is not carried"}
+    value = thresholds.carried(chosen["value"], value, options.carry)
+    return {**chosen, "value": value, "validation": to_jsonable(evaluation.alarm_summary(scored, value))}, \
+        record
 
 
 def compared(value: float, detector: str, run: str, before: float, before_detector: str) -> dict:
@@ -242,6 +270,9 @@ def threshold_text(summary: dict) -> str:
         ["rule", rule_text(summary)],
         *([["score", f"trailing median over {summary['smooth']} windows"]] if summary.get("smooth", 1) > 1 else []),
         ["detector", f"{summary['detector']} ({summary['engine']} engine)"],
+        *([["chosen by the rule", summary["carry"]["chosen"]],
+           [f"previous run's threshold, weighted {summary['carry']['weight']:g}", summary["carry"]["previous"]]]
+          if "carry" in summary and "note" not in summary["carry"] else []),
         [f"on validation: {v['n_windows']:,} windows, {v['n_positive']:,} positive"
          + (f" (pooled over {len(summary['pool']['runs']) + 1} runs)" if "pool" in summary else "")],
         ["alarms (true / false)", f"{c['tp']:,} / {c['fp']:,}"],
