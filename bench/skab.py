@@ -154,13 +154,19 @@ def markdown(bench: dict) -> str:
     return "\n".join(lines)
 
 
-def makefile_options() -> list[str]:
-    """The Makefile's option sets, as it prints them (make -p would print every rule too)."""
-    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_mahalanobis", "SMOOTH_pca", "THRESHOLD")
-    done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused", "--eval",
-                           "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in variables), "show"],
+def makefile_values(names, **variables: str) -> list[str]:
+    """``NAME = value`` of each of the Makefile's variables ``names`` as it expands them, given
+    ``variables`` on its command line (make -p would print every rule too)."""
+    done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused",
+                           *(f"{k}={v}" for k, v in variables.items()), "--eval",
+                           "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in names), "show"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()
+
+
+def makefile_options() -> list[str]:
+    """The Makefile's option sets, as it prints them."""
+    return makefile_values(("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_mahalanobis", "SMOOTH_pca", "THRESHOLD"))
 
 
 def main(argv: list[str]) -> int:
