@@ -207,6 +207,22 @@ def targets(bench: dict) -> list[str]:
     return lines
 
 
+# What the measurement left (written after it, on 2026-12-05; a rerun reprints it).
+NOTES = """\
+The Makefile's defaults followed the two decisions: `TRAIN_pca = --components 3`, `SMOOTH_FACTOR_pca = 1.5`,
+`SMOOTH_lstm = 30`; bench/skab.md, a fresh run of each through the Makefile, measured the same figures as the
+sets above (lstm 0.794 at 18.8 %, pca 0.776 at 19.4 %), so rethresholding the trained runs gave what the
+Makefile gives. The autoencoder's training is seeded but not always bit-exact: bench/skab_smooth.md's runs
+measured 0.768 at 17.5 % unsmoothed and 0.787 at 19.9 % with SMOOTH=30 (FAR over the judged rows +5.5
+points [+2.0, +9.0] there, +3.7 here); FAR as SKAB counts stays close to the 20 % bar.
+
+Not tried, for time: a lookback other than 10 and `--error mean` (bench/skab_study.md, outside the command
+line: lookback 30 the same F1 at 4.7 points more FAR, `mean` the same F1 at 4.2 more), pca at 4 components
+and 1.5 x, lstm at other limits. A k-consecutive-flags rule has no command-line option; the study found it
+never helped (the false alarms are long runs of drift). The gains are 0.02 on valve1's 16 experiments,
+chosen on them: valve2 and other, kept for an independent check, were not read."""
+
+
 def markdown(bench: dict, sections: list[str]) -> str:
     return "\n".join([
         "# SKAB valve1: option sets for the two missed targets, chosen by leaving experiments out",
@@ -229,6 +245,8 @@ def markdown(bench: dict, sections: list[str]) -> str:
         "Targets (issue 18):",
         "",
         *targets(bench),
+        "",
+        NOTES,
         "",
     ])
 
