@@ -180,15 +180,24 @@ def detector_of(option: str) -> str | None:
     return next((d for d in DETECTORS if name.endswith(f"_{d}")), None)
 
 
-def main(argv: list[str]) -> int:
+def detectors_asked(script: str, argv: list[str], known, default) -> list[str] | None:
+    """The detectors a SKAB bench script was given (``default`` without any), or None after a
+    one-line error when valve1's folder is missing or a name is not in ``known``."""
     if not DATA.is_dir():
-        print(f"bench skab: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
-        return 2
-    chosen = argv or list(DETECTORS)
-    unknown = sorted(set(chosen) - set(DETECTORS))
+        print(f"bench {script}: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
+        return None
+    chosen = argv or list(default)
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
-        print(f"bench skab: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}",
+        print(f"bench {script}: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(known)}",
               file=sys.stderr)
+        return None
+    return chosen
+
+
+def main(argv: list[str]) -> int:
+    chosen = detectors_asked("skab", argv, DETECTORS, DETECTORS)
+    if chosen is None:
         return 2
     options = makefile_options()
     previous = json.loads((HERE / "skab.json").read_text()) if set(chosen) != set(DETECTORS) else None

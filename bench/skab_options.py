@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from common import CLI, ROOT
-from skab import (ABOVE, AUTOENCODER_F1, AUTOENCODER_FAR, DATA, JOBS, WORK, log, makefile_values,
-                  publish, run_make)
+from skab import (ABOVE, AUTOENCODER_F1, AUTOENCODER_FAR, DATA, JOBS, WORK, detectors_asked, log,
+                  makefile_values, publish, run_make)
 from skab_pca import counts_of, paired, slug
 from lstm_rare_event.alarms.bootstrap import pooled_metrics
 from lstm_rare_event.alarms.intervals import counted_metrics
@@ -83,7 +83,7 @@ def rethreshold(source: Path, out: Path, detector: str, variables: dict) -> dict
     threshold = makefile_values(("THRESHOLD",), DETECTOR=detector, **variables)[0].split(" = ", 1)[1]
     results, recorded = out / "results.json", out / "options"
     if results.is_file() and recorded.is_file() and recorded.read_text() == threshold:
-        return {"results": json.loads(results.read_text()), "minutes": None}
+        return {"results": json.loads(results.read_text())}
     log(f"{detector}: {source.name}'s runs thresholded with {threshold} into {out}")
     shutil.rmtree(out, ignore_errors=True)
     experiments = json.loads((source / "results.json").read_text())["per_experiment"]
@@ -103,7 +103,7 @@ def rethreshold(source: Path, out: Path, detector: str, variables: dict) -> dict
     subprocess.run([*CLI, "evaluate-scores", *(str(p) for run, scores, _ in pairs for p in (run, scores)),
                     "--out", str(results), "-q"], cwd=ROOT, check=True)
     recorded.write_text(threshold)
-    return {"results": json.loads(results.read_text()), "minutes": None}
+    return {"results": json.loads(results.read_text())}
 
 
 def measure(detector: str) -> list[dict]:
@@ -117,7 +117,7 @@ def measure(detector: str) -> list[dict]:
         else:
             measured = run_make(detector, out, train, **variables)
             trained[train] = out
-        rows.append({"label": label, "train": train, "variables": variables, **measured})
+        rows.append({"label": label, "train": train, "variables": variables, "results": measured["results"]})
     return rows
 
 
@@ -252,14 +252,8 @@ def markdown(bench: dict, sections: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not DATA.is_dir():
-        print(f"bench skab_options: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
-        return 2
-    chosen = argv or list(CANDIDATES)
-    unknown = sorted(set(chosen) - set(CANDIDATES))
-    if unknown:
-        print(f"bench skab_options: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}",
-              file=sys.stderr)
+    chosen = detectors_asked("skab_options", argv, CANDIDATES, CANDIDATES)
+    if chosen is None:
         return 2
     bench = {"date": datetime.date.today().isoformat(), "data": str(DATA), "detectors": {}}
     sections = []

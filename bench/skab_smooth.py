@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import sys
 
-from skab import DATA, JOBS, WORK, publish, run_make
+from skab import DATA, JOBS, WORK, detectors_asked, publish, run_make
 from skab_pca import counts_of, paired
 
 DETECTORS = ("mahalanobis", "pca", "lstm")
@@ -96,14 +96,8 @@ components."""
 
 
 def main(argv: list[str]) -> int:
-    if not DATA.is_dir():
-        print(f"bench skab_smooth: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
-        return 2
-    chosen = argv or ["mahalanobis", "pca"]
-    unknown = sorted(set(chosen) - set(DETECTORS))
-    if unknown:
-        print(f"bench skab_smooth: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}",
-              file=sys.stderr)
+    chosen = detectors_asked("skab_smooth", argv, DETECTORS, ["mahalanobis", "pca"])
+    if chosen is None:
         return 2
     bench = {"date": datetime.date.today().isoformat(), "data": str(DATA), "smooth": int(SMOOTH),
              "detectors": {detector: measure(detector) for detector in chosen}}
