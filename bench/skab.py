@@ -116,14 +116,15 @@ def markdown(bench: dict) -> str:
           for d in DETECTORS],
         "```",
         "",
-        "with the Makefile's defaults (the options chosen on valve1, bench/skab_study.md):",
+        "with the Makefile's defaults (the options chosen on valve1: bench/skab_study.md, bench/skab_smooth.md, "
+        "bench/skab_options.md):",
         "",
         "```",
         *bench["options"],
         "```",
         "",
-        "THRESHOLD is that of a detector without SMOOTH_DETECTOR; with it, `--rule quantile --q 1 --factor 2 "
-        "--on fit --smooth SMOOTH` (bench/skab_smooth.md).",
+        "THRESHOLD_DETECTOR: the threshold options the Makefile passes for that detector; with SMOOTH_DETECTOR=0, "
+        "SKAB's own `--rule quantile --q 0.99 --factor 1.5 --on fit`.",
         "",
         f"{bench['experiments']} experiments, {bench['rows']:,} rows, {bench['judged_rows']:,} judged (from row 400 "
         "of each file on). F1, FAR and MAR are point-wise, pooled over the experiments; the intervals are 95 % "
@@ -154,32 +155,56 @@ def markdown(bench: dict) -> str:
     return "\n".join(lines)
 
 
-def makefile_options() -> list[str]:
-    """The Makefile's option sets, as it prints them (make -p would print every rule too)."""
-    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_mahalanobis", "SMOOTH_pca", "THRESHOLD")
-    done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused", "--eval",
-                           "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in variables), "show"],
+def makefile_values(names, **variables: str) -> list[str]:
+    """``NAME = value`` of each of the Makefile's variables ``names`` as it expands them, given
+    ``variables`` on its command line (make -p would print every rule too)."""
+    done = subprocess.run(["make", "-s", "-f", str(MAKEFILE), f"SKAB={DATA}", "OUT=unused",
+                           *(f"{k}={v}" for k, v in variables.items()), "--eval",
+                           "show: ; @" + " ".join(f"echo '{v} = '\"$({v})\";" for v in names), "show"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()
 
 
-def main(argv: list[str]) -> int:
+def makefile_options() -> list[str]:
+    """The Makefile's option sets, as it prints them; THRESHOLD as it expands for each detector
+    (THRESHOLD_DETECTOR)."""
+    variables = ("PREPARE", "TRAIN_lstm", "TRAIN_pca", "SMOOTH_lstm", "SMOOTH_mahalanobis", "SMOOTH_pca",
+                 "SMOOTH_FACTOR_pca")
+    return makefile_values(variables) + [line.replace("THRESHOLD = ", f"THRESHOLD_{d} = ", 1) for d in DETECTORS
+                                         for line in makefile_values(("THRESHOLD",), DETECTOR=d)]
+
+
+def detector_of(option: str) -> str | None:
+    """The detector an option line of :func:`makefile_options` belongs to (NAME_DETECTOR), or None."""
+    name = option.split(" = ", 1)[0]
+    return next((d for d in DETECTORS if name.endswith(f"_{d}")), None)
+
+
+def detectors_asked(script: str, argv: list[str], known, default) -> list[str] | None:
+    """The detectors a SKAB bench script was given (``default`` without any), or None after a
+    one-line error when valve1's folder is missing or a name is not in ``known``."""
     if not DATA.is_dir():
-        print(f"bench skab: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
-        return 2
-    chosen = argv or list(DETECTORS)
-    unknown = sorted(set(chosen) - set(DETECTORS))
+        print(f"bench {script}: SKAB's valve1 folder is needed at {DATA}; set SKAB_DIR to it", file=sys.stderr)
+        return None
+    chosen = argv or list(default)
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
-        print(f"bench skab: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}",
+        print(f"bench {script}: unknown detector(s) {', '.join(unknown)}; choose from {', '.join(known)}",
               file=sys.stderr)
+        return None
+    return chosen
+
+
+def main(argv: list[str]) -> int:
+    chosen = detectors_asked("skab", argv, DETECTORS, DETECTORS)
+    if chosen is None:
         return 2
     options = makefile_options()
     previous = json.loads((HERE / "skab.json").read_text()) if set(chosen) != set(DETECTORS) else None
     if previous is not None:
         # The kept figures hold only for the options they were measured with.
-        shared = [line for line in options if not line.startswith(("TRAIN_", "SMOOTH_"))]
-        kept = [line for d in DETECTORS if d not in chosen for line in options
-                if line.startswith((f"TRAIN_{d} ", f"SMOOTH_{d} "))]
+        shared = [line for line in options if detector_of(line) is None]
+        kept = [line for line in options if detector_of(line) not in (None, *chosen)]
         if (previous["quick"] != QUICK or Path(previous["data"]) != DATA
                 or not set(shared + kept) <= set(previous["options"])):
             print("bench skab: bench/skab.json was measured on other data, options or BENCH_QUICK setting than "

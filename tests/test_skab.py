@@ -128,9 +128,11 @@ def test_a_second_make_does_nothing_and_new_options_rerun(made, skab_dir, tmp_pa
     other = make(skab_dir, out, "DETECTOR=pca")
     assert other.stdout.count(" prepare ") == 2 and other.stdout.count("--detector pca") == 2
     assert json.loads((out / "runs/sub-b/train.json").read_text())["detector"]["detector"] == "pca"
-    # pca smooths by default, with twice the largest smoothed score of the 400 rows as the limit
+    # pca keeps 3 components and smooths by default, with 1.5 x the largest smoothed score of the
+    # 400 rows as the limit (SMOOTH_FACTOR_pca; the others' is 2)
+    assert json.loads((out / "runs/sub-b/train.json").read_text())["detector"]["pca"]["components"] == 3
     chosen = json.loads((out / "runs/sub-b/threshold.json").read_text())
-    assert chosen["smooth"] == 30 and chosen["params"] == {"q": 1.0, "factor": 2.0, "on": "fit"}
+    assert chosen["smooth"] == 30 and chosen["params"] == {"q": 1.0, "factor": 1.5, "on": "fit"}
     assert "smooth" not in json.loads((made / "runs/sub-b/threshold.json").read_text())
 
 
