@@ -16,7 +16,7 @@ import pytest
 from conftest import copy_run, fails, invoke, ok
 
 from lstm_rare_event import Pipeline
-from lstm_rare_event.alarms import rule as alarm_rule
+from lstm_rare_event.preprocess import detrend
 from lstm_rare_event.alarms.rule import trailing_median
 from lstm_rare_event.errors import UserError
 from lstm_rare_event.run import Run
@@ -46,7 +46,7 @@ def test_trailing_median_is_pandas_rolling_median_restarting_at_each_segment(k, 
     segment = np.repeat([10, 20, 30, 40], [1, 200, 4, 295])
     expected = rolling_median(scores, segment, k)
     assert np.array_equal(trailing_median(scores, segment, k), expected)
-    monkeypatch.setattr(alarm_rule, "SMOOTH_BLOCK", 13)  # blocks of windows give the same medians
+    monkeypatch.setattr(detrend, "GROUP", 2 * k - 2)  # a window longer than GROUP / 2: one sorted at a time
     assert np.array_equal(trailing_median(scores, segment, k), expected)
     assert trailing_median(scores, segment, k)[201] == scores[201]  # a segment's first window: itself
     assert np.array_equal(trailing_median(scores, segment, 1), scores)

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lstm_rare_event.preprocess.detrend import trailing_median as past_median
+
 # The merge gap of runs thresholded before threshold.json recorded one.
 DEFAULT_MERGE_MINUTES = 30.0
-# Windows smoothed at a time (trailing_median): bounds its memory to k copies of this many scores.
-SMOOTH_BLOCK = 65536
 
 
 def trailing_median(scores, segment, k: int) -> np.ndarray:
@@ -46,19 +46,13 @@ def trailing_median(scores, segment, k: int) -> np.ndarray:
     if k <= 1 or n == 0:
         return scores
     segment = np.asarray(segment)
-    # The index of each window's segment's first window: a new segment starts where it changes.
-    starts = np.flatnonzero(np.append(True, segment[1:] != segment[:-1]))
-    first = starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
-    out = np.empty(n)
-    for lo in range(0, n, SMOOTH_BLOCK):  # (block, k) at a time: k copies of every score at most
-        hi = min(lo + SMOOTH_BLOCK, n)
-        at = np.arange(lo, hi)[:, None] - np.arange(k - 1, -1, -1)  # the k windows ending at each
-        window = np.where(at >= first[lo:hi, None], scores[np.maximum(at, 0)], np.nan)
-        window.sort(axis=1)  # NaN (before the segment) sorts last
-        count = np.minimum(np.arange(lo, hi) - first[lo:hi] + 1, k)
-        rows = np.arange(hi - lo)
-        out[lo:hi] = (window[rows, (count - 1) // 2] + window[rows, count // 2]) / 2
-    return out
+    new = np.append(True, segment[1:] != segment[:-1])
+    last = np.flatnonzero(np.append(new[1:], True))  # each segment's last window
+    # The median of the k windows ending at one, itself included, is detrending's median of the k
+    # rows before the next one of its segment: each segment's last window is followed by a copy.
+    ids = np.cumsum(new)
+    past = past_median(np.insert(scores, last + 1, scores[last])[:, None], np.insert(ids, last + 1, ids[last]), k)
+    return past[np.arange(n) + np.searchsorted(last, np.arange(n)) + 1, 0]
 
 
 def smooth_parts(k: int, parts) -> list[np.ndarray]:
