@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,9 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
         "sensor_1": np.array(["x1", "x22", "x3"], dtype=object)[rng.integers(0, 3, n)],
         "share_1": np.where(rng.random(n) < 0.1, 0.0, rng.random(n)),
         "share_2": np.concatenate([[-0.0, 1e16, 1e-5, 1e-4, 5e-324], -rng.random(n - 5) * 1e-300]),
+        # every double of the positional range is as likely, whole numbers and the range's ends too
+        "share_3": np.concatenate([[1e-4, np.nextafter(1e-4, 0), np.nextafter(1e16, 0), 1e15 + 0.5, 3.0, 2.0**52 + 0.5],
+                                   np.exp(rng.uniform(np.log(1e-4), np.log(1e16), n - 6))]),
     })
 
 
@@ -27,8 +32,17 @@ def _pandas(frame):
     return frame.to_csv(header=False, index=False, lineterminator="\n")
 
 
+@pytest.mark.parametrize("writer", ["arrow", "python", "no pyarrow"])
 @pytest.mark.parametrize("change", ["none", "nan", "inf", "comma", "quote", "offset", "float32", "empty"])
-def test_to_csv_writes_the_bytes_of_pandas(change):
+def test_to_csv_writes_the_bytes_of_pandas(change, writer, monkeypatch):
+    from lstm_rare_event.scoring import output
+
+    if writer == "arrow":
+        pytest.importorskip("pyarrow")
+    monkeypatch.setattr(output, "ARROW_LINES", 1 if writer != "python" else 10**9)
+    if writer == "no pyarrow":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+        monkeypatch.setitem(sys.modules, "pyarrow.compute", None)
     frame = _frame(2000)
     if change == "nan":
         frame.loc[3, "score"] = np.nan
@@ -44,6 +58,8 @@ def test_to_csv_writes_the_bytes_of_pandas(change):
         frame = frame.head(0)
     lines = Lines({name: frame[name].to_numpy() for name in frame.columns})  # what the engine hands the writer
     assert to_csv(lines) == _pandas(frame)
+    if writer == "arrow" and change in ("none", "offset"):
+        assert output._arrow_csv(lines) is not None  # not a fallback
 
 
 @pytest.mark.parametrize("mode", ["mean", "last"])
