@@ -124,3 +124,16 @@ def test_ahead_keeps_the_order_and_raises_after_the_items_before_the_error():
             seen.append(item)
     assert seen == [0, 1, 2, 3, 4]
     assert list(ahead(iter([]))) == []
+
+
+@pytest.mark.parametrize("values", ["random", "ties", "ties, nan and -inf"])
+def test_top_sensors_by_argmax_are_those_of_a_stable_descending_sort(values):
+    from lstm_rare_event.alarms.sensors import top_sensors
+
+    rng = np.random.default_rng(7)
+    pool = {"random": None, "ties": [0.0, -0.0, 1.0, 2.5, np.inf], "ties, nan and -inf": [0.0, 1.0, np.nan, -np.inf]}[values]
+    contributions = rng.random((500, 9)) if pool is None else rng.choice(pool, size=(500, 9))
+    features = [f"x{i}" for i in range(9)]
+    names, _ = top_sensors(contributions, features)
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :3]
+    assert (names == np.asarray(features, dtype=object)[order]).all()
