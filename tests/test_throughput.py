@@ -1,10 +1,14 @@
-"""Issue 12's throughput work changes no byte: the fast CSV writer against pandas' to_csv."""
+"""Issues 12 and 20: the throughput work changes no byte (the fast CSV writers against pandas'
+to_csv, the top sensors, the detrending and the windows split over threads)."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ok
 
 from lstm_rare_event.scoring.output import Lines, to_csv
 
@@ -20,6 +24,9 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
         "sensor_1": np.array(["x1", "x22", "x3"], dtype=object)[rng.integers(0, 3, n)],
         "share_1": np.where(rng.random(n) < 0.1, 0.0, rng.random(n)),
         "share_2": np.concatenate([[-0.0, 1e16, 1e-5, 1e-4, 5e-324], -rng.random(n - 5) * 1e-300]),
+        # every double of the positional range is as likely, whole numbers and the range's ends too
+        "share_3": np.concatenate([[1e-4, np.nextafter(1e-4, 0), np.nextafter(1e16, 0), 1e15 + 0.5, 3.0, 2.0**52 + 0.5],
+                                   np.exp(rng.uniform(np.log(1e-4), np.log(1e16), n - 6))]),
     })
 
 
@@ -27,8 +34,17 @@ def _pandas(frame):
     return frame.to_csv(header=False, index=False, lineterminator="\n")
 
 
+@pytest.mark.parametrize("writer", ["arrow", "python", "no pyarrow"])
 @pytest.mark.parametrize("change", ["none", "nan", "inf", "comma", "quote", "offset", "float32", "empty"])
-def test_to_csv_writes_the_bytes_of_pandas(change):
+def test_to_csv_writes_the_bytes_of_pandas(change, writer, monkeypatch):
+    from lstm_rare_event.scoring import output
+
+    if writer == "arrow":
+        pytest.importorskip("pyarrow")
+    monkeypatch.setattr(output, "ARROW_LINES", 1 if writer != "python" else 10**9)
+    if writer == "no pyarrow":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+        monkeypatch.setitem(sys.modules, "pyarrow.compute", None)
     frame = _frame(2000)
     if change == "nan":
         frame.loc[3, "score"] = np.nan
@@ -44,6 +60,8 @@ def test_to_csv_writes_the_bytes_of_pandas(change):
         frame = frame.head(0)
     lines = Lines({name: frame[name].to_numpy() for name in frame.columns})  # what the engine hands the writer
     assert to_csv(lines) == _pandas(frame)
+    if writer == "arrow" and change in ("none", "offset"):
+        assert output._arrow_csv(lines) is not None  # not a fallback
 
 
 @pytest.mark.parametrize("mode", ["mean", "last"])
@@ -108,3 +126,40 @@ def test_ahead_keeps_the_order_and_raises_after_the_items_before_the_error():
             seen.append(item)
     assert seen == [0, 1, 2, 3, 4]
     assert list(ahead(iter([]))) == []
+
+
+@pytest.mark.parametrize("values", ["random", "ties", "ties, nan and -inf"])
+def test_top_sensors_by_argmax_are_those_of_a_stable_descending_sort(values):
+    from lstm_rare_event.alarms.sensors import top_sensors
+
+    rng = np.random.default_rng(7)
+    pool = {"random": None, "ties": [0.0, -0.0, 1.0, 2.5, np.inf], "ties, nan and -inf": [0.0, 1.0, np.nan, -np.inf]}[values]
+    contributions = rng.random((500, 9)) if pool is None else rng.choice(pool, size=(500, 9))
+    features = [f"x{i}" for i in range(9)]
+    names, _ = top_sensors(contributions, features)
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :3]
+    assert (names == np.asarray(features, dtype=object)[order]).all()
+
+
+@pytest.mark.parametrize("detector", ["lstm", "mahalanobis"])
+def test_score_writes_the_same_bytes_with_pyarrow_formatting_every_chunk(runs, new_csv, tmp_path, monkeypatch,
+                                                                         detector):
+    """Issue 20: the whole output, each chunk's lines formatted by pyarrow (from one line on), is
+    what the Python writer gives, whatever the chunks; --all-rows adds empty scores (NaN), which
+    only the other writers write."""
+    pytest.importorskip("pyarrow")
+    from lstm_rare_event.scoring import output
+
+    monkeypatch.setattr(output, "ARROW_LINES", 10**9)
+    expected = tmp_path / "python.csv"
+    ok("score", runs[detector], new_csv, "--out", expected, "-q")
+    monkeypatch.setattr(output, "ARROW_LINES", 1)
+    for chunk in (7, 64, 1_000_000):
+        out = tmp_path / f"arrow-{chunk}.csv"
+        ok("score", runs[detector], new_csv, "--out", out, "--chunk-rows", chunk, "-q")
+        assert out.read_bytes() == expected.read_bytes(), chunk
+    all_rows = tmp_path / "all-rows.csv"
+    ok("score", runs[detector], new_csv, "--out", all_rows, "--all-rows", "-q")
+    monkeypatch.setattr(output, "ARROW_LINES", 10**9)
+    ok("score", runs[detector], new_csv, "--out", expected, "--all-rows", "-q")
+    assert all_rows.read_bytes() == expected.read_bytes()

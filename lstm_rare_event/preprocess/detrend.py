@@ -26,6 +26,7 @@ GROUP = 64
 # Groups ranked at once, about 2 MB of float64 for 59 sensors: in the core's cache.
 GROUPS = 64
 _ONE = np.uint64(1)
+_MANTISSA_BITS, _EXPONENT_BIAS = np.uint64(52), np.uint64(1023)  # of a float64
 
 
 def _medians(by_feature: np.ndarray, starts: np.ndarray, length: int, out: np.ndarray, rows: np.ndarray) -> None:
@@ -73,6 +74,14 @@ def _select(mask: np.ndarray, sums: np.ndarray, k: int) -> np.ndarray:
     return place + _SELECT_IN_BYTE[((mask >> place) & _BYTE) | (rank << np.uint64(8))]
 
 
+def _next_bit(mask: np.ndarray, bit: np.ndarray) -> np.ndarray:
+    """The index of the lowest set bit of each uint64 of ``mask`` above ``bit`` (< 63), which it
+    has: that bit alone, a power of two, is exact as a float64, whose exponent is its index."""
+    above = mask >> (bit + _ONE)
+    above &= ~above + _ONE
+    return bit + _ONE + ((above.astype(np.float64).view(np.uint64) >> _MANTISSA_BITS) - _EXPONENT_BIAS)
+
+
 def _ranked_medians(by_feature: np.ndarray, length: int) -> np.ndarray:
     """(F, T - length + 1): the median of every run of ``length`` (<= GROUP / 2) rows, per feature.
 
@@ -101,7 +110,9 @@ def _ranked_medians(by_feature: np.ndarray, length: int) -> np.ndarray:
         rows = rows.reshape(-1, GROUP)  # (F * g, GROUP), a copy
         m = len(rows)
         base = np.arange(0, m * GROUP, GROUP)[:, None]
-        at = (np.argsort(rows, axis=-1) + base).ravel()  # each row's values in ascending order, as flat indices
+        at = np.argsort(rows, axis=-1)
+        at += base
+        at = at.ravel()  # each row's values in ascending order, as flat indices
         ranked = rows.ravel()[at]
         bits = np.empty(m * GROUP, dtype=np.uint64)
         bits[at] = np.broadcast_to(bit_of_rank, (m, GROUP)).ravel()  # the bit of each value's rank
@@ -111,10 +122,11 @@ def _ranked_medians(by_feature: np.ndarray, length: int) -> np.ndarray:
             bits = bits[:, :-span] | bits[:, span:]
             span *= 2
         mask = bits[:, :per_group] | bits[:, length - power : length - power + per_group]  # (m, per_group)
-        sums = _byte_sums(mask)
-        median = ranked[_select(mask, sums, k).astype(np.intp) + base]
-        if not length % 2:
-            median = (median + ranked[_select(mask, sums, k + 1).astype(np.intp) + base]) / 2
+        lower = _select(mask, _byte_sums(mask), k)
+        median = ranked[lower.astype(np.intp) + base]
+        if not length % 2:  # (lo + hi) / 2, hi the next rank of the window
+            median += ranked[_next_bit(mask, lower).astype(np.intp) + base]
+            median /= 2
         out[:, g0 * per_group : g1 * per_group] = median.reshape(features, -1)
     return out[:, :starts]
 
