@@ -136,7 +136,8 @@ def test_top_sensors_by_argmax_are_those_of_a_stable_descending_sort(values):
     pool = {"random": None, "ties": [0.0, -0.0, 1.0, 2.5, np.inf], "ties, nan and -inf": [0.0, 1.0, np.nan, -np.inf]}[values]
     contributions = rng.random((500, 9)) if pool is None else rng.choice(pool, size=(500, 9))
     features = [f"x{i}" for i in range(9)]
-    names, _ = top_sensors(contributions, features)
+    with np.errstate(invalid="ignore"):  # the pools' inf / inf shares: only the order is checked here
+        names, _ = top_sensors(contributions, features)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :3]
     assert (names == np.asarray(features, dtype=object)[order]).all()
 
