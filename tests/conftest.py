@@ -78,28 +78,29 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build) -> Path:
     return folder
 
 
+def plant_csv(tmp_path_factory, folder: str, name: str, rows: int, seed: int) -> Path:
+    """``rows`` rows of the synthetic plant (``seed``), written once per session."""
+    path = tmp_path_factory.mktemp(folder) / name
+    write_csv(make_sheet_breaks(rows, seed=seed), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def demo_csv(tmp_path_factory):
-    """600 rows of the synthetic plant (seed 1), written once per session."""
-    path = tmp_path_factory.mktemp("demo") / "train.csv"
-    write_csv(make_sheet_breaks(600, seed=1), path)
-    return path
+    """600 rows of the synthetic plant (seed 1)."""
+    return plant_csv(tmp_path_factory, "demo", "train.csv", 600, seed=1)
 
 
 @pytest.fixture(scope="session")
 def new_csv(tmp_path_factory):
     """300 rows of another day of the same plant (seed 2)."""
-    path = tmp_path_factory.mktemp("new") / "new.csv"
-    write_csv(make_sheet_breaks(300, seed=2), path)
-    return path
+    return plant_csv(tmp_path_factory, "new", "new.csv", 300, seed=2)
 
 
 @pytest.fixture(scope="session")
 def history(tmp_path_factory):
     """3000 rows of the plant (seed 3), about four days: enough history for a few backtest folds."""
-    path = tmp_path_factory.mktemp("bt") / "history.csv"
-    write_csv(make_sheet_breaks(3000, seed=3), path)
-    return path
+    return plant_csv(tmp_path_factory, "bt", "history.csv", 3000, seed=3)
 
 
 @pytest.fixture(scope="session")
