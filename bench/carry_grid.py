@@ -29,7 +29,6 @@ import pandas as pd
 import deploy
 from common import HERE, REAL
 
-from lstm_rare_event.alarms.episodes import episode_metrics
 from lstm_rare_event.alarms.thresholds import carried
 
 
@@ -58,27 +57,18 @@ def grid(replay: dict, detector: str, weights: list[float]) -> list[dict]:
     call = start + np.ceil((frame["time"] - start) / every) * every
     run_of = np.searchsorted(np.array(nights, dtype="datetime64[ns]"), call.to_numpy(), side="left")
     merge = r["alarms"]["merge_minutes"]
-    episodes = lambda part, flags, day: episode_metrics(  # noqa: E731
-        part["time"].to_numpy().astype("datetime64[s]"), flags, day, deploy.INTERVAL_MINUTES, merge,
-        deploy.HORIZON_MINUTES)
+    compared = {when: deploy.compared_day(place, when) for when in nights}
     rows = []
     for weight in weights:
         t = chain(chosen, weight)
         flagged = frame.assign(flag=(frame["score"].to_numpy() > np.array(t)[run_of]).astype(int))
         days = []
         for k, when in enumerate(nights):
-            old = pd.read_csv(place / "compare" / f"{when:%Y-%m-%d}.csv", keep_default_na=False)
-            old["time"] = pd.to_datetime(old["time"])
-            stop = when.normalize() + pd.Timedelta(days=1)
-            day = breaks[(breaks > np.datetime64(when)) & (breaks < np.datetime64(stop))]
-            new_part = flagged[(flagged["time"] > when) & (flagged["time"] < stop)]
-            old_part = old[(old["time"] > when) & (old["time"] < stop)]
-            e_new = episodes(new_part, new_part["flag"].to_numpy().astype(bool), day)
-            e_old = episodes(old_part, old_part["score"].to_numpy() > t[k], day)
+            old = compared[when].assign(flag=compared[when]["score"].to_numpy() > t[k])
+            day = deploy.day_after(when, flagged, old, breaks, merge)
             days.append({"night": str(when), "old": t[k], "new": t[k + 1], "chosen": chosen[k + 1],
-                         "episodes_new": e_new["episodes"], "episodes_old": e_old["episodes"],
-                         "warned_new": e_new["warned"], "warned_old": e_old["warned"],
-                         "silent": bool(e_new["episodes"] == 0 and e_old["episodes"] > 0)})
+                         **{key: day[key] for key in ("episodes_new", "episodes_old", "warned_new", "warned_old",
+                                                      "silent")}})
         rows.append({"weight": weight, "alarms": deploy.alarms(flagged, breaks, merge), "nights": days})
     return rows
 

@@ -346,8 +346,6 @@ def logged_events(place: Path, line: CronLine) -> dict:
 def after_retrains(place: Path, replayed: dict, frame: pd.DataFrame, breaks: np.ndarray, merge: float) -> list[dict]:
     """For each night the run changed, the rest of that day scored by the run before it (batch,
     with yesterday's file as --history) beside what the replay's new run flagged."""
-    from lstm_rare_event.alarms.episodes import episode_metrics
-
     rows = []
     for n in replayed["nights"]:
         when = pd.Timestamp(n["time"])
@@ -367,22 +365,35 @@ def after_retrains(place: Path, replayed: dict, frame: pd.DataFrame, breaks: np.
         if rc not in (0, 3):
             rows.append({"night": n["time"], "error": err.strip()[-300:]})
             continue
-        old = pd.read_csv(out, keep_default_na=False)
-        old["time"] = pd.to_datetime(old["time"])
-        stop = when.normalize() + pd.Timedelta(days=1)
-        pick = {"new": frame[(frame["time"] > when) & (frame["time"] < stop)],
-                "old": old[(old["time"] > when) & (old["time"] < stop)]}
-        day_breaks = breaks[(breaks > np.datetime64(when)) & (breaks < np.datetime64(stop))]
-        row = {"night": n["time"], "threshold_old": n["threshold_before"], "threshold_new": n["threshold_after"],
-               "breaks": int(day_breaks.size)}
-        for name, part in pick.items():
-            ep = episode_metrics(part["time"].to_numpy().astype("datetime64[s]"), part["flag"].to_numpy().astype(bool),
-                                 day_breaks, INTERVAL_MINUTES, merge, HORIZON_MINUTES)
-            row[f"episodes_{name}"], row[f"warned_{name}"] = ep["episodes"], ep["warned"]
-            row[f"windows_{name}"] = len(part)
-        row["silent"] = bool(row["episodes_new"] == 0 and row["episodes_old"] > 0)
-        rows.append(row)
+        rows.append({"night": n["time"], "threshold_old": n["threshold_before"], "threshold_new": n["threshold_after"],
+                     **day_after(when, frame, compared_day(place, when), breaks, merge)})
     return rows
+
+
+def compared_day(place: Path, when: pd.Timestamp) -> pd.DataFrame:
+    """The day of the retrain at ``when`` as the run before it scored it (retrains' compare/ file)."""
+    old = pd.read_csv(place / "compare" / f"{when:%Y-%m-%d}.csv", keep_default_na=False)
+    old["time"] = pd.to_datetime(old["time"])
+    return old
+
+
+def day_after(when: pd.Timestamp, new: pd.DataFrame, old: pd.DataFrame, breaks, merge: float) -> dict:
+    """The rest of the day after the retrain at ``when``: its breaks, and the alarm episodes and
+    breaks warned of the new run's windows and the old run's (each with time and flag); silent
+    when the new run raised no episode where the old one did."""
+    from lstm_rare_event.alarms.episodes import episode_metrics
+
+    stop = when.normalize() + pd.Timedelta(days=1)
+    day_breaks = breaks[(breaks > np.datetime64(when)) & (breaks < np.datetime64(stop))]
+    row = {"breaks": int(day_breaks.size)}
+    for name, frame in (("new", new), ("old", old)):
+        part = frame[(frame["time"] > when) & (frame["time"] < stop)]
+        ep = episode_metrics(part["time"].to_numpy().astype("datetime64[s]"), part["flag"].to_numpy().astype(bool),
+                             day_breaks, INTERVAL_MINUTES, merge, HORIZON_MINUTES)
+        row[f"episodes_{name}"], row[f"warned_{name}"] = ep["episodes"], ep["warned"]
+        row[f"windows_{name}"] = len(part)
+    row["silent"] = bool(row["episodes_new"] == 0 and row["episodes_old"] > 0)
+    return row
 
 
 def report(detector: str, replayed: dict, data, times, start, end, lines: dict, target: float) -> dict:
