@@ -6,6 +6,8 @@ horizon) in threshold.json; every later step reads them from there.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from lstm_rare_event import log
 import numpy as np
 
@@ -108,7 +110,7 @@ def run_threshold(run_dir, options: ThresholdOptions = ThresholdOptions(), engin
         if warning:
             summary["warning"] = warning
         if before is not None:
-            summary["previous"] = compared(chosen["value"], detector.name, *before[:3])
+            summary["previous"] = compared(chosen["value"], detector.name, before)
         log.info(f"threshold {chosen['value']:.6g} (--rule {options.rule}); writing {THRESHOLD_JSON} and {THRESHOLD_PNG}")
         step_options = {"rule": options.rule, "params": options.params, "merge": options.merge,
                         "horizon": horizon, **smoothing(options.smooth), "engine": detector.engine,
@@ -184,46 +186,53 @@ def _pooled(run: Run, detector: str, valid: Windows, scores: np.ndarray, earlier
 PREVIOUS_RATIO = 2.0
 
 
-def _previous_threshold(previous, wait: float) -> tuple[str, float, str, int]:
-    """(run directory, threshold value, detector, smooth) of the run ``previous``; read before
-    this run is locked, as it may be the same directory. A link (``current``) is named by the
-    run it points to now, which the new run is about to replace."""
+class Previous(NamedTuple):
+    """What ``threshold --previous RUN`` reads of that run."""
+    run: str
+    value: float
+    detector: str
+    smooth: int
+
+
+def _previous_threshold(previous, wait: float) -> Previous:
+    """The run ``previous``'s threshold; read before this run is locked, as it may be the same
+    directory. A link (``current``) is named by the run it points to now, which the new run is
+    about to replace."""
     other = Run(resolve_run(previous))
     with other.reading(wait):
         chosen = other.threshold()
-    return str(other.path), chosen.value, str(chosen.data.get("detector", "")), chosen.smooth
+    return Previous(str(other.path), chosen.value, str(chosen.data.get("detector", "")), chosen.smooth)
 
 
-def _carried(chosen: dict, scored, options: ThresholdOptions, detector: str, before: tuple) -> tuple[dict, dict]:
+def _carried(chosen: dict, scored, options: ThresholdOptions, detector: str, before: Previous) -> tuple[dict, dict]:
     """(``chosen`` with the carried value and its validation figures, what threshold.json says
     about the carry). The previous threshold is carried only where it cuts the same score: the
     same detector and smoothing (a run's scores are scaled on its own training, so one detector's
     thresholds compare across nightly runs, as --pool presumes); otherwise the rule's choice
     stands, with a note."""
-    run_dir, value, before_detector, before_smooth = before
-    record = {"weight": options.carry, "previous": value, "chosen": chosen["value"]}
-    if (before_detector, before_smooth) != (detector, options.smooth):
-        return chosen, {**record, "note": f"--carry: {run_dir} thresholds another score ({before_detector}, smooth "
-                                          f"{before_smooth}; this is {detector}, smooth {options.smooth}); "
+    record = {"weight": options.carry, "previous": before.value, "chosen": chosen["value"]}
+    if (before.detector, before.smooth) != (detector, options.smooth):
+        return chosen, {**record, "note": f"--carry: {before.run} thresholds another score ({before.detector}, smooth "
+                                          f"{before.smooth}; this is {detector}, smooth {options.smooth}); "
                                           "its threshold is not carried"}
-    value = thresholds.carried(chosen["value"], value, options.carry)
+    value = thresholds.carried(chosen["value"], before.value, options.carry)
     return {**chosen, "value": value, "validation": to_jsonable(evaluation.alarm_summary(scored, value))}, \
         record
 
 
-def compared(value: float, detector: str, run: str, before: float, before_detector: str) -> dict:
+def compared(value: float, detector: str, before: Previous) -> dict:
     """The new threshold ``value`` against the previous run's: their ratio, and a warning when it
     is beyond PREVIOUS_RATIO either way or the detectors differ (their scores do not compare)."""
-    result = {"run": run, "value": before, "detector": before_detector, "ratio": None, "warning": None}
-    if before_detector and before_detector != detector:
-        result["warning"] = (f"--previous {run} thresholds another detector ({before_detector}, this is {detector}); "
-                             "their values do not compare")
+    result = {"run": before.run, "value": before.value, "detector": before.detector, "ratio": None, "warning": None}
+    if before.detector and before.detector != detector:
+        result["warning"] = (f"--previous {before.run} thresholds another detector ({before.detector}, this is "
+                             f"{detector}); their values do not compare")
         return result
-    if before > 0:
-        result["ratio"] = value / before
+    if before.value > 0:
+        result["ratio"] = value / before.value
         if not 1 / PREVIOUS_RATIO <= result["ratio"] <= PREVIOUS_RATIO:
-            result["warning"] = (f"the threshold {value:.6g} is {result['ratio']:.3g}x the previous run's {before:.6g} "
-                                 f"({run}): alarms will be much {'rarer' if result['ratio'] > 1 else 'more frequent'} "
+            result["warning"] = (f"the threshold {value:.6g} is {result['ratio']:.3g}x the previous run's "
+                                 f"{before.value:.6g} ({before.run}): alarms will be much {'rarer' if result['ratio'] > 1 else 'more frequent'} "
                                  "than under the previous threshold; check the validation period (its length, any drift)")
     return result
 
